@@ -1,0 +1,73 @@
+"""Command line: parse arguments, hand over to the stage that does the work.
+
+Exit codes: 0 success, 1 a check or test failed, 2 the configuration (or the command
+line) is wrong: one ``key: problem`` line each on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from sidecar.config import ENV_CONFIG, Config, load
+from sidecar.errors import ConfigError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="leak-sidecar",
+        description="Watch a Go service's expvar and stop its leaks before they take it down.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the sidecar next to the app")
+    run.add_argument(
+        "--config", help=f"config file (default: env {ENV_CONFIG}, else built-in defaults)"
+    )
+    chk = sub.add_parser("check-config", help="validate a config file and exit")
+    chk.add_argument("file", help="the config file")
+    return p
+
+
+def _config_path(arg: str | None, env: Mapping[str, str]) -> Path | None:
+    value = arg if arg is not None else env.get(ENV_CONFIG)
+    return Path(value) if value else None
+
+
+def load_config(path: Path | None, env: Mapping[str, str], err: TextIO) -> Config | None:
+    """Load the config, printing each problem on ``err``; None when it is invalid."""
+    try:
+        return load(path, env)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=err)
+        return None
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``leak-sidecar`` command; returns the exit code."""
+    environ = os.environ if env is None else env
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        cfg = load_config(Path(args.file), environ, sys.stderr)
+        if cfg is None:
+            return EXIT_CONFIG
+        print(f"{args.file}: OK")
+        return EXIT_OK
+    if args.command == "run":
+        cfg = load_config(_config_path(args.config, environ), environ, sys.stderr)
+        if cfg is None:
+            return EXIT_CONFIG
+        from sidecar.supervisor import run  # noqa: PLC0415 -- keep `check-*` commands light
+
+        return run(cfg)
+    raise AssertionError(args.command)  # argparse only admits the commands above

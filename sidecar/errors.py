@@ -1,0 +1,102 @@
+"""The sidecar's exceptions.
+
+Every error the sidecar raises on purpose derives from ``SidecarError``::
+
+    SidecarError
+    ├── ConfigError          a config file, key or environment value is wrong (exit 2)
+    ├── ScrapeError          one scrape of the expvar endpoint failed
+    │   └── ScrapeTransient  a failure a retry may cure (refused, timeout, 5xx)
+    ├── RuleError            a rule file, expression or template cannot be loaded or evaluated
+    └── ActionError          a call to the app's endpoint failed
+        ├── ActionRejected   the app answered 4xx (other than 429): retrying cannot help
+        └── ActionUnavailable 5xx, 429, refused, reset or timed out: transient
+
+Exceptions carry the offending key and value as attributes; messages say what was
+expected and what came. Text received from elsewhere is cut with ``clip`` so that a
+hostile peer cannot flood the log.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActionError",
+    "ActionRejected",
+    "ActionUnavailable",
+    "ConfigError",
+    "RuleError",
+    "ScrapeError",
+    "ScrapeTransient",
+    "SidecarError",
+    "clip",
+]
+
+_CLIP = 300
+
+
+def clip(text: object, limit: int = _CLIP) -> str:
+    """Return ``text`` as a string of at most ``limit`` characters, marking a cut."""
+    s = str(text)
+    return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} more characters)"
+
+
+class SidecarError(Exception):
+    """Base of every error the sidecar raises on purpose."""
+
+
+class ConfigError(SidecarError):
+    """The configuration is invalid; ``problems`` holds one ``key: problem`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class ScrapeError(SidecarError):
+    """A scrape failed; ``reason`` is a low-cardinality label for metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class ScrapeTransient(ScrapeError):
+    """A scrape failure that a retry within the interval may cure."""
+
+
+class RuleError(SidecarError):
+    """A rule cannot be loaded or evaluated; names where when it knows."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        group: str | None = None,
+        rule: str | None = None,
+    ) -> None:
+        self.file = file
+        self.group = group
+        self.rule = rule
+        self.message = message
+        where = ", ".join(
+            f"{k} {v!r}" for k, v in (("file", file), ("group", group), ("rule", rule)) if v
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ActionError(SidecarError):
+    """A call to the app failed."""
+
+    def __init__(self, action: str, url: str, message: str, status: int | None = None) -> None:
+        self.action = action
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class ActionRejected(ActionError):
+    """The app refused the call (4xx other than 429): a retry would be refused too."""
+
+
+class ActionUnavailable(ActionError):
+    """The app could not take the call now (5xx, 429, connection error, timeout)."""

@@ -1,0 +1,115 @@
+"""The sidecar's HTTP server: routes, auth and size limits, health and readiness.
+
+Every stage contributes its routes as a list of ``web.RouteDef``; this module adds the
+cross-cutting parts: bearer-token auth on every state-changing method, the body-size cap,
+``/metrics``, ``/healthz`` (the sidecar's own loops) and ``/readyz`` (config and rules
+loaded, server listening). Neither probe ever looks at the app: a sidecar that turns
+unready when the app struggles would amplify the failure it is there to stop.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+
+__all__ = [
+    "HEALTH",
+    "READY",
+    "REGISTRY",
+    "TOKEN",
+    "Probe",
+    "build_app",
+    "json_error",
+]
+
+Probe = Callable[[], tuple[bool, str]]
+"""Returns (ok, detail) for /healthz or /readyz."""
+
+TOKEN = web.AppKey("token", str)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+HEALTH: web.AppKey[Probe] = web.AppKey("health")
+READY: web.AppKey[Probe] = web.AppKey("ready")
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, message: str, **extra: object) -> web.Response:
+    """A JSON error body ``{"status": "error", "error": message, ...}`` with ``status``."""
+    return web.json_response({"status": "error", "error": message, **extra}, status=status)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[TOKEN]
+    if token and request.method not in _SAFE_METHODS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return json_error(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+        # Constant time, on bytes so that non-ASCII input cannot raise.
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return json_error(401, "invalid bearer token")
+    return await handler(request)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return json_error(413, f"request body too large: {exc.text}")
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return json_error(exc.status, exc.reason)
+        raise
+
+
+# Every name we export is in the classic alphabet, so the classic text format is what we
+# speak: every Prometheus version since 2.0 reads it.
+_EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": _EXPOSITION})
+
+
+async def _probe(request: web.Request, ok: bool, detail: str) -> web.Response:
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", "detail": detail}, status=200 if ok else 503
+    )
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return await _probe(request, *request.app[HEALTH]())
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    return await _probe(request, *request.app[READY]())
+
+
+def build_app(
+    *,
+    registry: CollectorRegistry,
+    token: str | None,
+    max_body_bytes: int,
+    health: Probe,
+    ready: Probe,
+    routes: Iterable[web.RouteDef] = (),
+) -> web.Application:
+    """Assemble the aiohttp application; ``token`` None means no auth (loopback only)."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors, _auth])
+    app[TOKEN] = token or ""
+    app[REGISTRY] = registry
+    app[HEALTH] = health
+    app[READY] = ready
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_routes(list(routes))
+    return app

@@ -1,0 +1,182 @@
+"""The series store: a bounded ring of (timestamp, value) per series.
+
+Timestamps are integer milliseconds (``array('q')``), values doubles (``array('d')``),
+so the rule engine can bisect a window without building objects. Retention is the
+longest range any loaded rule reads plus the 5m lookback; older samples are dropped on
+every ingest. A series absent from an ingest of its origin, or every series of an origin
+whose scrape failed, gets Prometheus's staleness marker, so "no data" can be told apart
+from "condition cleared". The total number of series is capped.
+
+Each series has an ``origin``: ``"scrape"`` for the expvar view (what ``/metrics``
+exports), or the id of a recording or alerting rule that produced it. Staleness is
+decided per origin, as Prometheus decides it per scrape target and per rule.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from sidecar.model import STALE_NAN, LabelSet, is_stale, metric_name
+
+__all__ = ["SCRAPE", "IngestResult", "Series", "Store"]
+
+SCRAPE = "scrape"
+"""Origin of the series that came from the app's expvar endpoint."""
+
+# Compact a series' arrays once this many dropped samples sit before its head.
+_COMPACT_AT = 256
+
+
+class Series:
+    """One series' samples, oldest first; ``ts[head:]`` and ``vs[head:]`` are live."""
+
+    __slots__ = ("head", "labels", "name", "origin", "stale", "ts", "vs")
+
+    def __init__(self, labels: LabelSet, origin: str) -> None:
+        self.labels = labels
+        self.name = metric_name(labels)
+        self.origin = origin
+        self.ts: array[int] = array("q")
+        self.vs: array[float] = array("d")
+        self.head = 0
+        self.stale = False
+
+    def __len__(self) -> int:
+        return len(self.ts) - self.head
+
+    def append(self, t: int, v: float) -> None:
+        """Add a sample; one not newer than the last is ignored, as Prometheus does."""
+        if len(self.ts) > self.head and t <= self.ts[-1]:
+            return
+        self.ts.append(t)
+        self.vs.append(v)
+        self.stale = is_stale(v)
+
+    def trim(self, min_t: int) -> None:
+        """Drop samples older than ``min_t``."""
+        cut = bisect_left(self.ts, min_t, self.head)
+        if cut == self.head:
+            return
+        self.head = cut
+        if self.head >= _COMPACT_AT and self.head * 2 >= len(self.ts):
+            del self.ts[: self.head]
+            del self.vs[: self.head]
+            self.head = 0
+
+    def span(self, lo: int, hi: int) -> tuple[int, int]:
+        """Indices ``[i, j)`` of the samples with ``lo <= t <= hi`` (both ends inclusive)."""
+        return bisect_left(self.ts, lo, self.head), bisect_right(self.ts, hi, self.head)
+
+    def last(self) -> tuple[int, float] | None:
+        """The newest sample, staleness marker included, or ``None``."""
+        if len(self.ts) == self.head:
+            return None
+        return self.ts[-1], self.vs[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingest did: series written, new series refused by the cap, series staled."""
+
+    written: int
+    refused: int
+    staled: int
+
+
+class Store:
+    """All series, bounded in time (``retention_ms``) and in count (``max_series``)."""
+
+    def __init__(self, retention_ms: int, max_series: int) -> None:
+        self.retention_ms = retention_ms
+        self.max_series = max_series
+        self._series: dict[LabelSet, Series] = {}
+        self._by_name: dict[str, dict[LabelSet, Series]] = {}
+        self._by_origin: dict[str, dict[LabelSet, Series]] = {}
+        self.generation = 0
+        """Bumped whenever a series is added or removed, so selectors can cache matches."""
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def get(self, labels: LabelSet) -> Series | None:
+        """The series with exactly these labels."""
+        return self._series.get(labels)
+
+    def by_name(self, name: str) -> Iterator[Series]:
+        """Every series whose ``__name__`` is ``name``."""
+        return iter(self._by_name.get(name, {}).values())
+
+    def __iter__(self) -> Iterator[Series]:
+        return iter(self._series.values())
+
+    def ingest(
+        self, t: int, samples: Mapping[LabelSet, float], origin: str = SCRAPE
+    ) -> IngestResult:
+        """Write one scrape's (or one rule evaluation's) samples at time ``t``.
+
+        Series of ``origin`` missing from ``samples`` get a staleness marker at ``t``.
+        """
+        written = refused = 0
+        for labels, value in samples.items():
+            s = self._series.get(labels)
+            if s is None:
+                if len(self._series) >= self.max_series:
+                    refused += 1
+                    continue
+                s = self._add(labels, origin)
+            s.append(t, value)
+            written += 1
+        staled = 0
+        for s in self._by_origin.get(origin, {}).values():
+            if not s.stale and s.labels not in samples:
+                s.append(t, STALE_NAN)
+                staled += 1
+        if origin == SCRAPE:
+            # Once per scrape is often enough; rule outputs expire on the same sweep.
+            self.expire(t)
+        return IngestResult(written, refused, staled)
+
+    def mark_stale(self, t: int, origin: str = SCRAPE) -> int:
+        """End every live series of ``origin`` at ``t`` (a failed scrape); return how many."""
+        n = 0
+        for s in self._by_origin.get(origin, {}).values():
+            if not s.stale:
+                s.append(t, STALE_NAN)
+                n += 1
+        self.expire(t)
+        return n
+
+    def expire(self, now: int) -> None:
+        """Drop samples past retention, and series with nothing left in it."""
+        min_t = now - self.retention_ms
+        dead = []
+        for s in self._series.values():
+            s.trim(min_t)
+            if not s:
+                dead.append(s)
+        for s in dead:
+            del self._series[s.labels]
+            for index, key in ((self._by_name, s.name), (self._by_origin, s.origin)):
+                group = index[key]
+                del group[s.labels]
+                if not group:
+                    del index[key]
+        if dead:
+            self.generation += 1
+
+    def latest(self, origin: str = SCRAPE) -> Iterator[tuple[LabelSet, float]]:
+        """The newest value of every live series of ``origin`` (what ``/metrics`` shows)."""
+        for s in self._by_origin.get(origin, {}).values():
+            if not s.stale and len(s):
+                yield s.labels, s.vs[-1]
+
+    def _add(self, labels: LabelSet, origin: str) -> Series:
+        s = Series(labels, origin)
+        self._series[labels] = s
+        self._by_name.setdefault(s.name, {})[labels] = s
+        self._by_origin.setdefault(origin, {})[labels] = s
+        self.generation += 1
+        return s

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test: globals reset, free ports, a fresh registry."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+
+from sidecar.logs import configure
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """Every test starts and ends with structlog's defaults."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A private metrics registry, so no test sees another's samples."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def log_stream() -> io.StringIO:
+    """Capture structlog's JSON output in memory."""
+    stream = io.StringIO()
+    configure("json", "debug", stream)
+    return stream
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -1,0 +1,192 @@
+"""Config loading: defaults, environment, and one exact line per problem with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.cli import main
+from sidecar.config import format_duration, load, parse_duration
+from sidecar.errors import ConfigError
+
+TOKEN_ENV = {"LEAK_SIDECAR_TOKEN": "s3cret"}
+
+
+def test_shipped_config_is_valid_and_equals_the_defaults() -> None:
+    """config/sidecar.yaml validates and says what the built-in defaults say."""
+    shipped = load(Path(__file__).parent.parent / "config" / "sidecar.yaml", TOKEN_ENV)
+    assert shipped == load(None, TOKEN_ENV)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5s", 5.0), ("10m", 600.0), ("1h30m", 5400.0), ("500ms", 0.5), ("1d", 86400.0), ("0s", 0.0)],
+)
+def test_parse_duration_accepts_prometheus_syntax(text: str, seconds: float) -> None:
+    """Durations use Prometheus's unit syntax."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "5", "5 s", "1m1h", "-5s", "1.5s", 5, None, True])
+def test_parse_duration_rejects_everything_else(bad: object) -> None:
+    """Bare numbers, wrong order, signs and fractions are not durations."""
+    with pytest.raises(ValueError, match="expected a duration such as 15s, 10m or 1h30m"):
+        parse_duration(bad)
+
+
+def test_format_duration_round_trips() -> None:
+    """format_duration prints what parse_duration reads."""
+    for text in ("1h30m", "5s", "250ms", "2m3s"):
+        assert format_duration(parse_duration(text)) == text
+
+
+BAD_CONFIGS = [
+    ("scrape:\n  bogus: 1\n", ["scrape.bogus: unknown key"]),
+    (
+        "scrape:\n  interval: 5\n",
+        ["scrape.interval: expected a duration such as 15s, 10m or 1h30m, got 5"],
+    ),
+    (
+        "scrape:\n  interval: 5s\n  timeout: 5s\n",
+        ["scrape.timeout: must be below scrape.interval (5s), got 5s"],
+    ),
+    (
+        "app:\n  base_url: ftp://app:21\n",
+        ["app.base_url: expected an http:// or https:// URL with a host, got 'ftp://app:21'"],
+    ),
+    (
+        "app:\n  expvar_path: debug/vars\n",
+        ["app.expvar_path: expected a path starting with '/', got 'debug/vars'"],
+    ),
+    (
+        "server:\n  listen: 9120\n",
+        ["server.listen: Input should be a valid string, got 9120"],
+    ),
+    (
+        "breaker:\n  min_open: 10m\n  max_open: 1m\n",
+        ["breaker.max_open: must not be below breaker.min_open (10m), got 1m"],
+    ),
+    (
+        "scrape:\n  max_object_keys: 0\n",
+        ["scrape.max_object_keys: Input should be greater than 0, got 0"],
+    ),
+    (
+        "rules:\n  external_labels:\n    pod: ${NO_SUCH_VAR}\n",
+        ["rules.external_labels.pod: environment variable NO_SUCH_VAR is not set"],
+    ),
+    ("- a\n- b\n", ["config: expected a mapping at the top of {path}, got list"]),
+    ("token: abc\n", ["token: unknown key (set env LEAK_SIDECAR_TOKEN or server.token_file)"]),
+    (
+        "scrape:\n  interval: 1x\napp:\n  nope: true\n",
+        [
+            "app.nope: unknown key",
+            "scrape.interval: expected a duration such as 15s, 10m or 1h30m, got '1x'",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "lines"), BAD_CONFIGS)
+def test_bad_config_prints_one_line_per_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, lines: list[str]
+) -> None:
+    """check-config names each bad key path and value, one line each, and exits 2."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["check-config", str(path)], env=TOKEN_ENV) == 2
+    assert capsys.readouterr().err.splitlines() == [line.format(path=path) for line in lines]
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A config file that does not exist is exit 2 with its name."""
+    assert main(["check-config", str(tmp_path / "nope.yaml")], env=TOKEN_ENV) == 2
+    assert capsys.readouterr().err == f"config: file not found: {tmp_path / 'nope.yaml'}\n"
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Broken YAML is reported with its position, exit 2."""
+    path = tmp_path / "c.yaml"
+    path.write_text("scrape: [1,\n")
+    assert main(["check-config", str(path)], env=TOKEN_ENV) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"config: invalid YAML in {path}: ")
+    assert "line 2" in err
+
+
+def test_empty_token_is_an_error_never_a_disabled_feature() -> None:
+    """An empty LEAK_SIDECAR_TOKEN is refused rather than turning auth off."""
+    with pytest.raises(ConfigError) as info:
+        load(None, {"LEAK_SIDECAR_TOKEN": "  "})
+    assert info.value.problems == ["env LEAK_SIDECAR_TOKEN: empty token; unset it or give a token"]
+
+
+def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
+    """A token file holding nothing is refused."""
+    f = tmp_path / "token"
+    f.write_text("\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"server:\n  token_file: {f}\n")
+    with pytest.raises(ConfigError) as info:
+        load(cfg, {})
+    assert info.value.problems == [f"server.token_file: {f} is empty"]
+
+
+def test_token_file_is_read_and_never_printed(tmp_path: Path) -> None:
+    """The token comes from the file, and its repr hides it."""
+    f = tmp_path / "token"
+    f.write_text("abc123\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"server:\n  token_file: {f}\n")
+    loaded = load(cfg, {})
+    assert loaded.token is not None
+    assert loaded.token.get_secret_value() == "abc123"
+    assert "abc123" not in repr(loaded)
+
+
+def test_token_from_env_and_file_together_is_ambiguous(tmp_path: Path) -> None:
+    """Two token sources at once are refused, naming both."""
+    f = tmp_path / "token"
+    f.write_text("abc")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"server:\n  token_file: {f}\n")
+    with pytest.raises(ConfigError) as info:
+        load(cfg, TOKEN_ENV)
+    assert info.value.problems == [
+        "server.token_file: set together with env LEAK_SIDECAR_TOKEN; choose one"
+    ]
+
+
+def test_listening_beyond_loopback_needs_a_token_or_an_explicit_opt_out(tmp_path: Path) -> None:
+    """No token on 0.0.0.0 is refused unless allow_unauthenticated says so in so many words."""
+    with pytest.raises(ConfigError) as info:
+        load(None, {})
+    assert info.value.problems == [
+        "server.listen: 0.0.0.0:9120 is beyond loopback and no token is set "
+        "(env LEAK_SIDECAR_TOKEN or server.token_file); "
+        "set server.allow_unauthenticated: true to accept unauthenticated actions"
+    ]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  allow_unauthenticated: true\n")
+    assert load(cfg, {}).token is None
+    cfg.write_text("server:\n  listen: 127.0.0.1:9120\n")
+    assert load(cfg, {}).server.listen == "127.0.0.1:9120"
+
+
+def test_environment_references_expand(tmp_path: Path) -> None:
+    """${VAR} in a string value takes the environment's value, for Downward API labels."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rules:\n  external_labels:\n    pod: ${POD_NAME}\n    ns: prod-${NS}\n")
+    loaded = load(cfg, {**TOKEN_ENV, "POD_NAME": "orders-1", "NS": "eu"})
+    assert loaded.rules.external_labels == {"pod": "orders-1", "ns": "prod-eu"}
+
+
+def test_run_with_bad_config_from_env_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` reads LEAK_SIDECAR_CONFIG and refuses to start on a bad file."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("scrape:\n  bogus: 1\n")
+    env = {**TOKEN_ENV, "LEAK_SIDECAR_CONFIG": str(path)}
+    assert main(["run"], env=env) == 2
+    assert capsys.readouterr().err == "scrape.bogus: unknown key\n"
