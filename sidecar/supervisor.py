@@ -77,7 +77,9 @@ class Sidecar:
             app, handle_signals=False, shutdown_timeout=self.cfg.server.shutdown_grace
         )
         await runner.setup()
-        timeout = aiohttp.ClientTimeout(total=max(self.cfg.scrape.timeout, self.cfg.actions.timeout))
+        timeout = aiohttp.ClientTimeout(
+            total=max(self.cfg.scrape.timeout, self.cfg.actions.timeout)
+        )
         session = aiohttp.ClientSession(timeout=timeout)
         try:
             site = web.TCPSite(runner, host.strip("[]"), int(port))
@@ -127,5 +129,5 @@ def run(cfg: Config) -> int:
     except* Exception as group:
         crashed = True
         for exc in group.exceptions:
-            log.error("sidecar.crashed", error=repr(exc), exc_info=exc)
+            log.exception("sidecar.crashed", error=repr(exc), exc_info=exc)
     return 1 if crashed else 0
