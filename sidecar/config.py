@@ -121,15 +121,38 @@ class RetryConfig(_Model):
     max_elapsed: Duration = Field(10.0, description="Give up once this much time has passed.")
 
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
 class MapConfig(_Model):
     """An expvar map exported as one metric with its keys as label values."""
 
-    path: str = Field(description="Dotted path of the map in /debug/vars, e.g. 'caches'.")
+    path: str = Field(
+        min_length=1, description="Dotted path of the map in /debug/vars, e.g. 'caches'."
+    )
     labels: list[str] = Field(
         min_length=1,
         description="Label name for each nesting level, as client_golang's expvar collector.",
     )
     name: str | None = Field(None, description="Metric name; defaults to the sanitized path.")
+
+    @model_validator(mode="after")
+    def _check(self) -> MapConfig:
+        for label in self.labels:
+            if not _LABEL_NAME.match(label) or label.startswith("__"):
+                raise ValueError(
+                    f"expected a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting "
+                    f"with __) for each of labels, got {label!r}"
+                )
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"expected distinct label names, got {self.labels}")
+        if self.name is not None and not _METRIC_NAME.match(self.name):
+            raise ValueError(
+                f"expected a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*) for name, "
+                f"got {self.name!r}"
+            )
+        return self
 
 
 class AppConfig(_Model):
@@ -169,6 +192,11 @@ class ScrapeConfig(_Model):
     strings: Literal["skip", "info"] = Field(
         "skip", description="Strings carry no number; 'info' exports <name>_info{value=...}."
     )
+    max_text_length: Positive = Field(
+        256,
+        description="Longer expvar keys and string values are not exported: each becomes "
+        "part of a series held in memory, and no real name or label value is this long.",
+    )
     maps: list[MapConfig] = Field(default_factory=list)
     retry: RetryConfig = Field(
         default_factory=lambda: RetryConfig.model_validate(
@@ -189,6 +217,9 @@ class ScrapeConfig(_Model):
                 f"scrape.max_interval: must not be below scrape.interval "
                 f"({format_duration(self.interval)}), got {format_duration(self.max_interval)}"
             )
+        paths = [m.path for m in self.maps]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"scrape.maps: each path may be configured once, got {paths}")
         if self.soft_body_bytes > self.max_body_bytes:
             raise ValueError(
                 f"scrape.soft_body_bytes: must not exceed scrape.max_body_bytes "
@@ -209,13 +240,45 @@ class StoreConfig(_Model):
 class RulesConfig(_Model):
     """The embedded rule engine."""
 
-    files: list[str] = Field(default_factory=lambda: ["rules/*.yml"])
+    files: list[str] = Field(
+        default_factory=lambda: ["rules/*.yml"],
+        description="Globs of Prometheus rule files; the repository's rules/ by default.",
+    )
     evaluation_interval: Duration = Field(15.0, description="Prometheus's default.")
-    external_labels: dict[str, str] = Field(default_factory=dict)
+    external_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Added to every alert sent, as Prometheus's global external_labels; "
+        "none by default, a pod name or namespace is the usual choice.",
+    )
     resend_delay: Duration = Field(60.0, description="Prometheus's --rules.alert.resend-delay.")
     alertmanager_url: Url | None = Field(
         None, description="Send alerts to Alertmanager's v2 API instead of in process."
     )
+    external_url: Url | None = Field(
+        None,
+        description="Prefix of each alert's generator URL (Prometheus's --web.external-url); "
+        "none by default: the sidecar has no query UI to link to.",
+    )
+    outage_tolerance: Duration = Field(
+        3600.0,
+        description="Prometheus's --rules.alert.for-outage-tolerance default: 'for' state "
+        "older than this is not restored after a restart.",
+    )
+    for_grace_period: Duration = Field(
+        600.0,
+        description="Prometheus's --rules.alert.for-grace-period default: a restored alert "
+        "waits at least this long before firing.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RulesConfig:
+        for name in self.external_labels:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
+                raise ValueError(
+                    f"rules.external_labels: invalid label name {name!r}: expected "
+                    "[a-zA-Z_][a-zA-Z0-9_]* not starting with __"
+                )
+        return self
 
 
 class RouteConfig(_Model):
@@ -256,16 +319,61 @@ class ActionsConfig(_Model):
         default_factory=lambda: dict(_DEFAULT_COOLDOWNS),
         description="A flush at most once per 5m: flushing is cheap but refills cost the app.",
     )
-    routes: list[RouteConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="None by default: each rule names its action with its 'action' label.",
+    )
+    dedupe_ttl: Duration = Field(
+        86400.0,
+        description="How long an alert instance is remembered as handled: well past "
+        "Alertmanager's default repeat_interval (4h), so that repeats are never re-acted on.",
+    )
+    dedupe_max: Positive = Field(
+        10000,
+        description="Cap on remembered alert instances (oldest forgotten first): bounds "
+        "memory and journal size against a flood of distinct alerts.",
+    )
+    journal_max_entries: Positive = Field(
+        1000,
+        description="The journal is compacted to its live state past this many lines: "
+        "bounded on disk, and a restart replays it in milliseconds.",
+    )
+    journal_max_bytes: ByteSize = Field(
+        ByteSize(16 * 1024 * 1024),
+        gt=0,
+        description="The journal is also compacted past this size: a few deliveries of "
+        "large payloads (up to server.max_body_bytes each) must not fill the state volume.",
+    )
+    drain_timeout: Duration = Field(
+        5.0,
+        description="At shutdown, in-flight calls get this long before they are cancelled "
+        "(they stay in the journal and run again at the next start); below server.shutdown_grace.",
+    )
 
 
 class BreakerConfig(_Model):
     """The circuit state machine."""
 
-    min_open: Duration = 60.0
-    max_open: Duration = 1800.0
-    probation: Duration = 600.0
-    dry_run: bool = False
+    min_open: Duration = Field(
+        60.0, description="Long enough for the app to shed load; Kubernetes probes run every 10s."
+    )
+    max_open: Duration = Field(1800.0, description="Cap on a grown open time: 30m, then retry.")
+    probation: Duration = Field(
+        600.0, description="Opening again this soon after a reset doubles the open time."
+    )
+    jitter: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="A grown open time is stretched by up to this fraction, so that the "
+        "sidecars of a fleet do not reset their apps in lockstep.",
+    )
+    check_interval: Duration = Field(
+        5.0, description="How often the automatic reset is re-checked: a small part of min_open."
+    )
+    dry_run: bool = Field(
+        False, description="Log and count every decision, call nothing: for a first rollout."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BreakerConfig:

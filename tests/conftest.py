@@ -32,6 +32,8 @@ def log_stream() -> io.StringIO:
     """Capture structlog's JSON output in memory."""
     stream = io.StringIO()
     configure("json", "debug", stream)
+    # A cached logger would keep writing to this test's stream in later tests.
+    structlog.configure(cache_logger_on_first_use=False)
     return stream
 
 

@@ -1,0 +1,217 @@
+"""The action path against the demo app over real HTTP: faults, real timers, SIGKILL restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from actions_support import AUTH, TOKEN, alert, demo_app, rig, until, webhook
+from prometheus_client import CollectorRegistry
+
+from sidecar.demo_app import DemoApp, Fault
+
+pytestmark = pytest.mark.integration
+
+RUNNER = Path(__file__).with_name("actions_runner.py")
+BREAK = "/v1/circuit/break"
+
+
+def _journal(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _outcomes(path: Path) -> list[str]:
+    return [d["outcome"] for e in _journal(path) for d in e.get("done", ())]
+
+
+FAULTS = [
+    pytest.param(Fault(path=BREAK, status=500, times=None), 3, id="status-500"),
+    pytest.param(Fault(path=BREAK, drop=True, times=None), 3, id="dropped-mid-response"),
+    pytest.param(Fault(path=BREAK, delay=30, times=None), 0, id="hanging-past-timeout"),
+    pytest.param(None, 0, id="connection-refused"),
+]
+
+
+@pytest.mark.parametrize(("fault", "recorded"), FAULTS)
+async def test_faults_are_retried_bounded_and_recorded_while_serving(
+    tmp_path: Path, registry: CollectorRegistry, fault: Fault | None, recorded: int
+) -> None:
+    """Each fault costs three attempts, then gave_up is journaled; the sidecar keeps answering."""
+    demo = DemoApp()
+    sections: dict[str, Any] = {"actions": {"timeout": "300ms"}}
+    if fault is None:
+        async with demo_app() as (_, closed):
+            pass
+        sections["app"] = {"base_url": closed}
+    else:
+        demo.faults.add(fault)
+    async with rig(tmp_path, registry, demo=demo, **sections) as r:
+        started = time.monotonic()
+        status, _ = await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
+        assert status == 200
+        # While the call struggles, the sidecar answers at once.
+        assert (await r.client.get("/healthz")).status == 200
+        circuit = await (await r.client.get("/v1/circuit")).json()
+        if fault is not None and fault.delay:
+            assert [a["id"] for a in circuit["pending_actions"]] == ["a-1"]
+        status, _ = await r.post("/alerts", webhook(alert("MapGrowing", action="cache_flush")))
+        assert status == 200
+        assert time.monotonic() - started < 1.0
+        await r.settle()
+        assert len(r.calls(BREAK)) == recorded
+        assert (
+            r.metric("leak_sidecar_actions_total", action="circuit_break", outcome="unavailable")
+            == 3
+        )
+        assert r.metric("leak_sidecar_action_retries_total", action="circuit_break") == 2
+        assert r.metric("leak_sidecar_actions_given_up_total", action="circuit_break") == 1
+        flush = "gave_up" if fault is None else "success"  # the flush has no fault
+        assert sorted(_outcomes(r.path.journal.path)) == sorted(["gave_up", flush])
+        assert r.path.breaker.state.state == "open"  # the decision stands; the app was unreachable
+        assert r.path.dispatcher.pending == {}
+
+
+async def test_real_timers_break_then_reset_after_min_open(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """With the real clock and the run loop: break at once, reset only once min_open passed."""
+    async with rig(
+        tmp_path,
+        registry,
+        real_time=True,
+        breaker={"min_open": "400ms", "check_interval": "20ms"},
+    ) as r:
+        stop = asyncio.Event()
+        loop = asyncio.create_task(r.path.run(stop))
+        try:
+            await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
+            opened = time.monotonic()
+            await r.post(
+                "/alerts",
+                webhook(alert("PoolSaturated", status="resolved", action="circuit_break")),
+            )
+            await until(lambda: len(r.calls()) == 2)
+            assert time.monotonic() - opened >= 0.4
+            assert [c.path for c in r.calls()] == [BREAK, "/v1/circuit/reset"]
+            assert r.demo.sim.circuit()["state"] == "closed"
+        finally:
+            stop.set()
+            await loop
+
+
+# -- restart after SIGKILL ------------------------------------------------------------
+
+
+class _Sidecar:
+    """The runner script as a child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+
+
+@asynccontextmanager
+async def _sidecar(config: Path, log: Path) -> AsyncIterator[_Sidecar]:
+    env = {**os.environ, "LEAK_SIDECAR_TOKEN": TOKEN}
+    with log.open("ab") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(RUNNER),
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stdout.readline()).decode()
+        assert line.startswith("READY "), line
+        yield _Sidecar(proc, int(line.split()[1]))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+def _config(tmp_path: Path, base_url: str) -> Path:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "app": {"base_url": base_url},
+                "server": {"listen": "127.0.0.1:0"},
+                "state_dir": str(tmp_path / "state"),
+                "actions": {"timeout": "20s"},
+            }
+        )
+    )
+    return path
+
+
+async def test_sigkill_after_ack_calls_once_more_on_restart_and_keeps_state(
+    tmp_path: Path,
+) -> None:
+    """Killed mid-call after the 200: the restart makes the call once, same key, circuit open."""
+    demo = DemoApp()
+    demo.faults.add(Fault(path=BREAK, delay=30, times=1))  # the first call hangs
+    async with demo_app(demo) as (_, base_url), aiohttp.ClientSession() as http:
+        config, log = _config(tmp_path, base_url), tmp_path / "sidecar.log"
+        payload = webhook(alert("PoolSaturated", action="circuit_break"))
+        async with _sidecar(config, log) as sc:
+            async with http.post(f"{sc.url}/alerts", json=payload, headers=AUTH) as resp:
+                assert resp.status == 200
+                [action] = (await resp.json())["actions"]
+            await until(lambda: demo.faults.pending() == [])  # the call reached the app
+            sc.proc.send_signal(signal.SIGKILL)
+            await sc.proc.wait()
+        assert demo.calls == []  # the app never finished that call
+
+        async with _sidecar(config, log) as sc:
+            await until(lambda: len(demo.calls) == 1)
+            [call] = demo.calls
+            assert (call.path, call.idempotency_key, call.status) == (BREAK, action["id"], 200)
+            assert call.body["alerts"][0]["labels"]["alertname"] == "PoolSaturated"
+            async with http.get(f"{sc.url}/v1/circuit") as resp:
+                circuit = await resp.json()
+            assert (circuit["state"], circuit["source"]) == ("open", "alert")
+            assert [h["labels"]["alertname"] for h in circuit["held_by"]] == ["PoolSaturated"]
+            # Alertmanager's repeat after the restart is recognised.
+            async with http.post(f"{sc.url}/alerts", json=payload, headers=AUTH) as resp:
+                assert (await resp.json())["duplicates"] == 1
+            # An operator's hold, then another SIGKILL.
+            async with http.post(
+                f"{sc.url}/v1/circuit/break",
+                json={"reason": "incident", "hold": True},
+                headers=AUTH,
+            ) as resp:
+                assert resp.status == 202
+            await until(lambda: len(demo.calls) == 2)
+            journal = tmp_path / "state" / "journal.jsonl"
+            await until(lambda: _outcomes(journal) == ["success", "success"])
+            sc.proc.send_signal(signal.SIGKILL)
+            await sc.proc.wait()
+
+        async with _sidecar(config, log) as sc:
+            async with http.get(f"{sc.url}/v1/circuit") as resp:
+                circuit = await resp.json()
+            assert (circuit["state"], circuit["reason"], circuit["pending_actions"]) == (
+                "held",
+                "incident",
+                [],
+            )
+            await asyncio.sleep(0.3)  # nothing finished is called again
+            assert len(demo.calls) == 2
+            sc.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                assert await sc.proc.wait() == 0
