@@ -1,0 +1,111 @@
+"""Fault injection for the demo target: a status, a delay, or a reply cut off mid-way.
+
+Tests of the sidecar's scraper and actuator need an app that fails on cue. A ``Fault``
+names a path (and optionally a method) and applies to the next ``times`` requests there;
+faults on the same path apply in the order they were added. A refused connection is not
+a fault the app can inject: stop the app instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Fault", "FaultQueue", "drop"]
+
+
+class Fault(BaseModel):
+    """A failure to inject into the next ``times`` requests to ``path``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(pattern=r"^/", max_length=200)
+    method: str | None = Field(None, description="Any method when unset.")
+    status: int | None = Field(None, ge=400, le=599, description="Answer this, do nothing.")
+    delay: float | None = Field(None, ge=0, le=3600, description="Seconds before acting.")
+    drop: bool = Field(False, description="Act, then close the connection mid-response.")
+    times: int | None = Field(1, ge=1, description="How many requests; null: until cleared.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Fault:
+        if self.status is None and self.delay is None and not self.drop:
+            raise ValueError("a fault needs status, delay or drop")
+        if self.status is not None and self.drop:
+            raise ValueError("status and drop exclude each other")
+        if self.path.startswith("/demo/"):
+            raise ValueError(f"faults cannot target the demo controls, got {self.path!r}")
+        return self
+
+    def describe(self) -> str:
+        """A short text for the call record, e.g. ``delay=2.0 status=500``."""
+        parts = [
+            f"delay={self.delay}" if self.delay else "",
+            f"status={self.status}" if self.status is not None else "",
+            "drop" if self.drop else "",
+        ]
+        return " ".join(p for p in parts if p)
+
+
+class FaultQueue:
+    """Pending faults; ``take`` hands out the first that matches a request and uses it up."""
+
+    def __init__(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._sleep = sleep
+        self._faults: list[tuple[Fault, list[int]]] = []  # fault, [uses left, -1: forever]
+        # Set when the app shuts down, so that no shutdown waits out an injected delay.
+        self.closing = asyncio.Event()
+
+    def add(self, fault: Fault) -> None:
+        """Queue ``fault`` behind the others."""
+        self._faults.append((fault, [fault.times if fault.times is not None else -1]))
+
+    def clear(self) -> None:
+        """Drop every pending fault."""
+        self._faults.clear()
+
+    def pending(self) -> list[Fault]:
+        """Pending faults, in the order they apply."""
+        return [f for f, _ in self._faults]
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """The fault for this request, if any, counted as used."""
+        for i, (fault, left) in enumerate(self._faults):
+            if fault.path == path and fault.method in (None, method):
+                if left[0] > 0:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        del self._faults[i]
+                return fault
+        return None
+
+    async def wait(self, fault: Fault | None) -> bool:
+        """Sit out the fault's delay; False when the app began shutting down meanwhile."""
+        if fault is None or not fault.delay:
+            return True
+        waits = [
+            asyncio.ensure_future(self._sleep(fault.delay)),
+            asyncio.ensure_future(self.closing.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return not self.closing.is_set()
+
+
+async def drop(
+    request: web.Request, status: int, body: bytes, content_type: str
+) -> web.StreamResponse:
+    """Send the headers and half the body, then close: the client sees a cut-off reply."""
+    response = web.StreamResponse(status=status)
+    response.content_type = content_type
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    if request.transport is not None:
+        request.transport.close()
+    return response
