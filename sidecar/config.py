@@ -184,8 +184,18 @@ class ScrapeConfig(_Model):
     cost_fraction: float = Field(
         0.05, gt=0, le=1, description="Stretch when a scrape takes more than this share."
     )
-    max_body_bytes: ByteSize = Field(ByteSize(16 * 1024 * 1024), gt=0)
-    soft_body_bytes: ByteSize = Field(ByteSize(4 * 1024 * 1024), gt=0)
+    max_body_bytes: ByteSize = Field(
+        ByteSize(16 * 1024 * 1024),
+        gt=0,
+        description="Counted while streaming; a body this large is a leak, not data, "
+        "and decoding it must not cost the sidecar its memory limit.",
+    )
+    soft_body_bytes: ByteSize = Field(
+        ByteSize(4 * 1024 * 1024),
+        gt=0,
+        description="Past this the interval stretches: rendering such a body costs the "
+        "app a stop-the-world pause and tenths of a second of CPU per scrape.",
+    )
     max_object_keys: Positive = Field(1000, description="Larger objects become <name>_keys.")
     max_depth: Positive = Field(8, description="Deeper nesting is not expanded.")
     max_series: Positive = Field(10000, description="Samples kept from one scrape.")
@@ -197,7 +207,10 @@ class ScrapeConfig(_Model):
         description="Longer expvar keys and string values are not exported: each becomes "
         "part of a series held in memory, and no real name or label value is this long.",
     )
-    maps: list[MapConfig] = Field(default_factory=list)
+    maps: list[MapConfig] = Field(
+        default_factory=list,
+        description="None by default: which expvar maps are keyed families only the app knows.",
+    )
     retry: RetryConfig = Field(
         default_factory=lambda: RetryConfig.model_validate(
             {"attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s", "max_elapsed": "4s"}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from sidecar.expvar import family_of
 from sidecar.model import MetricMeta, metric_name
 from sidecar.store import Store
 
@@ -30,7 +31,8 @@ class ExpvarCollector(Collector):
         self._meta = meta
 
     def collect(self) -> Iterator[Metric]:
-        """Yield one family per metric name; counters keep their ``_total`` sample names."""
+        """Yield one family per metric; a counter's sample keeps ``_total``, a summary's
+        ``_sum`` and ``_count`` join their family."""
         meta = self._meta()
         families: dict[str, Metric] = {}
         for labels, value in self._store.latest():
@@ -38,9 +40,10 @@ class ExpvarCollector(Collector):
             # The app cannot speak for the sidecar: its own namespace is reserved.
             if not name or name.startswith(OWN_PREFIX):
                 continue
-            fam = families.get(name)
+            key = family_of(name, meta)
+            fam = families.get(key)
             if fam is None:
-                fam = families[name] = _family(name, meta.get(name))
+                fam = families[key] = _family(key, meta.get(key))
             fam.add_sample(name, {k: v for k, v in labels if k != "__name__"}, value)
         yield from families.values()
 
@@ -50,6 +53,8 @@ def _family(name: str, meta: MetricMeta | None) -> Metric:
     doc = meta.help if meta else _DEFAULT_HELP
     if kind == "counter" and name.endswith("_total"):
         return Metric(name.removesuffix("_total"), doc, "counter")
+    if kind == "summary":
+        return Metric(name, doc, "summary")
     if kind == "info" and name.endswith("_info"):
         return Metric(name.removesuffix("_info"), doc, "info")
     return Metric(name, doc, "gauge" if kind == "gauge" else "unknown")

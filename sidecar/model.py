@@ -34,7 +34,7 @@ __all__ = [
 LabelSet = tuple[tuple[str, str], ...]
 """A series' labels, ``__name__`` included, sorted by label name: hashable and cheap."""
 
-MetricKind = Literal["gauge", "counter", "untyped", "info"]
+MetricKind = Literal["gauge", "counter", "untyped", "info", "summary"]
 AlertStatus = Literal["firing", "resolved"]
 ActionKind = Literal["circuit_break", "circuit_reset", "cache_flush"]
 

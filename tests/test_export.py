@@ -68,3 +68,27 @@ def test_app_cannot_shadow_the_sidecars_own_metrics() -> None:
     st = Store(retention_ms=60_000, max_series=100)
     st.ingest(1000, {labelset({"__name__": "leak_sidecar_target_up"}): 1.0})
     assert _families(st, {}) == {}
+
+
+def test_summary_samples_form_one_family() -> None:
+    """A summary's quantiles, _sum and _count are exported as one summary family."""
+    st = Store(retention_ms=60_000, max_series=100)
+    st.ingest(
+        1000,
+        {
+            labelset({"__name__": "go_gc_duration_seconds", "quantile": "0.5"}): 0.001,
+            labelset({"__name__": "go_gc_duration_seconds_sum"}): 0.5,
+            labelset({"__name__": "go_gc_duration_seconds_count"}): 10.0,
+        },
+    )
+    meta = {"go_gc_duration_seconds": MetricMeta("summary", "GC pause durations.")}
+    assert _families(st, meta) == {
+        "go_gc_duration_seconds": (
+            "summary",
+            [
+                ("go_gc_duration_seconds", {"quantile": "0.5"}, 0.001),
+                ("go_gc_duration_seconds_sum", {}, 0.5),
+                ("go_gc_duration_seconds_count", {}, 10.0),
+            ],
+        )
+    }
