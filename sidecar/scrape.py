@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -33,9 +33,12 @@ from tenacity import RetryCallState
 from sidecar.config import Config, format_duration
 from sidecar.errors import ScrapeError, ScrapeTransient, clip
 from sidecar.expvar import Flattened, flatten
-from sidecar.model import MetricMeta, Snapshot, now_ms
+from sidecar.model import LabelSet, MetricMeta, Snapshot, labelset, now_ms
 from sidecar.retry import Sleep, retrying
 from sidecar.store import Store
+
+OWN = "sidecar"
+"""Store origin of the series the scraper writes about the scrape itself."""
 
 __all__ = ["ERROR_REASONS", "ScrapeFacts", "Scraper"]
 
@@ -93,6 +96,8 @@ class Scraper:
     ``session`` is the process's one ``aiohttp.ClientSession``; the scraper never closes it.
     ``clock`` gives wall time for sample timestamps, ``monotonic`` measures durations,
     ``sleep`` waits between scrapes and between retries (tests pass recording fakes).
+    ``constants`` are series written with every scrape beside the sidecar's own (e.g.
+    the app's memory limit), so that embedded rules see them as Prometheus would.
     """
 
     def __init__(
@@ -105,8 +110,10 @@ class Scraper:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        constants: Mapping[LabelSet, float] | None = None,
     ) -> None:
         self._cfg = config.scrape
+        self._constants = dict(constants or {})
         self._store = store
         self._session = session
         self._clock = clock
@@ -355,6 +362,23 @@ class Scraper:
             error="",
         )
         self._adapt(cost, snap.body_bytes)
+        self._ingest_own(snap.timestamp_ms, 1.0, duration, snap.body_bytes)
+
+    def _ingest_own(self, t: int, up: float, duration: float, body: int | None) -> None:
+        """Write what Prometheus would see of the sidecar, so embedded rules can use it.
+
+        Prometheus scraping the sidecar gets these as ``leak_sidecar_*`` metrics; the
+        embedded engine reads the same names from the store, as Prometheus reads ``up``.
+        """
+        own = {
+            _TARGET_UP: up,
+            _SCRAPE_DURATION: duration,
+            _SCRAPE_INTERVAL: self.interval,
+            **self._constants,
+        }
+        if body is not None:
+            own[_BODY_BYTES] = float(body)
+        self._store.ingest(t, own, origin=OWN)
 
     def _failed(self, t: int, started: float, exc: ScrapeError) -> None:
         self._store.mark_stale(t)
@@ -377,6 +401,7 @@ class Scraper:
             error=str(exc),
         )
         self._adapt(self._attempt_s, self._seen_bytes)
+        self._ingest_own(t, 0.0, duration, self._seen_bytes)
 
     def _adapt(self, cost: float, body_bytes: int | None) -> None:
         """Stretch the interval while scrapes are costly; step back once they are cheap."""
@@ -412,6 +437,12 @@ class Scraper:
             cost_seconds=round(cost, 6),
             body_bytes=body_bytes,
         )
+
+
+_TARGET_UP = labelset({"__name__": "leak_sidecar_target_up"})
+_SCRAPE_DURATION = labelset({"__name__": "leak_sidecar_scrape_duration_seconds"})
+_SCRAPE_INTERVAL = labelset({"__name__": "leak_sidecar_scrape_interval_seconds"})
+_BODY_BYTES = labelset({"__name__": "leak_sidecar_scrape_body_bytes"})
 
 
 def _status_error(url: str, status: int, text: str | None) -> ScrapeError:

@@ -131,6 +131,7 @@ class Rig:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         store_series: int = 20000,
+        constants: dict[tuple[tuple[str, str], ...], float] | None = None,
         **scrape: Any,
     ) -> None:
         self.cfg = Config.model_validate(
@@ -152,6 +153,7 @@ class Rig:
             clock=lambda: float(next(clock)),
             monotonic=monotonic,
             sleep=sleep or self.sleeps,
+            constants=constants,
         )
 
     def value(self, name: str, **labels: str) -> float | None:
@@ -180,6 +182,28 @@ def big_body(keys: int) -> bytes:
 
 
 # -- success --------------------------------------------------------------------------------
+
+
+async def test_own_series_reach_the_store_for_embedded_rules(
+    target: Target, session: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    """Each scrape writes target_up, its duration, interval, body size and the constants."""
+    limit = labelset({"__name__": "leak_sidecar_app_memory_limit_bytes"})
+    rig = Rig(target.port, session, registry, constants={limit: 2147483648.0})
+    await rig.scraper.scrape_once()
+    own = dict(rig.store.latest(origin="sidecar"))
+    assert own[labelset({"__name__": "leak_sidecar_target_up"})] == 1.0
+    assert own[labelset({"__name__": "leak_sidecar_scrape_body_bytes"})] == float(len(GO_VARS))
+    assert own[labelset({"__name__": "leak_sidecar_scrape_interval_seconds"})] == 15.0
+    assert own[limit] == 2147483648.0
+    assert labelset({"__name__": "leak_sidecar_scrape_duration_seconds"}) in own
+    target.default = status(500)
+    await rig.fail()
+    own = dict(rig.store.latest(origin="sidecar"))
+    assert own[labelset({"__name__": "leak_sidecar_target_up"})] == 0.0
+    assert own[limit] == 2147483648.0
+    # The sidecar's own view stays out of the app's exported series.
+    assert labelset({"__name__": "leak_sidecar_target_up"}) not in dict(rig.store.latest())
 
 
 async def test_success_ingests_the_snapshot(
