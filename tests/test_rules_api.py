@@ -1,0 +1,151 @@
+"""GET /v1/rules and /v1/alerts: Prometheus's /api/v1/rules and /api/v1/alerts shapes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from sidecar.config import RulesConfig
+from sidecar.model import Alert
+from sidecar.rulefile import load_rules
+from sidecar.rules import RuleEngine
+from sidecar.rules_api import routes
+from sidecar.store import Store
+
+T0 = 1_700_000_040_000
+RULES = """\
+groups:
+  - name: leaks
+    interval: 30s
+    rules:
+      - record: pool:ratio
+        expr: pool_active / pool_max
+      - alert: PoolFull
+        expr: pool:ratio > 0.9
+        for: 1m
+        keep_firing_for: 2m
+        labels: {action: circuit_break}
+        annotations: {summary: "{{ $value | humanizePercentage }} full"}
+      - alert: Broken
+        expr: '{__name__=~"pool_active|pool_max"}'
+"""
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    path = tmp_path / "rules.yml"
+    path.write_text(RULES, encoding="utf-8")
+    store = Store(retention_ms=3_600_000, max_series=100)
+    store.ingest(T0, {(("__name__", "pool_active"),): 19.0, (("__name__", "pool_max"),): 20.0})
+
+    async def send(alerts: list[Alert]) -> None:
+        return None
+
+    clock_ms = [T0]
+    engine = RuleEngine(
+        load_rules([str(path)]),
+        store,
+        RulesConfig(),
+        registry=CollectorRegistry(),
+        send=send,
+        state_dir=None,
+        clock=lambda: clock_ms[0] / 1000,
+    )
+    await engine.iterate(engine.groups[0], T0)
+    app = web.Application()
+    app.router.add_routes(routes(engine))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+        yield c
+
+
+async def test_rules_shape(client: TestClient[web.Request, web.Application]) -> None:
+    """Groups, rules and alerts carry Prometheus's field names, units and formats."""
+    resp = await client.get("/v1/rules")
+    assert resp.status == 200
+    body = await resp.json()
+    (group,) = body["data"]["groups"]
+    assert body["status"] == "success"
+    record, alert, broken = group.pop("rules")
+    assert group == {
+        "name": "leaks",
+        "file": group["file"],
+        "interval": 30.0,
+        "limit": 0,
+        "evaluationTime": group["evaluationTime"],
+        "lastEvaluation": "2023-11-14T22:14:00Z",
+    }
+    assert group["file"].endswith("rules.yml")
+    assert record == {
+        "name": "pool:ratio",
+        "query": "pool_active / pool_max",
+        "health": "ok",
+        "evaluationTime": 0.0,
+        "lastEvaluation": "2023-11-14T22:14:00Z",
+        "type": "recording",
+    }
+    assert alert == {
+        "state": "pending",
+        "name": "PoolFull",
+        "query": "pool:ratio > 0.9",
+        "duration": 60.0,
+        "keepFiringFor": 120.0,
+        "labels": {"action": "circuit_break"},
+        "annotations": {"summary": "{{ $value | humanizePercentage }} full"},
+        "alerts": [
+            {
+                "labels": {"action": "circuit_break", "alertname": "PoolFull"},
+                "annotations": {"summary": "95% full"},
+                "state": "pending",
+                "activeAt": "2023-11-14T22:14:00Z",
+                "value": "9.5e-01",
+            }
+        ],
+        "health": "ok",
+        "evaluationTime": 0.0,
+        "lastEvaluation": "2023-11-14T22:14:00Z",
+        "type": "alerting",
+    }
+    assert (broken["health"], broken["lastError"], broken["alerts"]) == (
+        "err",
+        "vector contains metrics with the same labelset after applying alert labels",
+        [],
+    )
+
+
+async def test_rules_type_filter(client: TestClient[web.Request, web.Application]) -> None:
+    """?type=record / ?type=alert keep one kind; any other value is a 400."""
+    rec = await (await client.get("/v1/rules?type=record")).json()
+    assert [r["name"] for r in rec["data"]["groups"][0]["rules"]] == ["pool:ratio"]
+    alerts = await (await client.get("/v1/rules?type=ALERT")).json()
+    assert [r["name"] for r in alerts["data"]["groups"][0]["rules"]] == ["PoolFull", "Broken"]
+    bad = await client.get("/v1/rules?type=both")
+    assert bad.status == 400
+    assert await bad.json() == {
+        "status": "error",
+        "errorType": "bad_data",
+        "error": 'invalid parameter "type": not supported value "both"',
+    }
+
+
+async def test_alerts_list(client: TestClient[web.Request, web.Application]) -> None:
+    """/v1/alerts lists every pending and firing alert of every rule."""
+    resp = await client.get("/v1/alerts")
+    assert await resp.json() == {
+        "status": "success",
+        "data": {
+            "alerts": [
+                {
+                    "labels": {"action": "circuit_break", "alertname": "PoolFull"},
+                    "annotations": {"summary": "95% full"},
+                    "state": "pending",
+                    "activeAt": "2023-11-14T22:14:00Z",
+                    "value": "9.5e-01",
+                }
+            ]
+        },
+    }
