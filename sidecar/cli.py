@@ -35,6 +35,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     chk = sub.add_parser("check-config", help="validate a config file and exit")
     chk.add_argument("file", help="the config file")
+    cr = sub.add_parser(
+        "check-rules",
+        help="validate rule files like `promtool check rules`, plus what the engine can run",
+    )
+    cr.add_argument("files", nargs="+", metavar="FILE")
+    tr = sub.add_parser(
+        "test-rules", help="run rule unit-test files in `promtool test rules` format"
+    )
+    tr.add_argument("files", nargs="+", metavar="FILE")
+    demo = sub.add_parser(
+        "demo", help="watch the sidecar stop a leaking demo app, on loopback, narrated"
+    )
+    demo.add_argument(
+        "--speed", type=float, default=60.0, help="time compression (default %(default)gx)"
+    )
+    da = sub.add_parser("demo-app", help="serve the demo target app (a leaking Go service)")
+    da.add_argument("--listen", default="127.0.0.1:8080", help="host:port (default %(default)s)")
+    da.add_argument("--leak", action="store_true", help="start with the leak switched on")
+    da.add_argument(
+        "--speed", type=float, default=1.0, help="run the simulation this many times faster"
+    )
     return p
 
 
@@ -63,6 +84,25 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return EXIT_CONFIG
         print(f"{args.file}: OK")
         return EXIT_OK
+    if args.command == "check-rules":
+        from sidecar.rulefile import check_rules  # noqa: PLC0415 -- PromQL loads only when needed
+
+        return check_rules(args.files, sys.stdout, sys.stderr)
+    if args.command == "test-rules":
+        from sidecar.ruletest import test_rules  # noqa: PLC0415
+
+        return test_rules(args.files, sys.stdout, sys.stderr)
+    if args.command == "demo":
+        from sidecar.demo import main as demo_main  # noqa: PLC0415
+
+        if not 1 <= args.speed <= 600:
+            print(f"demo: --speed: expected 1 to 600, got {args.speed:g}", file=sys.stderr)
+            return EXIT_CONFIG
+        return demo_main(args.speed)
+    if args.command == "demo-app":
+        from sidecar.demo_app import run_demo_app  # noqa: PLC0415
+
+        return run_demo_app(args.listen, args.leak, speed=args.speed)
     if args.command == "run":
         cfg = load_config(_config_path(args.config, environ), environ, sys.stderr)
         if cfg is None:

@@ -34,6 +34,7 @@ from sidecar.actuator import Actuator
 from sidecar.breaker import Breaker, CircuitState
 from sidecar.config import ActionsConfig
 from sidecar.errors import clip
+from sidecar.history import ActionEvent, History, Transition
 from sidecar.journal import Journal, JournalError
 from sidecar.model import ActionKind, Alert, now_ms
 from sidecar.routing import Route
@@ -94,6 +95,7 @@ class Dispatcher:
         self.pending: dict[str, Action] = {}
         """Journaled actions whose call has not finished, in the order decided."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self.history = History()
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._waiting: str | None = None
         self._dedupe = Counter(
@@ -297,6 +299,7 @@ class Dispatcher:
     def _log_transition(self, old: CircuitState, new: CircuitState) -> None:
         if old.state == new.state and old.since_ms == new.since_ms:
             return
+        self.history.transition(Transition(new.since_ms, new.state, new.reason, new.source))
         log.warning(
             f"circuit.{new.state}",
             previous=old.state,
@@ -327,6 +330,9 @@ class Dispatcher:
         ]
 
     def _start(self, action: Action) -> None:
+        self.history.started(
+            ActionEvent(action.created_ms, action.id, action.kind, action.source, action.reason)
+        )
         lane = "flush" if action.kind == "cache_flush" else "circuit"
         task = asyncio.create_task(
             self._run(action, self._lanes.get(lane)), name=f"action-{action.kind}-{action.id}"
@@ -344,6 +350,7 @@ class Dispatcher:
             log.error("action.crashed", action=action.kind, action_id=action.id, exc_info=exc)
             return  # stays in the journal: the next start tries again
         self.pending.pop(action.id, None)
+        self.history.finished(action.id, outcome)
         # A failure is logged; a restart repeats the call with the same Idempotency-Key.
         with contextlib.suppress(JournalError):
             await self.journal.append(

@@ -125,6 +125,7 @@ class Scraper:
         self.snapshot: Snapshot | None = None
         """The last successful scrape."""
         self.last = ScrapeFacts(url=self.url, interval_s=self.interval)
+        self.timeout_s = self._cfg.timeout
         self._timeout = aiohttp.ClientTimeout(total=self._cfg.timeout)
         self._cheap = 0
         self._attempt_s = 0.0

@@ -1,0 +1,124 @@
+"""End to end on loopback: the demo app leaks, the embedded engine notices, the app is called."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidecar.cli import main
+from sidecar.config import Config
+from sidecar.demo import CompressedClock, run_demo
+from sidecar.demo_app import DemoApp, LeakSettings, serve
+from sidecar.supervisor import Sidecar
+
+SPEED = 60.0
+
+
+async def test_the_demo_story_flush_then_break_then_reset() -> None:
+    """Leaking app: exactly one flush, then one break as the pool fills, one reset on recovery."""
+    out = io.StringIO()
+    result = await run_demo(out, speed=SPEED)
+    text = out.getvalue()
+    assert result.complete, text
+    assert result.calls == {
+        "/v1/cache/flush": 1,
+        "/v1/circuit/break": 1,
+        "/v1/circuit/reset": 1,
+    }, text
+    received = [line.split("app received ")[1].split(" (")[0] for line in text.splitlines()
+                if "app received " in line]  # fmt: skip
+    assert received == [
+        "POST /v1/cache/flush",
+        "POST /v1/circuit/break",
+        "POST /v1/circuit/reset",
+    ]
+    assert "sidecar: alert CacheKeysGrowing is firing" in text
+    assert "sidecar: alert ConnPoolSaturated is firing" in text
+    assert "sidecar: circuit open (alert ConnPoolSaturated firing)" in text
+    assert (
+        "sidecar: circuit closed (every holding alert resolved and its condition cleared)" in text
+    )
+
+
+RULE = """
+groups:
+  - name: latency
+    rules:
+      - alert: KeysAbove
+        expr: cache_keys_total > 100000
+        for: 1m
+        labels:
+          action: cache_flush
+"""
+
+
+async def test_detection_latency_is_within_scrape_eval_and_for(tmp_path: Path) -> None:
+    """The flush arrives within scrape_interval + evaluation_interval + for (+ margin) of the
+    moment the app's key count crossed the threshold."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "latency.yml").write_text(RULE)
+    clock = CompressedClock(SPEED)
+    demo = DemoApp(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep)
+    runner = await serve("127.0.0.1", 0, demo)
+    cfg = Config.model_validate(
+        {
+            "app": {"base_url": f"http://127.0.0.1:{runner.addresses[0][1]}"},
+            "scrape": {"interval": "15s", "timeout": "5s"},
+            "rules": {"files": [str(tmp_path / "rules" / "*.yml")], "evaluation_interval": "15s"},
+            "server": {"listen": "127.0.0.1:0"},
+            "state_dir": str(tmp_path / "state"),
+        }
+    )
+    sidecar = Sidecar(cfg, clock=clock.wall, monotonic=clock.monotonic, sleep=clock.sleep)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sidecar.run(stop))
+    try:
+        await asyncio.wait_for(sidecar.started.wait(), 10)
+        await clock.sleep(30)  # a few healthy scrapes first
+        keys_before = demo.vars()["cache_keys_total"]
+        rate = 2000.0
+        demo.sim.set_leak(LeakSettings(on=True, keys_per_second=rate, pool_per_second=0))
+        leak_on = clock.wall()
+        crossed = leak_on + (100000 - keys_before) / rate
+        async with asyncio.timeout(30):
+            while not demo.calls:  # noqa: ASYNC110 -- the app records calls as they come
+                await asyncio.sleep(0.02)
+        call = demo.calls[0]
+        assert call.path == "/v1/cache/flush"
+        latency = call.time - crossed
+        bound = cfg.scrape.interval + cfg.rules.evaluation_interval + 60.0
+        margin = 15.0  # app seconds: a quarter second of wall time at 60x
+        assert 60.0 <= latency <= bound + margin, (latency, bound)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await runner.cleanup()
+
+
+async def test_leak_sidecar_demo_command_exits_0_with_its_narrative() -> None:
+    """`leak-sidecar demo` runs on a fresh install with no config and tells the story."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "demo",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd="/",
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 110)
+    text = out.decode()
+    assert proc.returncode == 0, text + err.decode()
+    assert "time runs 60x faster here" in text
+    assert "5 rules from the shipped pack" in text
+    assert (
+        text.rstrip()
+        .splitlines()[-1]
+        .startswith("summary: the app received 1 flush, 1 break and 1 reset in ")
+    )
+
+
+@pytest.mark.parametrize("speed", ["0", "1000"])
+def test_demo_refuses_a_silly_speed(speed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--speed outside 1..600 is a usage error, exit 2."""
+    assert main(["demo", "--speed", speed]) == 2
+    assert capsys.readouterr().err == f"demo: --speed: expected 1 to 600, got {speed}\n"
