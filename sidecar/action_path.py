@@ -82,5 +82,6 @@ def build_action_path(
     dispatcher = Dispatcher(
         cfg.actions, journal, breaker, actuator, registry, clock=clock, new_id=new_id
     )
-    receiver = Receiver(Router(cfg.actions), dispatcher, registry)
+    router = Router(cfg.actions, identity=cfg.rules.external_labels)
+    receiver = Receiver(router, dispatcher, registry)
     return ActionPath(cfg, journal, breaker, actuator, dispatcher, receiver)

@@ -261,7 +261,9 @@ class RulesConfig(_Model):
     external_labels: dict[str, str] = Field(
         default_factory=dict,
         description="Added to every alert sent, as Prometheus's global external_labels; "
-        "none by default, a pod name or namespace is the usual choice.",
+        "none by default, a pod name or namespace is the usual choice. They are also the "
+        "sidecar's identity: a delivered alert carrying one of them with another value is "
+        "about another pod and is never acted on.",
     )
     resend_delay: Duration = Field(60.0, description="Prometheus's --rules.alert.resend-delay.")
     alertmanager_url: Url | None = Field(

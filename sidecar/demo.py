@@ -108,12 +108,10 @@ async def run_demo(
     *,
     speed: float = DEFAULT_SPEED,
     deadline_s: float = 85.0,
-    log_stream: TextIO | None = None,
 ) -> DemoResult:
     """Run the whole story; returns what happened (``complete`` when flush, break, reset)."""
     clock = CompressedClock(speed)
     say = _Narrator(out, clock).say
-    logs.configure("json", "warning", log_stream if log_stream is not None else io.StringIO())
     token = secrets.token_urlsafe(24)
     result = DemoResult()
     demo = DemoApp(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep)
@@ -246,6 +244,8 @@ class _Watcher:
 def main(speed: float = DEFAULT_SPEED, out: TextIO | None = None) -> int:
     """``leak-sidecar demo``: 0 when the story completed (flush, break, reset), else 1."""
     stream = out if out is not None else sys.stdout
+    # The narration is the output; the sidecar's own log lines would only drown it.
+    logs.configure("json", "error", io.StringIO())
     result = asyncio.run(run_demo(stream, speed=speed))
     flushes = result.calls.get("/v1/cache/flush", 0)
     breaks = result.calls.get("/v1/circuit/break", 0)

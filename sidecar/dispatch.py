@@ -143,7 +143,7 @@ class Dispatcher:
             return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
 
     def _plan_alert(self, plan: _Plan, alert: Alert, route: Route, now: int) -> None:
-        if route.action in ("none", "invalid"):
+        if route.action in ("none", "invalid", "foreign"):
             return
         instance = instance_key(alert)
         key = f"{instance}:{alert.status}"

@@ -148,6 +148,14 @@ class Receiver:
                     expected="circuit_break, cache_flush or none",
                     source=source,
                 )
+            elif route.action == "foreign":
+                log.debug(
+                    "alert.foreign",
+                    alertname=clip(alert.labels.get("alertname", ""), 100),
+                    fingerprint=alert.identity(),
+                    matched=route.matched,
+                    source=source,
+                )
             routed.append((alert, route))
         return await self._dispatcher.apply(routed, source)
 

@@ -26,7 +26,7 @@ __all__ = ["ACTION_LABEL", "Route", "RouteAction", "Router"]
 ACTION_LABEL = "action"
 """The alert label through which a rule names its action."""
 
-RouteAction = Literal["circuit_break", "cache_flush", "none", "invalid"]
+RouteAction = Literal["circuit_break", "cache_flush", "none", "invalid", "foreign"]
 
 _LABEL_ACTIONS: dict[str, RouteAction] = {
     "circuit_break": "circuit_break",
@@ -61,7 +61,10 @@ class _Compiled:
 class Router:
     """Decides the action for an alert from its labels; built once from config."""
 
-    def __init__(self, cfg: ActionsConfig) -> None:
+    def __init__(self, cfg: ActionsConfig, identity: Mapping[str, str] | None = None) -> None:
+        # The sidecar's own external labels (e.g. pod): an alert that carries one of them
+        # with another value is about another pod, delivered here by a fleet route.
+        self._identity = tuple(sorted((identity or {}).items()))
         self._cooldowns: dict[str, float] = {str(k): v for k, v in cfg.cooldowns.items()}
         self._routes = tuple(
             _Compiled(
@@ -75,7 +78,12 @@ class Router:
         )
 
     def route(self, labels: Mapping[str, str]) -> Route:
-        """The route for one alert's labels; ``invalid`` for an unknown ``action`` label."""
+        """The route for one alert's labels; ``invalid`` for an unknown ``action`` label,
+        ``foreign`` for an alert about another pod (never acted on)."""
+        for k, v in self._identity:
+            got = labels.get(k)
+            if got is not None and got != v:
+                return Route("foreign", matched=f"label {k}")
         for r in self._routes:
             if r.matches(labels):
                 action = r.config.action

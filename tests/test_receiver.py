@@ -516,3 +516,32 @@ def test_action_path_routes_are_pinned() -> None:
         ("POST", "/v1/circuit/reset"),
         ("POST", "/v1/cache/flush"),
     ]
+
+
+def test_router_ignores_alerts_about_another_pod() -> None:
+    """An alert whose identity label (an external label) names another pod is foreign."""
+    router = Router(ActionsConfig(), identity={"pod": "orders-1", "namespace": "prod"})
+    assert router.route({"action": "circuit_break", "pod": "orders-2"}) == Route(
+        "foreign", matched="label pod"
+    )
+    assert router.route({"action": "circuit_break", "pod": "orders-1", "namespace": "dev"}) == (
+        Route("foreign", matched="label namespace")
+    )
+    # Ours, or silent on who it is about: routed as usual.
+    assert router.route({"action": "circuit_break", "pod": "orders-1"}).action == "circuit_break"
+    assert router.route({"action": "circuit_break"}).action == "circuit_break"
+
+
+async def test_alert_about_another_pod_calls_nothing(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """A fleet route that delivers another pod's alert here is counted as foreign, no call."""
+    async with rig(tmp_path, registry, rules={"external_labels": {"pod": "p-1"}}) as r:
+        status, body = await r.post("/alerts", webhook(alert(action="circuit_break", pod="p-2")))
+        assert status == 200
+        assert body["actions"] == []
+        await r.settle()
+        assert r.calls() == []
+        assert (
+            r.metric("leak_sidecar_webhook_alerts_total", status="firing", action="foreign") == 1.0
+        )
