@@ -94,6 +94,8 @@ class Sidecar:
             log.warning("store.retention_capped", wanted_ms=wanted_ms, cap_ms=cap_ms)
         self.store = Store(retention_ms=min(wanted_ms, cap_ms), max_series=cfg.store.max_series)
         self.started = asyncio.Event()
+        self.app: web.Application | None = None
+        """The HTTP application, once ``run`` has built it."""
         self.port: int | None = None
         self._ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,6 +184,7 @@ class Sidecar:
             ready=self._readiness,
             routes=[*path.routes(), *rules_api.routes(engine), *status.routes(source)],
         )
+        self.app = app
         runner = web.AppRunner(
             app, handle_signals=False, shutdown_timeout=cfg.server.shutdown_grace
         )

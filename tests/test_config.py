@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from sidecar.cli import main
-from sidecar.config import format_duration, load, parse_duration
+from sidecar.config import Config, format_duration, load, parse_duration
 from sidecar.errors import ConfigError
 
 TOKEN_ENV = {"LEAK_SIDECAR_TOKEN": "s3cret"}
@@ -190,3 +192,47 @@ def test_run_with_bad_config_from_env_exits_2(
     env = {**TOKEN_ENV, "LEAK_SIDECAR_CONFIG": str(path)}
     assert main(["run"], env=env) == 2
     assert capsys.readouterr().err == "scrape.bogus: unknown key\n"
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.extend(_keys(ann, f"{prefix}{name}."))
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def _key_lines(lines: list[str]) -> dict[str, int]:
+    """The dotted key path of every `key:` line of a block-style YAML file."""
+    out: dict[str, int] = {}
+    stack: list[tuple[int, str]] = []
+    for n, line in enumerate(lines):
+        m = re.match(r"^( *)([a-z_]+):", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, m.group(2)))
+        out[".".join(k for _, k in stack)] = n
+    return out
+
+
+def test_shipped_config_documents_every_key() -> None:
+    """Every config key appears in config/sidecar.yaml, under a comment saying why."""
+    path = Path(__file__).parent.parent / "config" / "sidecar.yaml"
+    lines = path.read_text().splitlines()
+    where = _key_lines(lines)
+    for key in _keys(Config):
+        if key == "token":  # from the environment or server.token_file, never the file
+            continue
+        assert key in where, f"{key} is not in config/sidecar.yaml"
+        # Keys of one group (e.g. the three endpoint paths) may share their comment.
+        n = where[key] - 1
+        while n >= 0 and lines[n].strip() and not lines[n].strip().startswith("#"):
+            n -= 1
+        assert n >= 0, f"{key} has no comment"
+        assert lines[n].strip().startswith("#"), f"{key} has no comment"

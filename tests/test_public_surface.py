@@ -1,0 +1,196 @@
+"""The sidecar's public surface, pinned: commands, routes, metric names, config keys, log events.
+
+Operators script against these, dashboards and rules query them, log pipelines match on
+them. A change here must be deliberate: update the pinned list and the CHANGELOG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from sidecar.cli import _parser
+from sidecar.config import Config
+from sidecar.supervisor import Sidecar
+
+ROOT = Path(__file__).parent.parent
+
+COMMANDS = ["run", "check-config", "check-rules", "test-rules", "demo", "demo-app"]
+
+ROUTES = [
+    ("GET", "/"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/readyz"),
+    ("GET", "/v1/alerts"),
+    ("GET", "/v1/circuit"),
+    ("GET", "/v1/rules"),
+    ("POST", "/alerts"),
+    ("POST", "/v1/cache/flush"),
+    ("POST", "/v1/circuit/break"),
+    ("POST", "/v1/circuit/reset"),
+]
+
+OWN_METRICS = [
+    "leak_sidecar_action_retries",
+    "leak_sidecar_actions",
+    "leak_sidecar_actions_given_up",
+    "leak_sidecar_alerts",
+    "leak_sidecar_app_memory_limit_bytes",
+    "leak_sidecar_circuit_state",
+    "leak_sidecar_cooldown_skipped",
+    "leak_sidecar_dedupe",
+    "leak_sidecar_journal_corrupt_lines",
+    "leak_sidecar_journal_write_failures",
+    "leak_sidecar_notifications_dropped",
+    "leak_sidecar_notifications_errors",
+    "leak_sidecar_notifications_queue_length",
+    "leak_sidecar_notifications_sent",
+    "leak_sidecar_rule_evaluation_duration_seconds",
+    "leak_sidecar_rule_evaluation_failures",
+    "leak_sidecar_rule_group_iterations_missed",
+    "leak_sidecar_scrape_body_bytes",
+    "leak_sidecar_scrape_duration_seconds",
+    "leak_sidecar_scrape_errors",
+    "leak_sidecar_scrape_interval_seconds",
+    "leak_sidecar_scrape_name_collisions",
+    "leak_sidecar_scrape_objects_collapsed",
+    "leak_sidecar_scrape_retries",
+    "leak_sidecar_scrape_series_dropped",
+    "leak_sidecar_scrapes",
+    "leak_sidecar_series",
+    "leak_sidecar_store_retention_seconds",
+    "leak_sidecar_store_series",
+    "leak_sidecar_target_up",
+    "leak_sidecar_webhook_alerts",
+    "leak_sidecar_webhook_requests",
+]
+
+LOG_EVENTS = [
+    "action.crashed", "action.drain_cancelled", "action.dry_run", "action.gave_up",
+    "action.rejected", "action.resumed", "action.retry_scheduled", "action.succeeded",
+    "alert.cooldown", "alert.duplicate", "alert.foreign", "alert.invalid_action",
+    "circuit.{state}", "circuit.reset_waiting",
+    "demo_app.bind_failed", "demo_app.cache_flushed", "demo_app.call",
+    "demo_app.circuit_closed", "demo_app.circuit_opened", "demo_app.leak_set",
+    "demo_app.listening", "demo_app.stopped",
+    "journal.compacted", "journal.compaction_failed", "journal.corrupt_entry",
+    "journal.corrupt_line", "journal.replayed", "journal.write_failed",
+    "notify.failed", "notify.queue_overflow", "notify.rejected", "notify.retry_scheduled",
+    "rules.evaluation_crashed", "rules.evaluation_failed", "rules.for_state_invalid",
+    "rules.for_state_loaded", "rules.for_state_restored", "rules.for_state_unreadable",
+    "rules.for_state_write_failed", "rules.iterations_missed", "rules.loaded",
+    "rules.loop_returned", "rules.no_files_matched", "rules.sample_rejected",
+    "rules.send_failed", "rules.series_refused",
+    "scrape.bug", "scrape.failed", "scrape.interval_changed", "scrape.retry_scheduled",
+    "scrape.target_down", "scrape.target_up", "scrape.warnings",
+    "sidecar.crashed", "sidecar.loop_returned", "sidecar.started", "sidecar.stopped",
+    "store.retention_capped", "webhook.invalid", "webhook.truncated",
+]  # fmt: skip
+
+
+def test_cli_commands() -> None:
+    """The subcommands of `leak-sidecar`."""
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == COMMANDS
+
+
+async def test_routes_and_own_metrics(tmp_path: Path) -> None:
+    """A sidecar with the shipped pack serves exactly these routes and own metric families."""
+    cfg = Config.model_validate(
+        {
+            "app": {"base_url": "http://127.0.0.1:9", "memory_limit_bytes": 2**31},
+            "rules": {"files": [str(ROOT / "rules" / "*.yml")]},
+            "server": {"listen": "127.0.0.1:0"},
+            "state_dir": str(tmp_path),
+        }
+    )
+    registry = CollectorRegistry()
+    sidecar = Sidecar(cfg, registry=registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sidecar.run(stop))
+    try:
+        await asyncio.wait_for(sidecar.started.wait(), 10)
+        assert isinstance(sidecar.app, web.Application)
+        routes = sorted(
+            {
+                (r.method, r.resource.canonical)
+                for r in sidecar.app.router.routes()
+                if r.resource is not None and r.method != "HEAD"
+            }
+        )
+        assert routes == ROUTES
+        own = sorted({m.name for m in registry.collect() if m.name.startswith("leak_sidecar_")})
+        assert own == OWN_METRICS
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.extend(_keys(ann, f"{prefix}{name}."))
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def test_config_keys() -> None:
+    """Every configuration key (``token`` comes from the environment or a file)."""
+    assert _keys(Config) == [
+        "app.base_url", "app.expvar_path", "app.break_path", "app.reset_path",
+        "app.flush_path", "app.memory_limit_bytes", "app.memory_limit_file",
+        "scrape.interval", "scrape.timeout", "scrape.max_interval", "scrape.cost_fraction",
+        "scrape.max_body_bytes", "scrape.soft_body_bytes", "scrape.max_object_keys",
+        "scrape.max_depth", "scrape.max_series", "scrape.strings", "scrape.max_text_length",
+        "scrape.maps", "scrape.retry.attempts", "scrape.retry.initial_backoff",
+        "scrape.retry.max_backoff", "scrape.retry.max_elapsed",
+        "store.max_retention", "store.max_series",
+        "rules.files", "rules.evaluation_interval", "rules.external_labels",
+        "rules.resend_delay", "rules.alertmanager_url", "rules.external_url",
+        "rules.outage_tolerance", "rules.for_grace_period",
+        "actions.timeout", "actions.retry.attempts", "actions.retry.initial_backoff",
+        "actions.retry.max_backoff", "actions.retry.max_elapsed", "actions.cooldowns",
+        "actions.routes", "actions.dedupe_ttl", "actions.dedupe_max",
+        "actions.journal_max_entries", "actions.journal_max_bytes", "actions.drain_timeout",
+        "breaker.min_open", "breaker.max_open", "breaker.probation", "breaker.jitter",
+        "breaker.check_interval", "breaker.dry_run",
+        "server.listen", "server.token_file", "server.allow_unauthenticated",
+        "server.max_body_bytes", "server.shutdown_grace",
+        "log.format", "log.level", "state_dir", "token",
+    ]  # fmt: skip
+
+
+_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def _log_events() -> set[str]:
+    events: set[str] = set()
+    for path in (ROOT / "sidecar").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            if isinstance(node.func, ast.Attribute) and node.func.attr in _LEVELS and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    events.add(first.value)
+                elif isinstance(first, ast.JoinedStr):
+                    events.add("circuit.{state}")
+            for kw in node.keywords:  # retrying(event="...") names its log event
+                if kw.arg == "event" and isinstance(kw.value, ast.Constant):
+                    events.add(str(kw.value.value))
+    return events
+
+
+def test_log_event_names() -> None:
+    """Log events are stable dotted ids; the set is pinned."""
+    assert sorted(_log_events()) == sorted(LOG_EVENTS)
