@@ -22,7 +22,6 @@ from sidecar.demo_app import DemoApp, Fault
 
 pytestmark = pytest.mark.integration
 
-RUNNER = Path(__file__).with_name("actions_runner.py")
 BREAK = "/v1/circuit/break"
 
 
@@ -113,35 +112,45 @@ async def test_real_timers_break_then_reset_after_min_open(
 
 
 class _Sidecar:
-    """The runner script as a child process."""
+    """`leak-sidecar run` as a child process."""
 
     def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
         self.proc = proc
         self.url = f"http://127.0.0.1:{port}"
 
 
+async def _copy(stream: asyncio.StreamReader, log: Path) -> None:
+    # Keep reading, so that the child never blocks on a full pipe.
+    with log.open("ab") as out:
+        while line := await stream.readline():
+            out.write(line)
+
+
 @asynccontextmanager
 async def _sidecar(config: Path, log: Path) -> AsyncIterator[_Sidecar]:
     env = {**os.environ, "LEAK_SIDECAR_TOKEN": TOKEN}
-    with log.open("ab") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(RUNNER),
-            str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-            env=env,
-        )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "run", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    copier: asyncio.Task[None] | None = None
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(20):
-            line = (await proc.stdout.readline()).decode()
-        assert line.startswith("READY "), line
-        yield _Sidecar(proc, int(line.split()[1]))
+            while True:
+                line = await proc.stdout.readline()
+                assert line, "the sidecar exited before it started"
+                event = json.loads(line)
+                if event["event"] == "sidecar.started":
+                    break
+        copier = asyncio.create_task(_copy(proc.stdout, log))
+        yield _Sidecar(proc, int(event["listen"].rpartition(":")[2]))
     finally:
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+        if copier is not None:
+            await copier
 
 
 def _config(tmp_path: Path, base_url: str) -> Path:
@@ -150,9 +159,11 @@ def _config(tmp_path: Path, base_url: str) -> Path:
         json.dumps(
             {
                 "app": {"base_url": base_url},
+                "rules": {"files": []},
                 "server": {"listen": "127.0.0.1:0"},
                 "state_dir": str(tmp_path / "state"),
                 "actions": {"timeout": "20s"},
+                "log": {"format": "json"},
             }
         )
     )
