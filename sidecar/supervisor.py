@@ -31,7 +31,7 @@ from sidecar.export import ExpvarCollector
 from sidecar.model import Alert, LabelSet, labelset
 from sidecar.notify import Deliver, Notifier, alertmanager_deliver
 from sidecar.promql import LOOKBACK_MS
-from sidecar.rulefile import GroupSpec, load_patterns, longest_range_ms
+from sidecar.rulefile import load_patterns, longest_range_ms
 from sidecar.rules import RuleEngine
 from sidecar.scrape import Scraper
 from sidecar.server import build_app
@@ -79,14 +79,13 @@ class Sidecar:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
-        groups: Sequence[GroupSpec] | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.groups = list(groups) if groups is not None else load_patterns(cfg.rules.files)
+        self.groups = load_patterns(cfg.rules.files)
         self.memory_limit = memory_limit(cfg)
         cap_ms = round(cfg.store.max_retention * 1000)
         wanted_ms = longest_range_ms(self.groups) + LOOKBACK_MS

@@ -1,0 +1,89 @@
+"""The supervisor: start-up checks, exit codes, loops that must not return."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from sidecar.cli import main
+from sidecar.config import Config
+from sidecar.errors import ConfigError, SidecarError
+from sidecar.supervisor import _guard, memory_limit
+
+BASE = {"server": {"listen": "127.0.0.1:0"}, "rules": {"files": []}}
+
+
+def _cfg(tmp_path: Path, **app: object) -> Config:
+    return Config.model_validate({**BASE, "app": app, "state_dir": str(tmp_path)})
+
+
+def test_memory_limit_from_config_or_downward_api_file(tmp_path: Path) -> None:
+    """The app's limit comes from app.memory_limit_bytes, else from the Downward API file."""
+    assert memory_limit(_cfg(tmp_path)) is None
+    assert memory_limit(_cfg(tmp_path, memory_limit_bytes=1024)) == 1024
+    f = tmp_path / "limit"
+    f.write_text("2147483648\n")
+    assert memory_limit(_cfg(tmp_path, memory_limit_file=str(f))) == 2147483648
+
+
+@pytest.mark.parametrize("content", ["", "2Gi", "-1", "0", "1e9"])
+def test_a_memory_limit_file_that_is_not_bytes_is_a_config_error(
+    tmp_path: Path, content: str
+) -> None:
+    """The file must hold a positive number of bytes (resourceFieldRef's default divisor)."""
+    f = tmp_path / "limit"
+    f.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        memory_limit(_cfg(tmp_path, memory_limit_file=str(f)))
+    assert info.value.problems == [
+        f"app.memory_limit_file: expected a positive number of bytes in {f}, got {content!r}"
+    ]
+
+
+def test_a_missing_memory_limit_file_is_a_config_error(tmp_path: Path) -> None:
+    """A named file that is not there is reported with its path."""
+    f = tmp_path / "nope"
+    with pytest.raises(ConfigError) as info:
+        memory_limit(_cfg(tmp_path, memory_limit_file=str(f)))
+    assert info.value.problems == [
+        f"app.memory_limit_file: cannot read {f}: No such file or directory"
+    ]
+
+
+def test_run_refuses_rules_it_cannot_evaluate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unsupported function at start is exit 2 naming file, group and rule, not a skip."""
+    rules = tmp_path / "bad.yml"
+    rules.write_text(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n"
+        "        expr: histogram_quantile(0.9, x)\n"
+    )
+    cfg = tmp_path / "sidecar.yaml"
+    cfg.write_text(
+        f"rules:\n  files: [{rules}]\nserver:\n  listen: 127.0.0.1:0\n"
+        f"state_dir: {tmp_path}\nlog:\n  format: json\n"
+    )
+    assert main(["run", "--config", str(cfg)], env={}) == 2
+    assert capsys.readouterr().err == (
+        f'{rules}: 5:15: group "g", rule 1, "A": cannot evaluate '
+        "'histogram_quantile(0.9, x)': not supported: function histogram_quantile "
+        "(native histograms are not supported)\n"
+    )
+
+
+async def test_a_loop_that_returns_while_running_is_a_crash() -> None:
+    """A loop meant to run until stopped that returns early raises, so the process exits 1."""
+
+    async def quits() -> None:
+        return None
+
+    stop = asyncio.Event()
+    with pytest.raises(
+        SidecarError, match="the scrape loop returned while the sidecar was running"
+    ):
+        await _guard("scrape", quits(), stop)
+    stop.set()
+    await _guard("scrape", quits(), stop)  # returning after stop is the normal end
