@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from sidecar import __version__
 from sidecar.config import ENV_CONFIG, Config, load
 from sidecar.errors import ConfigError
 
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="leak-sidecar",
         description="Watch a Go service's expvar and stop its leaks before they take it down.",
     )
+    p.add_argument("--version", action="version", version=f"leak-sidecar {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the sidecar next to the app")
     run.add_argument(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from sidecar import __version__
 from sidecar.cli import main
 from sidecar.config import Config, format_duration, load, parse_duration
 from sidecar.errors import ConfigError
@@ -236,3 +237,11 @@ def test_shipped_config_documents_every_key() -> None:
             n -= 1
         assert n >= 0, f"{key} has no comment"
         assert lines[n].strip().startswith("#"), f"{key} has no comment"
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """`leak-sidecar --version` prints the package version and exits 0."""
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"leak-sidecar {__version__}\n"
