@@ -11,11 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import os
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +19,7 @@ import aiohttp
 import pytest
 from actions_support import TOKEN, Rig, rig, until
 from aiohttp import web
+from procs import alertmanager, alertmanager_config
 from prometheus_client import CollectorRegistry
 
 from sidecar.model import fingerprint
@@ -49,21 +46,6 @@ ALERTS: list[dict[str, str]] = [
         "unicode": "größe ☃ ÿ",
     },
 ]
-
-
-def _binary() -> str:
-    for name in ("alertmanager", "prometheus-alertmanager"):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise AssertionError("alertmanager is not installed (Debian: prometheus-alertmanager)")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _Sink:
@@ -106,96 +88,6 @@ async def sink() -> AsyncIterator[tuple[_Sink, int]]:
         await runner.cleanup()
 
 
-def _write_config(workdir: Path, url: str, credentials: Path | None) -> Path:
-    workdir.mkdir(parents=True)
-    auth = (
-        f"""
-        http_config:
-          authorization:
-            type: Bearer
-            credentials_file: {credentials}"""
-        if credentials
-        else ""
-    )
-    config = workdir / "alertmanager.yml"
-    config.write_text(
-        f"""
-route:
-  receiver: sidecar
-  group_by: [alertname]
-  group_wait: 50ms
-  group_interval: 200ms
-  repeat_interval: 1h
-receivers:
-  - name: sidecar
-    webhook_configs:
-      - url: {url}
-        send_resolved: true{auth}
-"""
-    )
-    return config
-
-
-def _spawn(config: Path, port: int) -> subprocess.Popen[bytes]:
-    log = (config.parent / "alertmanager.log").open("ab")
-    with log:
-        return subprocess.Popen(
-            [
-                _binary(),
-                f"--config.file={config}",
-                f"--storage.path={config.parent / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-                "--web.external-url=http://alertmanager.example:9093",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@asynccontextmanager
-async def _alertmanager(
-    workdir: Path, url: str, credentials: Path | None = None
-) -> AsyncIterator[str]:
-    """A real, ready Alertmanager posting to ``url``, clustering off, tiny group timings."""
-    config = _write_config(workdir, url, credentials)
-    # A free port can be taken before Alertmanager binds it: then start again.
-    for _ in range(3):
-        port = _port()
-        proc = _spawn(config, port)
-        try:
-            if await _ready(proc, f"http://127.0.0.1:{port}"):
-                yield f"http://127.0.0.1:{port}"
-                return
-        finally:
-            _stop(proc)
-    raise AssertionError(f"alertmanager did not start, see {workdir / 'alertmanager.log'}")
-
-
-async def _ready(proc: subprocess.Popen[bytes], base: str) -> bool:
-    """True once ``/-/ready`` answers 200; False if the process exited first."""
-    async with asyncio.timeout(20), aiohttp.ClientSession() as session:
-        while proc.poll() is None:
-            try:
-                async with session.get(f"{base}/-/ready") as resp:
-                    if resp.status == 200:
-                        return True
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    return False
-
-
 async def _post(session: aiohttp.ClientSession, base: str, alerts: list[dict[str, Any]]) -> None:
     async with session.post(f"{base}/api/v2/alerts", json=alerts) as resp:
         assert resp.status == 200, await resp.text()
@@ -236,14 +128,15 @@ async def test_fingerprints_equal_alertmanager_on_captured_payloads(
 ) -> None:
     """Every fingerprint in a real webhook body equals ours, firing and resolved alike."""
     firing = _firing(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    hook = f"http://127.0.0.1:{sink[1]}/hook"
     async with (
-        _alertmanager(tmp_path / "am", f"http://127.0.0.1:{sink[1]}/hook") as base,
+        alertmanager(tmp_path / "am", alertmanager_config(hook)) as am,
         aiohttp.ClientSession() as session,
     ):
-        await _post(session, base, firing)
+        await _post(session, am.url, firing)
         firing_bodies = await sink[0].wait_for(len(ALERTS), "firing")
         ended = dt.datetime.now(dt.UTC).isoformat()
-        await _post(session, base, [{**a, "endsAt": ended} for a in firing])
+        await _post(session, am.url, [{**a, "endsAt": ended} for a in firing])
         resolved_bodies = await sink[0].wait_for(len(ALERTS), "resolved")
 
     checked = set()
@@ -268,12 +161,12 @@ async def test_two_real_alertmanagers_deliver_into_the_receiver_once(
     async with rig(tmp_path, registry) as r:
         url = str(r.client.make_url("/alerts"))
         async with (
-            _alertmanager(tmp_path / "am1", url, credentials) as am1,
-            _alertmanager(tmp_path / "am2", url, credentials) as am2,
+            alertmanager(tmp_path / "am1", alertmanager_config(url, credentials)) as am1,
+            alertmanager(tmp_path / "am2", alertmanager_config(url, credentials)) as am2,
             aiohttp.ClientSession() as session,
         ):
-            for base in (am1, am2):
-                await _post(session, base, firing)
+            for am in (am1, am2):
+                await _post(session, am.url, firing)
             # Both replicas deliver all three alerts (in two or more requests).
             await until(lambda: _firing_alerts(r) == 2 * len(ALERTS))
         await r.settle()

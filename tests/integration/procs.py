@@ -1,0 +1,196 @@
+"""Real ``prometheus`` and ``prometheus-alertmanager`` processes for the integration tests.
+
+Each one runs on 127.0.0.1 at a free port, with its config, data and log in a directory
+of the test's own, is waited for until ``/-/ready`` answers (bounded), and is stopped
+(SIGTERM, then SIGKILL) when its context exits, whatever happened inside. Clustering is
+off and every URL they are given is a loopback one, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from conftest import free_port
+
+__all__ = [
+    "Running",
+    "alertmanager",
+    "alertmanager_config",
+    "binary",
+    "prometheus",
+]
+
+_START_ATTEMPTS = 3  # a free port can be taken before the process binds it: start again
+_READY_TIMEOUT = 30.0
+_STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started, ready process: where it answers and where it logs."""
+
+    url: str
+    port: int
+    workdir: Path
+    log: Path
+
+
+def binary(*names: str) -> str:
+    """The first of ``names`` on PATH; fails the test, naming the package, when none is."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise AssertionError(f"none of {', '.join(names)} is installed (Debian: {names[0]})")
+
+
+def alertmanager_config(
+    url: str,
+    credentials: Path | None = None,
+    *,
+    group_wait: str = "50ms",
+    group_interval: str = "200ms",
+    repeat_interval: str = "1h",
+) -> str:
+    """One route, grouped by alertname, to one webhook receiver at ``url``.
+
+    ``credentials`` names a file holding the bearer token the webhook sends, as
+    Alertmanager's ``http_config.authorization.credentials_file`` reads it.
+    """
+    auth = (
+        f"""
+        http_config:
+          authorization:
+            type: Bearer
+            credentials_file: {credentials}"""
+        if credentials
+        else ""
+    )
+    return f"""
+route:
+  receiver: sidecar
+  group_by: [alertname]
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: {repeat_interval}
+receivers:
+  - name: sidecar
+    webhook_configs:
+      - url: {url}
+        send_resolved: true{auth}
+"""
+
+
+@asynccontextmanager
+async def alertmanager(
+    workdir: Path, config: str, *, port: int | None = None
+) -> AsyncIterator[Running]:
+    """A real, ready Alertmanager with ``config``; clustering off, data under ``workdir``.
+
+    ``port`` fixes the port (when a URL must be known before the process starts);
+    otherwise a free one is taken, and taken again if another process was quicker.
+    """
+
+    def argv(config_file: Path, listen: int) -> list[str]:
+        return [
+            binary("prometheus-alertmanager", "alertmanager"),
+            f"--config.file={config_file}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{listen}",
+            "--cluster.listen-address=",
+            "--web.external-url=http://alertmanager.example:9093",
+            "--log.level=warn",
+        ]
+
+    async with _process("alertmanager", workdir, config, argv, port) as running:
+        yield running
+
+
+@asynccontextmanager
+async def prometheus(
+    workdir: Path, config: str, *, port: int | None = None
+) -> AsyncIterator[Running]:
+    """A real, ready Prometheus with ``config``; its TSDB under ``workdir``.
+
+    The config should name only loopback targets through ``static_configs`` and no
+    remote write: the process then talks to nothing else.
+    """
+
+    def argv(config_file: Path, listen: int) -> list[str]:
+        return [
+            binary("prometheus"),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{listen}",
+            "--web.external-url=http://prometheus.example:9090",
+            "--log.level=warn",
+        ]
+
+    async with _process("prometheus", workdir, config, argv, port) as running:
+        yield running
+
+
+@asynccontextmanager
+async def _process(
+    name: str,
+    workdir: Path,
+    config: str,
+    argv: Callable[[Path, int], list[str]],
+    port: int | None,
+) -> AsyncIterator[Running]:
+    config_file, log = _prepare(workdir, name, config)
+    for _ in range(1 if port is not None else _START_ATTEMPTS):
+        listen = port if port is not None else free_port()
+        proc = _spawn(argv(config_file, listen), log)
+        try:
+            url = f"http://127.0.0.1:{listen}"
+            if await _ready(proc, url):
+                yield Running(url, listen, workdir, log)
+                return
+        finally:
+            _stop(proc)
+    raise AssertionError(f"{name} did not start; its log:\n{log.read_text()[-3000:]}")
+
+
+def _prepare(workdir: Path, name: str, config: str) -> tuple[Path, Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / f"{name}.yml"
+    config_file.write_text(config)
+    return config_file, workdir / f"{name}.log"
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=out)
+
+
+async def _ready(proc: subprocess.Popen[bytes], url: str) -> bool:
+    """True once ``/-/ready`` answers 200; False if the process exited first."""
+    async with asyncio.timeout(_READY_TIMEOUT), aiohttp.ClientSession() as session:
+        while proc.poll() is None:
+            try:
+                async with session.get(f"{url}/-/ready") as resp:
+                    if resp.status == 200:
+                        return True
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    # Blocking on purpose: it runs in finally blocks, also while the test is being
+    # cancelled, and must not return before the process is gone.
+    proc.terminate()
+    try:
+        proc.wait(timeout=_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
