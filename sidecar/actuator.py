@@ -12,6 +12,7 @@ retried: the app has said no and asking again cannot change its mind.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Literal
 
 import aiohttp
@@ -91,8 +92,11 @@ class Actuator:
         """The configured URL for an action kind."""
         return self._urls[kind]
 
-    async def run(self, action: Action) -> Outcome:
-        """Call the app for ``action`` until it succeeds, is rejected or retries run out."""
+    async def run(self, action: Action, on_attempt: Callable[[], None] | None = None) -> Outcome:
+        """Call the app for ``action`` until it succeeds, is rejected or retries run out.
+
+        ``on_attempt`` is told of every attempt as it starts (the status page counts them).
+        """
         bound = log.bind(action=action.kind, action_id=action.id, source=action.source)
         if self._dry_run:
             self._attempts.labels(action.kind, "dry_run").inc()
@@ -108,7 +112,7 @@ class Actuator:
             action_id=action.id,
         )
         try:
-            await retry(self._attempt, action)
+            await retry(self._attempt, action, on_attempt)
         except ActionRejected as exc:
             bound.error("action.rejected", status=exc.status, error=str(exc))
             return "rejected"
@@ -119,7 +123,9 @@ class Actuator:
         bound.info("action.succeeded")
         return "success"
 
-    async def _attempt(self, action: Action) -> None:
+    async def _attempt(self, action: Action, on_attempt: Callable[[], None] | None) -> None:
+        if on_attempt is not None:
+            on_attempt()
         url = self._urls[action.kind]
         try:
             await self._post(action, url)

@@ -345,7 +345,7 @@ class Dispatcher:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])
         try:
-            outcome = await self._actuator.run(action)
+            outcome = await self._actuator.run(action, lambda: self.history.attempted(action.id))
         except Exception as exc:  # a bug must not kill the lane; it is logged
             log.error("action.crashed", action=action.kind, action_id=action.id, exc_info=exc)
             return  # stays in the journal: the next start tries again

@@ -8,6 +8,7 @@ last circuit transitions. Bounded, so a flapping alert cannot grow it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 __all__ = ["ActionEvent", "History", "Transition"]
@@ -23,6 +24,7 @@ class ActionEvent:
     source: str
     reason: str
     outcome: str = "running"
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +48,19 @@ class History:
         """Record a decided action."""
         self._actions.append(event)
 
+    def attempted(self, action_id: str) -> None:
+        """Count one more attempt at calling the app for an action."""
+        self._update(action_id, lambda e: replace(e, attempts=e.attempts + 1))
+
     def finished(self, action_id: str, outcome: str) -> None:
         """Record how an action ended (a no-op once it has aged out)."""
-        for i, e in enumerate(self._actions):
-            if e.action_id == action_id:
-                self._actions[i] = replace(e, outcome=outcome)
+        self._update(action_id, lambda e: replace(e, outcome=outcome))
+
+    def _update(self, action_id: str, change: Callable[[ActionEvent], ActionEvent]) -> None:
+        # Newest first: the action being updated is almost always one of the last.
+        for i in range(len(self._actions) - 1, -1, -1):
+            if self._actions[i].action_id == action_id:
+                self._actions[i] = change(self._actions[i])
                 return
 
     def transition(self, t: Transition) -> None:

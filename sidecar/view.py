@@ -195,7 +195,7 @@ class StatusAdapter:
             ),
         )
         actions = tuple(
-            ActionRecord(e.at_ms, e.kind, e.source, e.reason, e.outcome)
+            ActionRecord(e.at_ms, e.kind, e.source, e.reason, e.outcome, e.attempts)
             for e in history.actions()[:_RECENT]
         )
         charts = chart_series(

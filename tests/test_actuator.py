@@ -91,14 +91,16 @@ async def test_transient_status_is_retried_with_the_same_key(tmp_path: Path, sta
     """5xx and 429 are retried with growing, jittered waits; every attempt carries one key."""
     demo = DemoApp()
     demo.faults.add(Fault(path="/v1/circuit/break", status=status, times=2))
+    attempts: list[None] = []
     async with demo_app(demo) as (_, url), _actuator(tmp_path, url) as run:
         with capture() as events:
-            assert await run.actuator.run(ACTION) == "success"
+            assert await run.actuator.run(ACTION, lambda: attempts.append(None)) == "success"
     assert [(c.status, c.idempotency_key) for c in demo.calls] == [
         (status, "act-1"),
         (status, "act-1"),
         (200, "act-1"),
     ]
+    assert len(attempts) == 3  # told of each attempt, for the status page
     # Full jitter: uniform in [0, initial * 2**(n-1)], initial 100ms.
     assert len(run.sleeps.waits) == 2
     assert 0 <= run.sleeps.waits[0] <= 0.1
