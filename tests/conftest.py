@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 from sidecar.logs import configure
 
@@ -43,3 +44,15 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every leaf key path of a config model, in declaration order."""
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.extend(config_keys(ann, f"{prefix}{name}."))
+        else:
+            out.append(f"{prefix}{name}")
+    return out

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from conftest import config_keys
 
 from sidecar import __version__
 from sidecar.cli import main
@@ -195,17 +195,6 @@ def test_run_with_bad_config_from_env_exits_2(
     assert capsys.readouterr().err == "scrape.bogus: unknown key\n"
 
 
-def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    out = []
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out.extend(_keys(ann, f"{prefix}{name}."))
-        else:
-            out.append(f"{prefix}{name}")
-    return out
-
-
 def _key_lines(lines: list[str]) -> dict[str, int]:
     """The dotted key path of every `key:` line of a block-style YAML file."""
     out: dict[str, int] = {}
@@ -227,7 +216,7 @@ def test_shipped_config_documents_every_key() -> None:
     path = Path(__file__).parent.parent / "config" / "sidecar.yaml"
     lines = path.read_text().splitlines()
     where = _key_lines(lines)
-    for key in _keys(Config):
+    for key in config_keys(Config):
         if key == "token":  # from the environment or server.token_file, never the file
             continue
         assert key in where, f"{key} is not in config/sidecar.yaml"

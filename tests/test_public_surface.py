@@ -12,8 +12,8 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
+from conftest import config_keys
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
 
 from sidecar.cli import _parser
 from sidecar.config import Config
@@ -133,20 +133,9 @@ async def test_routes_and_own_metrics(tmp_path: Path) -> None:
         await asyncio.wait_for(task, 20)
 
 
-def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    out = []
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out.extend(_keys(ann, f"{prefix}{name}."))
-        else:
-            out.append(f"{prefix}{name}")
-    return out
-
-
 def test_config_keys() -> None:
     """Every configuration key (``token`` comes from the environment or a file)."""
-    assert _keys(Config) == [
+    assert config_keys(Config) == [
         "app.base_url", "app.expvar_path", "app.break_path", "app.reset_path",
         "app.flush_path", "app.memory_limit_bytes", "app.memory_limit_file",
         "scrape.interval", "scrape.timeout", "scrape.max_interval", "scrape.cost_fraction",
