@@ -150,8 +150,7 @@ class Sidecar:
             constants=self._constants(),
         )
         self.registry.register(ExpvarCollector(self.store, lambda: scraper.meta))
-        engine_box: list[RuleEngine] = []
-        condition = Condition(scraper, self.store, engine_box, clock=self.clock)
+        condition = Condition(scraper, self.store, clock=self.clock)
         path = build_action_path(
             cfg, session=session, registry=self.registry, view=condition, clock=self.clock
         )
@@ -173,7 +172,7 @@ class Sidecar:
             monotonic=self.monotonic,
             sleep=self.sleep,
         )
-        engine_box.append(engine)
+        condition.engine = engine
         source = StatusAdapter(scraper, engine, path, self.store, clock=self.clock)
         app = build_app(
             registry=self.registry,

@@ -11,13 +11,15 @@ known, and resetting then would put load back on an app that may still be sick.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from sidecar.action_path import ActionPath
 from sidecar.alerting import AlertingRule, AlertState
 from sidecar.model import Alert, LabelSet, now_ms
+from sidecar.promql import LOOKBACK_MS
 from sidecar.rules import RuleEngine
-from sidecar.scrape import Scraper
+from sidecar.scrape import ScrapeFacts, Scraper
 from sidecar.status import (
     ActionRecord,
     ActiveAlert,
@@ -32,7 +34,7 @@ from sidecar.status import (
 )
 from sidecar.store import Store
 
-__all__ = ["Condition", "StatusAdapter", "rule_metric_names"]
+__all__ = ["Condition", "ScrapeView", "StatusAdapter", "rule_metric_names"]
 
 _RECENT = 20  # actions and transitions shown on the page
 _STATES: dict[AlertState, RuleState] = {
@@ -40,6 +42,14 @@ _STATES: dict[AlertState, RuleState] = {
     AlertState.PENDING: "pending",
     AlertState.FIRING: "firing",
 }
+
+
+class ScrapeView(Protocol):
+    """What the condition needs of the scraper: its last scrape, interval and timeout."""
+
+    last: ScrapeFacts
+    interval: float
+    timeout_s: float
 
 
 def rule_metric_names(engine: RuleEngine) -> list[str]:
@@ -54,21 +64,21 @@ def rule_metric_names(engine: RuleEngine) -> list[str]:
 class Condition:
     """Implements the breaker's ``ConditionView`` from the scraper, the store and the rules.
 
-    ``engines`` is filled once the rule engine exists (it is built after the breaker).
+    ``engine`` is set once the rule engine exists: it is built after the action path,
+    whose receiver it delivers to.
     """
 
     def __init__(
         self,
-        scraper: Scraper,
+        scraper: ScrapeView,
         store: Store,
-        engines: Sequence[RuleEngine],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._scraper = scraper
         self._store = store
-        self._engines = engines
         self._clock = clock
+        self.engine: RuleEngine | None = None
 
     def _fresh(self, now: int) -> bool:
         last = self._scraper.last
@@ -81,7 +91,7 @@ class Condition:
     def _has_data(self, names: Iterable[str], now: int) -> bool:
         for name in names:
             if not any(
-                not s.stale and (last := s.last()) is not None and now - last[0] <= 300_000
+                not s.stale and (last := s.last()) is not None and now - last[0] <= LOOKBACK_MS
                 for s in self._store.by_name(name)
             ):
                 return False
@@ -93,12 +103,9 @@ class Condition:
         if not self._fresh(now):
             return False
         name = alert.labels.get("alertname", "")
+        groups = self.engine.groups if self.engine is not None else []
         rules = [
-            r
-            for e in self._engines
-            for g in e.groups
-            for r in g.rules
-            if isinstance(r, AlertingRule) and r.name == name
+            r for g in groups for r in g.rules if isinstance(r, AlertingRule) and r.name == name
         ]
         # An alert only a fleet Prometheus knows: its resolution is trusted once the
         # sidecar itself has fresh data from the app.
