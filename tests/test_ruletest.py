@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,33 @@ def test_durations_print_as_go() -> None:
         "1h0m0s",
         "500ms",
     ]
+
+
+def test_the_command_runs_every_file_as_promtool_does() -> None:
+    """`leak-sidecar test-rules` on every test file at once prints promtool's SUCCESS lines."""
+    files = [str(p) for p in TEST_FILES]
+    ours = subprocess.run(
+        [sys.executable, "-m", "sidecar", "test-rules", *files],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    theirs = subprocess.run(
+        ["promtool", "test", "rules", *files],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert (ours.returncode, theirs.returncode) == (0, 0), ours.stdout + ours.stderr
+    assert ours.stdout == theirs.stdout
+
+
+def test_check_rules_command_accepts_the_shipped_pack() -> None:
+    """`leak-sidecar check-rules rules/*.yml` agrees with `promtool check rules`."""
+    pack = sorted(str(p) for p in (RULES_DIR.parent.parent / "rules").glob("*.yml"))
+    ours = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check-rules", *pack],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    theirs = subprocess.run(
+        ["promtool", "check", "rules", *pack],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert (ours.returncode, theirs.returncode) == (0, 0), ours.stdout + ours.stderr
+    assert ours.stdout == theirs.stdout
