@@ -66,7 +66,7 @@ def _config_path(arg: str | None, env: Mapping[str, str]) -> Path | None:
     return Path(value) if value else None
 
 
-def load_config(path: Path | None, env: Mapping[str, str], err: TextIO) -> Config | None:
+def _load_config(path: Path | None, env: Mapping[str, str], err: TextIO) -> Config | None:
     """Load the config, printing each problem on ``err``; None when it is invalid."""
     try:
         return load(path, env)
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     environ = os.environ if env is None else env
     args = _parser().parse_args(argv)
     if args.command == "check-config":
-        cfg = load_config(Path(args.file), environ, sys.stderr)
+        cfg = _load_config(Path(args.file), environ, sys.stderr)
         if cfg is None:
             return EXIT_CONFIG
         print(f"{args.file}: OK")
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         return run_demo_app(args.listen, args.leak, speed=args.speed)
     if args.command == "run":
-        cfg = load_config(_config_path(args.config, environ), environ, sys.stderr)
+        cfg = _load_config(_config_path(args.config, environ), environ, sys.stderr)
         if cfg is None:
             return EXIT_CONFIG
         from sidecar.supervisor import run  # noqa: PLC0415 -- keep `check-*` commands light

@@ -496,6 +496,14 @@ def _format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: where, then what (its own text spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
+    return f"{where}: {clip(what, 200)}"
+
+
 def load(path: Path | None, env: Mapping[str, str]) -> Config:
     """Read, expand and validate the config file (or the defaults when ``path`` is None).
 
@@ -512,7 +520,7 @@ def load(path: Path | None, env: Mapping[str, str]) -> Config:
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError([f"config: invalid YAML in {path}: {clip(exc, 200)}"]) from exc
+            raise ConfigError([f"config: invalid YAML in {path}{_yaml_problem(exc)}"]) from exc
         if not isinstance(raw, dict):
             raise ConfigError(
                 [f"config: expected a mapping at the top of {path}, got {type(raw).__name__}"]

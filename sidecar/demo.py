@@ -51,7 +51,6 @@ class DemoResult:
     """What the app received, by path, and how long the story took."""
 
     calls: dict[str, int] = field(default_factory=dict)
-    wall_s: float = 0.0
     app_s: float = 0.0
     complete: bool = False
 
@@ -164,7 +163,6 @@ async def run_demo(
             await asyncio.wait_for(task, 30)
             await runner.cleanup()
     result.app_s = clock.elapsed()
-    result.wall_s = result.app_s / speed
     return result
 
 
@@ -255,7 +253,7 @@ def main(speed: float = DEFAULT_SPEED, out: TextIO | None = None) -> int:
     app_min = result.app_s / 60
     print(
         f"summary: the app received {flushes} flush, {breaks} break and {resets} reset "
-        f"in {app_min:.0f} minutes of app time ({result.wall_s:.1f}s of yours); "
+        f"in {app_min:.0f} minutes of app time ({result.app_s / speed:.1f}s of yours); "
         "every line above was observed over HTTP",
         file=stream,
     )

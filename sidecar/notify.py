@@ -12,7 +12,6 @@ resolved ones for 15 minutes, so a dropped notification is sent again.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -21,6 +20,7 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from sidecar.actions import rfc3339
 from sidecar.config import RetryConfig
 from sidecar.errors import ActionUnavailable, clip
 from sidecar.model import Alert
@@ -36,10 +36,6 @@ Deliver = Callable[[Sequence[Alert]], Awaitable[None]]
 _MAX_BATCH = 64  # Prometheus's notifier default (--alertmanager.notification-batch-size is 256)
 
 
-def _rfc3339(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def alertmanager_payload(alerts: Sequence[Alert]) -> bytes:
     """The JSON body of ``POST /api/v2/alerts`` (postableAlerts) for ``alerts``."""
     out = []
@@ -47,11 +43,11 @@ def alertmanager_payload(alerts: Sequence[Alert]) -> bytes:
         item: dict[str, object] = {
             "labels": dict(a.labels),
             "annotations": dict(a.annotations),
-            "startsAt": _rfc3339(a.starts_at),
+            "startsAt": rfc3339(a.starts_at),
             "generatorURL": a.generator_url,
         }
         if a.ends_at is not None:
-            item["endsAt"] = _rfc3339(a.ends_at)
+            item["endsAt"] = rfc3339(a.ends_at)
         out.append(item)
     return orjson.dumps(out)
 

@@ -15,23 +15,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
-__all__ = [
-    "HEALTH",
-    "READY",
-    "REGISTRY",
-    "TOKEN",
-    "Probe",
-    "build_app",
-    "json_error",
-]
+__all__ = ["Probe", "build_app", "json_error"]
 
 Probe = Callable[[], tuple[bool, str]]
 """Returns (ok, detail) for /healthz or /readyz."""
 
-TOKEN = web.AppKey("token", str)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
-HEALTH: web.AppKey[Probe] = web.AppKey("health")
-READY: web.AppKey[Probe] = web.AppKey("ready")
+_TOKEN = web.AppKey("token", str)
+_REGISTRY = web.AppKey("registry", CollectorRegistry)
+_HEALTH: web.AppKey[Probe] = web.AppKey("health")
+_READY: web.AppKey[Probe] = web.AppKey("ready")
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -45,7 +37,7 @@ def json_error(status: int, message: str, **extra: object) -> web.Response:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[TOKEN]
+    token = request.app[_TOKEN]
     if token and request.method not in _SAFE_METHODS:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
@@ -75,22 +67,22 @@ _EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
+    body = generate_latest(request.app[_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": _EXPOSITION})
 
 
-async def _probe(request: web.Request, ok: bool, detail: str) -> web.Response:
+def _probe(ok: bool, detail: str) -> web.Response:
     return web.json_response(
         {"status": "ok" if ok else "unavailable", "detail": detail}, status=200 if ok else 503
     )
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return await _probe(request, *request.app[HEALTH]())
+    return _probe(*request.app[_HEALTH]())
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    return await _probe(request, *request.app[READY]())
+    return _probe(*request.app[_READY]())
 
 
 def build_app(
@@ -104,10 +96,10 @@ def build_app(
 ) -> web.Application:
     """Assemble the aiohttp application; ``token`` None means no auth (loopback only)."""
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors, _auth])
-    app[TOKEN] = token or ""
-    app[REGISTRY] = registry
-    app[HEALTH] = health
-    app[READY] = ready
+    app[_TOKEN] = token or ""
+    app[_REGISTRY] = registry
+    app[_HEALTH] = health
+    app[_READY] = ready
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

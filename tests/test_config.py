@@ -108,13 +108,14 @@ def test_missing_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_invalid_yaml_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Broken YAML is reported with its position, exit 2."""
+    """Broken YAML is one line with its position, exit 2."""
     path = tmp_path / "c.yaml"
     path.write_text("scrape: [1,\n")
     assert main(["check-config", str(path)], env=TOKEN_ENV) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"config: invalid YAML in {path}: ")
-    assert "line 2" in err
+    assert capsys.readouterr().err == (
+        f"config: invalid YAML in {path} at line 2, column 1: "
+        "expected the node content, but found '<stream end>'\n"
+    )
 
 
 def test_empty_token_is_an_error_never_a_disabled_feature() -> None:

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from status_support import Node, parse_html
 
 from sidecar.config import Config
 from sidecar.demo_app import DEMO_APP, DemoApp, serve
@@ -150,3 +151,42 @@ async def test_the_command_starts_and_stops_cleanly_on_sigterm(
     events = [json.loads(x)["event"] for x in out.decode().splitlines() if x.startswith("{")]
     assert events[-1] == "sidecar.stopped"
     assert b"s3cret-token" not in out + err
+
+
+async def test_status_page_shows_the_live_state(
+    demo: tuple[DemoApp, web.AppRunner], tmp_path: Path
+) -> None:
+    """GET / on a running sidecar: target up, the rule firing with its value, the chart."""
+    _, runner = demo
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        "groups:\n  - name: live\n    rules:\n      - alert: PoolKnown\n"
+        "        expr: conn_pool_max > 0\n"
+    )
+    cfg = _config(
+        runner.addresses[0][1],
+        tmp_path / "state",
+        rules={"files": [str(rules)], "evaluation_interval": "1s"},
+    )
+    sidecar = Sidecar(cfg)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sidecar.run(stop))
+    await asyncio.wait_for(sidecar.started.wait(), 10)
+    page: dict[str, Node] = {}
+    async with aiohttp.ClientSession() as http:
+
+        async def firing() -> bool:
+            async with http.get(f"http://127.0.0.1:{sidecar.port}/") as resp:
+                assert resp.status == 200
+                page["doc"] = parse_html(await resp.text())
+            return "firing" in page["doc"].by_id("rules-table").text()
+
+        await _eventually(firing)
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    doc = page["doc"]
+    assert doc.by_id("target-health").text() == "up"
+    assert doc.by_id("breaker-state").text() == "closed"
+    [row] = [r for r in doc.by_id("rules-table").iter("tr") if "PoolKnown" in r.text()]
+    assert [c.text() for c in row.iter("td")][2:5] == ["firing", "ok", "100"]
+    assert "conn_pool_max" in doc.by_id("chart-0").text()
