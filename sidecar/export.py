@@ -12,13 +12,11 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from sidecar.expvar import family_of
-from sidecar.model import MetricMeta, metric_name
+from sidecar.expvar import OWN_PREFIX, family_of
+from sidecar.model import MetricMeta
 from sidecar.store import Store
 
-__all__ = ["OWN_PREFIX", "ExpvarCollector"]
-
-OWN_PREFIX = "leak_sidecar_"
+__all__ = ["ExpvarCollector"]
 
 _DEFAULT_HELP = "Value read from the application's expvar endpoint."
 
@@ -36,7 +34,9 @@ class ExpvarCollector(Collector):
         meta = self._meta()
         families: dict[str, Metric] = {}
         for labels, value in self._store.latest():
-            name = metric_name(labels)
+            # add_sample wants the labels as a dict anyway: take the name out of it.
+            others = dict(labels)
+            name = others.pop("__name__", "")
             # The app cannot speak for the sidecar: its own namespace is reserved.
             if not name or name.startswith(OWN_PREFIX):
                 continue
@@ -44,7 +44,7 @@ class ExpvarCollector(Collector):
             fam = families.get(key)
             if fam is None:
                 fam = families[key] = _family(key, meta.get(key))
-            fam.add_sample(name, {k: v for k, v in labels if k != "__name__"}, value)
+            fam.add_sample(name, others, value)
         yield from families.values()
 
 

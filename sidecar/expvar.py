@@ -43,10 +43,24 @@ from sidecar.expvar_json import (
 )
 from sidecar.model import LabelSet, MetricMeta
 
-__all__ = ["OWN_PREFIX", "Flattened", "family_of", "flatten", "sanitize"]
+__all__ = [
+    "COLLAPSE_REASONS",
+    "DROP_REASONS",
+    "OWN_PREFIX",
+    "Flattened",
+    "family_of",
+    "flatten",
+    "sanitize",
+]
 
 OWN_PREFIX = "leak_sidecar_"
 """Names the sidecar's own metrics use; an expvar mapping to one is a collision."""
+
+COLLAPSE_REASONS = ("max_object_keys", "max_depth")
+"""Why an object is exported as ``<name>_keys``: the keys of ``Flattened.collapsed``."""
+
+DROP_REASONS = ("max_series", "max_text_length")
+"""Why a sample is not kept: the keys of ``Flattened.dropped``."""
 
 _STR = msgspec.json.Decoder(str)
 _MAX_WARNINGS = 20
@@ -61,10 +75,10 @@ class Flattened:
     meta: dict[str, MetricMeta]
     warnings: tuple[str, ...]
     collapsed: dict[str, int]
-    """Objects exported as ``<name>_keys``, by reason: ``max_object_keys`` or ``max_depth``."""
+    """Objects exported as ``<name>_keys``, by reason (every one of ``COLLAPSE_REASONS``)."""
     collisions: int
     dropped: dict[str, int]
-    """Samples not kept, by reason: ``max_series`` or ``max_text_length``."""
+    """Samples not kept, by reason (every one of ``DROP_REASONS``)."""
 
 
 def sanitize(key: str) -> str:
@@ -127,9 +141,9 @@ class _Flattener:
         self.owners: dict[str, Owner] = {}
         self.warnings: list[str] = []
         self.more_warnings = 0
-        self.collapsed = {"max_object_keys": 0, "max_depth": 0}
+        self.collapsed = dict.fromkeys(COLLAPSE_REASONS, 0)
         self.collisions = 0
-        self.dropped = {"max_series": 0, "max_text_length": 0}
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.handled: set[tuple[str, ...]] = set()
         self.small = MIN_MEMBER_BYTES * (config.max_object_keys + 1)
 
@@ -235,15 +249,14 @@ class _Flattener:
             if len(key) > self.c.max_text_length:
                 self._too_long(keys or ("\x00", "the top level"), "a key")
                 continue
-            part = _BAD_CHARS.sub("_", key)
-            child = f"{name}_{part}" if name else sanitize(key)
+            # Below the top level the name already starts well: no leading-digit check.
+            child = f"{name}_{_BAD_CHARS.sub('_', key)}" if name else sanitize(key)
             self._value(path, child, raw, depth)
 
-    def _value(self, keys: tuple[str, ...], name: str, raw: msgspec.Raw, depth: int) -> None:
+    def _value(self, owner: Owner, name: str, raw: msgspec.Raw, depth: int) -> None:
         b = first_byte(raw)
         if b == LBRACKET:
             return
-        owner = keys
         if b == LBRACE:
             if len(self.samples) >= self.c.max_series:
                 # Past the cap nothing more is kept: count instead of descending.
@@ -251,7 +264,7 @@ class _Flattener:
                 return
             obj = self._expand(raw, name, owner, (), depth >= self.c.max_depth)
             if obj is not None:
-                self._members(obj, keys, name, depth + 1)
+                self._members(obj, owner, name, depth + 1)
             return
         value = number(raw)
         if value is not None:

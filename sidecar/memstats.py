@@ -30,9 +30,7 @@ __all__ = [
     "USED",
     "MemstatsField",
     "Sample",
-    "gc_duration_summary",
     "go_seconds",
-    "last_pause_seconds",
     "samples",
 ]
 
@@ -211,6 +209,7 @@ FIELDS: tuple[MemstatsField, ...] = (
 """Fields client_golang exports, in client_golang's order."""
 
 GC_SUMMARY = "go_gc_duration_seconds"
+_LAST_PAUSE = "go_memstats_last_gc_pause_seconds"
 
 DERIVED: dict[str, MetricMeta] = {
     GC_SUMMARY: MetricMeta(
@@ -220,7 +219,7 @@ DERIVED: dict[str, MetricMeta] = {
     "go_gc_cycles_total": MetricMeta(
         "counter", "Number of completed garbage collection cycles, from MemStats.NumGC."
     ),
-    "go_memstats_last_gc_pause_seconds": MetricMeta(
+    _LAST_PAUSE: MetricMeta(
         "gauge",
         "Stop-the-world pause of the most recent garbage collection, "
         "from the MemStats.PauseNs ring.",
@@ -238,37 +237,20 @@ def go_seconds(ns: int) -> float:
 
 
 def _recent(num_gc: int, ring: Sequence[int]) -> list[int]:
-    """The pauses ``debug.ReadGCStats`` would return: the last ``min(NumGC, len)`` ring slots."""
+    """The pauses ``debug.ReadGCStats`` returns, newest first: the last ``min(NumGC, len)``
+    slots of the ring, the newest at ``PauseNs[(NumGC+len-1) % len]``."""
     n = min(num_gc, len(ring))
     return [ring[(num_gc - 1 - i) % len(ring)] for i in range(n)]
 
 
-def gc_duration_summary(
-    num_gc: int, pause_total_ns: int, ring: Sequence[int]
-) -> Mapping[str, float]:
-    """``go_gc_duration_seconds`` as client_golang computes it: quantile label -> seconds.
-
-    The keys ``_sum`` and ``_count`` hold the summary's sum and count.
-    """
-    pauses = sorted(_recent(num_gc, ring))
-    out: dict[str, float] = {}
+def _quantiles(pauses: Sequence[int]) -> list[float]:
+    """Min, 25%, 50%, 75% and max of sorted ``pauses`` in seconds, picked as
+    ``debug.ReadGCStats`` picks them; all zeros before the first collection."""
     if not pauses:
-        out.update(dict.fromkeys(_QUANTILES, 0.0))
-    else:
-        nq = len(_QUANTILES) - 1
-        for i, label in enumerate(_QUANTILES[:-1]):
-            out[label] = go_seconds(pauses[len(pauses) * i // nq])
-        out[_QUANTILES[-1]] = go_seconds(pauses[-1])
-    out["_sum"] = go_seconds(pause_total_ns)
-    out["_count"] = float(num_gc)
-    return out
-
-
-def last_pause_seconds(num_gc: int, ring: Sequence[int]) -> float | None:
-    """The newest pause, at ``PauseNs[(NumGC+len-1) % len]``; None before the first GC."""
-    if num_gc <= 0 or not ring:
-        return None
-    return go_seconds(ring[(num_gc + len(ring) - 1) % len(ring)])
+        return [0.0] * len(_QUANTILES)
+    nq = len(_QUANTILES) - 1
+    picked = [pauses[len(pauses) * i // nq] for i in range(nq)] + [pauses[-1]]
+    return [go_seconds(ns) for ns in picked]
 
 
 META: dict[str, MetricMeta] = {f.name: f.meta for f in FIELDS} | DERIVED
@@ -301,15 +283,13 @@ def samples(fields: Mapping[str, msgspec.Raw]) -> tuple[list[Sample], str]:
     ring = _ring(fields.get("PauseNs"))
     if ring is None or total is None:
         return out, "memstats: PauseNs or PauseTotalNs missing or not Go's: GC pauses not exported"
-    last = last_pause_seconds(num_gc, ring)
-    if last is not None:
-        name = "go_memstats_last_gc_pause_seconds"
-        out.append((name, name, (), last))
-    for label, value in gc_duration_summary(num_gc, total, ring).items():
-        if label.startswith("_"):
-            out.append((GC_SUMMARY, GC_SUMMARY + label, (), value))
-        else:
-            out.append((GC_SUMMARY, GC_SUMMARY, (("quantile", label),), value))
+    recent = _recent(num_gc, ring)
+    if recent:
+        out.append((_LAST_PAUSE, _LAST_PAUSE, (), go_seconds(recent[0])))
+    for label, seconds in zip(_QUANTILES, _quantiles(sorted(recent)), strict=True):
+        out.append((GC_SUMMARY, GC_SUMMARY, (("quantile", label),), seconds))
+    out.append((GC_SUMMARY, GC_SUMMARY + "_sum", (), go_seconds(total)))
+    out.append((GC_SUMMARY, GC_SUMMARY + "_count", (), float(num_gc)))
     return out, ""
 
 

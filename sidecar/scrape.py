@@ -32,7 +32,7 @@ from tenacity import RetryCallState
 
 from sidecar.config import Config, format_duration
 from sidecar.errors import ScrapeError, ScrapeTransient, clip
-from sidecar.expvar import Flattened, flatten
+from sidecar.expvar import COLLAPSE_REASONS, DROP_REASONS, Flattened, flatten
 from sidecar.model import LabelSet, MetricMeta, Snapshot, labelset, now_ms
 from sidecar.retry import Sleep, retrying
 from sidecar.store import Store
@@ -197,9 +197,9 @@ class Scraper:
             self._m_errors.labels(reason)
         for reason in _TRANSIENT_REASONS:
             self._m_retries.labels(reason)
-        for reason in ("max_object_keys", "max_depth"):
+        for reason in COLLAPSE_REASONS:
             self._m_collapsed.labels(reason)
-        for reason in ("max_series", "max_text_length", "store_full"):
+        for reason in (*DROP_REASONS, "store_full"):
             self._m_dropped.labels(reason)
 
     # -- the loop -----------------------------------------------------------------------
@@ -278,6 +278,9 @@ class Scraper:
         started = self._monotonic()
         url = self.url
         try:
+            # The ClientTimeout keeps the shared session's settings out of the scrape, but
+            # aiohttp rounds a total of 5s or more up to the next whole second: the outer
+            # asyncio.timeout holds scrape.timeout exactly.
             async with asyncio.timeout(self._cfg.timeout):
                 async with self._session.get(
                     url,

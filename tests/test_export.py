@@ -23,7 +23,7 @@ def _families(
 
 
 def test_latest_values_are_exported_with_their_types() -> None:
-    """Counters keep _total, gauges are gauges, unknown metrics are untyped."""
+    """Counters keep _total, gauges are gauges, info keeps _info once, unknown are untyped."""
     st = Store(retention_ms=60_000, max_series=100)
     st.ingest(
         1000,
@@ -39,19 +39,21 @@ def test_latest_values_are_exported_with_their_types() -> None:
             labelset({"__name__": "go_memstats_mallocs_total"}): 6.0,
             labelset({"__name__": "go_memstats_heap_alloc_bytes"}): 8.0,
             labelset({"__name__": "caches", "cache": "orders"}): 4.0,
+            labelset({"__name__": "version_info", "value": "1.4.2"}): 1.0,
         },
     )
     meta = {
         "go_memstats_mallocs_total": MetricMeta("counter", "Total number of mallocs."),
         "go_memstats_heap_alloc_bytes": MetricMeta("gauge", "Heap bytes allocated and in use."),
+        "version_info": MetricMeta("info", "The app's version."),
     }
-    fams = _families(st, meta)
-    assert fams["go_memstats_mallocs"] == ("counter", [("go_memstats_mallocs_total", {}, 6.0)])
-    assert fams["go_memstats_heap_alloc_bytes"] == (
-        "gauge",
-        [("go_memstats_heap_alloc_bytes", {}, 8.0)],
-    )
-    assert fams["caches"] == ("unknown", [("caches", {"cache": "orders"}, 4.0)])
+    # The text format writes an info family as a gauge named <name>_info.
+    assert _families(st, meta) == {
+        "go_memstats_mallocs": ("counter", [("go_memstats_mallocs_total", {}, 6.0)]),
+        "go_memstats_heap_alloc_bytes": ("gauge", [("go_memstats_heap_alloc_bytes", {}, 8.0)]),
+        "caches": ("unknown", [("caches", {"cache": "orders"}, 4.0)]),
+        "version_info": ("gauge", [("version_info", {"value": "1.4.2"}, 1.0)]),
+    }
 
 
 def test_stale_series_and_rule_outputs_are_not_exported() -> None:
@@ -60,7 +62,7 @@ def test_stale_series_and_rule_outputs_are_not_exported() -> None:
     st.ingest(1000, {labelset({"__name__": "a"}): 1.0, labelset({"__name__": "b"}): 2.0})
     st.ingest(1000, {labelset({"__name__": "rec"}): 3.0}, origin="rule:g/0")
     st.ingest(2000, {labelset({"__name__": "a"}): 1.0})
-    assert set(_families(st, {})) == {"a"}
+    assert _families(st, {}) == {"a": ("unknown", [("a", {}, 1.0)])}
 
 
 def test_app_cannot_shadow_the_sidecars_own_metrics() -> None:

@@ -163,6 +163,9 @@ def test_go_fixture_metadata() -> None:
         "gauge",
         "Number of keys of expvar object 'leaky_sessions', too large or too deep to expand.",
     )
+    assert {n: f.meta[n] for n in memstats.META} == memstats.META
+    typed = {n for n, m in f.meta.items() if m.kind != "untyped"}
+    assert typed - memstats.META.keys() == {"leaky_sessions_keys"}
     counters = {n for n, m in f.meta.items() if m.kind == "counter"}
     assert counters == {
         "go_memstats_alloc_bytes_total",
@@ -281,11 +284,18 @@ def test_memstats_not_shaped_like_go() -> None:
 def test_memstats_before_the_first_collection() -> None:
     """With NumGC 0 the summary is all zeros, as ReadGCStats gives it, and no last pause."""
     f = flat({"memstats": {"NumGC": 0, "PauseNs": [0] * 256, "PauseTotalNs": 0, "LastGC": 0}})
-    got = samples(f)
-    assert ("go_memstats_last_gc_pause_seconds", ()) not in got
-    assert got["go_memstats_last_gc_time_seconds", ()] == 0.0
-    assert got["go_gc_duration_seconds", (("quantile", "1"),)] == 0.0
-    assert got["go_gc_duration_seconds_count", ()] == 0.0
+    assert samples(f) == {
+        ("go_memstats_last_gc_time_seconds", ()): 0.0,
+        ("go_gc_cycles_total", ()): 0.0,
+        ("go_gc_duration_seconds", (("quantile", "0"),)): 0.0,
+        ("go_gc_duration_seconds", (("quantile", "0.25"),)): 0.0,
+        ("go_gc_duration_seconds", (("quantile", "0.5"),)): 0.0,
+        ("go_gc_duration_seconds", (("quantile", "0.75"),)): 0.0,
+        ("go_gc_duration_seconds", (("quantile", "1"),)): 0.0,
+        ("go_gc_duration_seconds_sum", ()): 0.0,
+        ("go_gc_duration_seconds_count", ()): 0.0,
+    }
+    assert f.warnings == ()
 
 
 def test_warnings_are_capped() -> None:
@@ -417,13 +427,17 @@ def test_nesting_beyond_the_decoder_is_an_error() -> None:
     with pytest.raises(ScrapeError) as info:
         flatten(b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", cfg())
     assert info.value.reason == "too_deep"
+    assert str(info.value) == "expvar body nests deeper than the decoder can follow"
 
 
 def test_invalid_utf8_in_a_member_skips_only_that_member() -> None:
     """A nested object with a key that is not UTF-8 is skipped; the rest is exported."""
     f = flatten(b'{"a": {"\xff": 1}, "b": 2}', cfg())
     assert samples(f) == {("b", ()): 2.0}
-    assert f.warnings[0].startswith("'a': not decodable, skipped: ")
+    assert f.warnings == (
+        "'a': not decodable, skipped: "
+        "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+    )
 
 
 # -- configured maps ------------------------------------------------------------------------

@@ -175,9 +175,12 @@ def events(logs: list[dict[str, Any]], prefix: str = "scrape.") -> list[str]:
     return [e["event"] for e in logs if e["event"].startswith(prefix)]
 
 
-def big_body(keys: int) -> bytes:
-    """The real Go body with one more expvar.Map of ``keys`` Ints, in Go's Map format."""
-    entries = ", ".join(f'"session-{i:012d}-eu-west-1": {i * 7919 % 100003}' for i in range(keys))
+@pytest.fixture(scope="module")
+def big() -> bytes:
+    """The real Go body with one more expvar.Map of 500k Ints (20 MB), in Go's Map format."""
+    entries = ", ".join(
+        f'"session-{i:012d}-eu-west-1": {i * 7919 % 100003}' for i in range(500_000)
+    )
     return GO_VARS.replace(b'"requests":', b'"sessions": {' + entries.encode() + b'},\n"requests":')
 
 
@@ -189,19 +192,30 @@ async def test_own_series_reach_the_store_for_embedded_rules(
 ) -> None:
     """Each scrape writes target_up, its duration, interval, body size and the constants."""
     limit = labelset({"__name__": "leak_sidecar_app_memory_limit_bytes"})
+    up = labelset({"__name__": "leak_sidecar_target_up"})
+    duration = labelset({"__name__": "leak_sidecar_scrape_duration_seconds"})
+    interval = labelset({"__name__": "leak_sidecar_scrape_interval_seconds"})
     rig = Rig(target.port, session, registry, constants={limit: 2147483648.0})
     await rig.scraper.scrape_once()
-    own = dict(rig.store.latest(origin="sidecar"))
-    assert own[labelset({"__name__": "leak_sidecar_target_up"})] == 1.0
-    assert own[labelset({"__name__": "leak_sidecar_scrape_body_bytes"})] == float(len(GO_VARS))
-    assert own[labelset({"__name__": "leak_sidecar_scrape_interval_seconds"})] == 15.0
-    assert own[limit] == 2147483648.0
-    assert labelset({"__name__": "leak_sidecar_scrape_duration_seconds"}) in own
+    took = rig.scraper.last.duration_s
+    assert took is not None
+    assert took > 0
+    assert dict(rig.store.latest(origin="sidecar")) == {
+        up: 1.0,
+        duration: took,
+        interval: 15.0,
+        labelset({"__name__": "leak_sidecar_scrape_body_bytes"}): float(len(GO_VARS)),
+        limit: 2147483648.0,
+    }
     target.default = status(500)
     await rig.fail()
-    own = dict(rig.store.latest(origin="sidecar"))
-    assert own[labelset({"__name__": "leak_sidecar_target_up"})] == 0.0
-    assert own[limit] == 2147483648.0
+    # No body was read: the body size series ends instead of repeating the last one.
+    assert dict(rig.store.latest(origin="sidecar")) == {
+        up: 0.0,
+        duration: rig.scraper.last.duration_s,
+        interval: 15.0,
+        limit: 2147483648.0,
+    }
     # The sidecar's own view stays out of the app's exported series.
     assert labelset({"__name__": "leak_sidecar_target_up"}) not in dict(rig.store.latest())
 
@@ -371,10 +385,9 @@ async def test_connection_cut_mid_body_is_transient(
 
 
 async def test_20mb_body_with_500k_keys(
-    target: Target, session: aiohttp.ClientSession, registry: CollectorRegistry
+    target: Target, session: aiohttp.ClientSession, registry: CollectorRegistry, big: bytes
 ) -> None:
     """A 20 MB body whose map has 500k keys is scraped within the caps when the cap allows it."""
-    big = big_body(500_000)
     assert 20_000_000 <= len(big) < 21_000_000
     target.default = chunked(big)
     rig = Rig(
@@ -398,9 +411,9 @@ async def test_body_past_the_cap_is_refused(
     target: Target,
     session: aiohttp.ClientSession,
     registry: CollectorRegistry,
+    big: bytes,
 ) -> None:
     """Past max_body_bytes (default 16 MiB) the body is refused, announced or streamed."""
-    big = big_body(500_000)
     target.default = reply(big)
     rig = Rig(target.port, session, registry)
     err = await rig.fail()
@@ -581,13 +594,15 @@ async def test_run_returns_at_once_when_stopped(
 ) -> None:
     """Setting stop ends the wait between scrapes without waiting out the interval."""
     stop = asyncio.Event()
+    waiting = asyncio.Event()
 
     async def forever(_: float) -> None:
+        waiting.set()
         await asyncio.Event().wait()
 
     rig = Rig(target.port, session, registry, sleep=forever)
     task = asyncio.create_task(rig.scraper.run(stop))
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(waiting.wait(), timeout=5)
     stop.set()
     await asyncio.wait_for(task, timeout=5)
     assert rig.value("leak_sidecar_scrapes_total") == 1.0
