@@ -20,12 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from sidecar import actions_api
 from sidecar.actions import new_action_id
-from sidecar.actuator import Actuator, Sleep
+from sidecar.actuator import Actuator
 from sidecar.breaker import Breaker, ConditionView
 from sidecar.config import Config
 from sidecar.dispatch import Dispatcher
 from sidecar.journal import Journal
 from sidecar.receiver import Receiver
+from sidecar.retry import Sleep
 from sidecar.routing import Router
 
 __all__ = ["ActionPath", "build_action_path"]

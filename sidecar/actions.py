@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, cast, get_args
 
-from sidecar.model import ActionKind, Alert, AlertStatus
+from sidecar.errors import clip
+from sidecar.model import ActionKind, Alert, AlertStatus, ms_to_datetime, now_ms
 
 __all__ = [
     "ACTION_KINDS",
     "Action",
     "alert_from_json",
     "alert_json",
+    "alert_names",
     "instance_key",
     "iso",
     "new_action_id",
@@ -29,7 +31,7 @@ __all__ = [
     "to_ms",
 ]
 
-ACTION_KINDS: tuple[ActionKind, ...] = ("circuit_break", "circuit_reset", "cache_flush")
+ACTION_KINDS: tuple[ActionKind, ...] = get_args(ActionKind)
 
 
 def new_action_id() -> str:
@@ -39,13 +41,12 @@ def new_action_id() -> str:
 
 def to_ms(t: dt.datetime) -> int:
     """An aware datetime as integer milliseconds since the epoch."""
-    return round(t.timestamp() * 1000)
+    return now_ms(t.timestamp())
 
 
 def iso(ms: int) -> str:
     """Integer milliseconds as RFC 3339 in UTC with millisecond precision."""
-    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return ms_to_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> dt.datetime:
@@ -61,6 +62,15 @@ def rfc3339(t: dt.datetime) -> str:
 def instance_key(alert: Alert) -> str:
     """One alert instance: its fingerprint and when it started (a re-fire is a new one)."""
     return f"{alert.identity()}@{to_ms(alert.starts_at)}"
+
+
+def alert_names(alerts: Iterable[Alert]) -> str:
+    """The alerts' names (their fingerprint when nameless), sorted, once each, bounded.
+
+    Label values come from outside: cut before they reach a reason, the app, the journal
+    or the log.
+    """
+    return clip(", ".join(sorted({a.labels.get("alertname", a.identity()) for a in alerts})), 200)
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:

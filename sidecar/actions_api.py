@@ -9,6 +9,7 @@ unknown fields are refused, since a misspelt ``hold`` must not silently mean fal
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -17,13 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sidecar.actions import Action, iso
 from sidecar.breaker import CircuitState
 from sidecar.dispatch import Dispatcher
-from sidecar.journal import JournalError
-from sidecar.receiver import format_validation_error
+from sidecar.errors import JournalError
+from sidecar.receiver import format_validation_error, refuse_non_json
 from sidecar.server import json_error
 
 __all__ = ["BreakRequest", "FlushRequest", "ResetRequest", "routes"]
-
-_JSON = "application/json"
 
 
 class _Request(BaseModel):
@@ -52,28 +51,37 @@ class FlushRequest(_Request):
 
 _R = TypeVar("_R", bound=_Request)
 
-
-class _Invalid(Exception):
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
+_Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-async def _body(request: web.Request, model: type[_R]) -> _R:
+async def _body(request: web.Request, model: type[_R]) -> _R | web.Response:
+    """The request body as ``model``, or the 415/422 answer that refuses it."""
     body = await request.read()
     if not body.strip():
         return model()
-    if request.content_type != _JSON:
-        raise _Invalid(
-            json_error(
-                415, f"unsupported content type {request.content_type!r}, expected {_JSON!r}"
-            )
-        )
+    refused = refuse_non_json(request)
+    if refused is not None:
+        return refused
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise _Invalid(
-            json_error(422, f"invalid request body: {format_validation_error(exc)}")
-        ) from exc
+        return json_error(422, f"invalid request body: {format_validation_error(exc)}")
+
+
+def _accepting(model: type[_R], act: Callable[[_R], Awaitable[dict[str, Any]]]) -> _Handler:
+    """A POST handler: validate the body, ``act`` on it, answer 202 with what it returns."""
+
+    async def handle(request: web.Request) -> web.Response:
+        req = await _body(request, model)
+        if isinstance(req, web.Response):
+            return req
+        try:
+            accepted = await act(req)
+        except JournalError:
+            return json_error(503, "cannot journal the action, nothing was done; retry later")
+        return web.json_response({"status": "accepted", **accepted}, status=202)
+
+    return handle
 
 
 def _action_view(action: Action) -> dict[str, Any]:
@@ -98,49 +106,20 @@ def routes(dispatcher: Dispatcher, *, dry_run: bool = False) -> list[web.RouteDe
     async def get_circuit(request: web.Request) -> web.Response:
         return web.json_response(circuit(dispatcher.breaker.state))
 
-    async def post_break(request: web.Request) -> web.Response:
-        try:
-            req = await _body(request, BreakRequest)
-            action, state = await dispatcher.manual_break(req.reason, req.hold)
-        except _Invalid as exc:
-            return exc.response
-        except JournalError:
-            return _unjournaled()
-        return web.json_response(
-            {"status": "accepted", "action": _action_view(action), "circuit": circuit(state)},
-            status=202,
-        )
+    async def do_break(req: BreakRequest) -> dict[str, Any]:
+        action, state = await dispatcher.manual_break(req.reason, req.hold)
+        return {"action": _action_view(action), "circuit": circuit(state)}
 
-    async def post_reset(request: web.Request) -> web.Response:
-        try:
-            req = await _body(request, ResetRequest)
-            action, state = await dispatcher.manual_reset(req.reason)
-        except _Invalid as exc:
-            return exc.response
-        except JournalError:
-            return _unjournaled()
-        return web.json_response(
-            {"status": "accepted", "action": _action_view(action), "circuit": circuit(state)},
-            status=202,
-        )
+    async def do_reset(req: ResetRequest) -> dict[str, Any]:
+        action, state = await dispatcher.manual_reset(req.reason)
+        return {"action": _action_view(action), "circuit": circuit(state)}
 
-    async def post_flush(request: web.Request) -> web.Response:
-        try:
-            req = await _body(request, FlushRequest)
-            action = await dispatcher.manual_flush(req.reason)
-        except _Invalid as exc:
-            return exc.response
-        except JournalError:
-            return _unjournaled()
-        return web.json_response({"status": "accepted", "action": _action_view(action)}, status=202)
+    async def do_flush(req: FlushRequest) -> dict[str, Any]:
+        return {"action": _action_view(await dispatcher.manual_flush(req.reason))}
 
     return [
         web.get("/v1/circuit", get_circuit),
-        web.post("/v1/circuit/break", post_break),
-        web.post("/v1/circuit/reset", post_reset),
-        web.post("/v1/cache/flush", post_flush),
+        web.post("/v1/circuit/break", _accepting(BreakRequest, do_break)),
+        web.post("/v1/circuit/reset", _accepting(ResetRequest, do_reset)),
+        web.post("/v1/cache/flush", _accepting(FlushRequest, do_flush)),
     ]
-
-
-def _unjournaled() -> web.Response:
-    return json_error(503, "cannot journal the action, nothing was done; retry later")

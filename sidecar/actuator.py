@@ -25,7 +25,7 @@ from sidecar.errors import ActionRejected, ActionUnavailable, clip
 from sidecar.model import ActionKind
 from sidecar.retry import Sleep, retrying
 
-__all__ = ["Actuator", "Outcome", "Sleep"]
+__all__ = ["Actuator", "Outcome"]
 
 log = structlog.get_logger(__name__)
 

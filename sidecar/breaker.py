@@ -22,15 +22,14 @@ an ejection's duration, so that a flapping condition does not flap the app.
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast, get_args
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from sidecar.actions import alert_from_json, alert_json, iso
+from sidecar.actions import alert_from_json, alert_json, alert_names, iso
 from sidecar.config import BreakerConfig
-from sidecar.errors import clip
 from sidecar.model import Alert
 
 __all__ = [
@@ -45,7 +44,8 @@ __all__ = [
 
 StateName = Literal["closed", "open", "held"]
 SourceKind = Literal["alert", "operator"]
-STATES: tuple[StateName, ...] = ("closed", "open", "held")
+STATES: tuple[StateName, ...] = get_args(StateName)
+_SOURCES: tuple[SourceKind, ...] = get_args(SourceKind)
 
 
 class ConditionView(Protocol):
@@ -102,7 +102,7 @@ class CircuitState:
     def from_json(cls, data: Mapping[str, Any]) -> CircuitState:
         """Read back a journal record (``KeyError``/``ValueError`` on a damaged one)."""
         state, source = data["state"], data["source"]
-        if state not in STATES or source not in ("alert", "operator"):
+        if state not in STATES or source not in _SOURCES:
             raise ValueError(f"unknown circuit state {state!r} or source {source!r}")
         alerts = [alert_from_json(a) for a in data["holders"]]
         return cls(
@@ -187,8 +187,8 @@ class Breaker:
         holders = _holding(s.holders, alert)
         if s.state != "closed":
             return replace(s, holders=holders), False
-        name = clip(alert.labels.get("alertname", ""), 200)
-        opened = self._opening(s, now, f"alert {name} firing", "alert", held=False)
+        reason = f"alert {alert_names((alert,))} firing"
+        opened = self._opening(s, now, reason, "alert", held=False)
         return replace(opened, holders=holders), True
 
     def resolve(self, s: CircuitState, alert: Alert) -> CircuitState:
@@ -229,7 +229,7 @@ class Breaker:
             return f"{len(firing)} holding alert(s) still firing"
         if s.open_until_ms is not None and now < s.open_until_ms:
             return "min_open not passed"
-        stale = _names(h.alert for h in s.holders if not self._view.cleared(h.alert))
+        stale = alert_names(h.alert for h in s.holders if not self._view.cleared(h.alert))
         if stale:
             return f"condition not cleared on fresh data for {stale}"
         return None
@@ -248,7 +248,3 @@ def _holding(holders: tuple[Holder, ...], alert: Alert) -> tuple[Holder, ...]:
                 return holders
             return tuple(Holder(key, alert) if x.key == key else x for x in holders)
     return (*holders, Holder(key, alert))
-
-
-def _names(alerts: Iterable[Alert]) -> str:
-    return clip(", ".join(sorted({a.labels.get("alertname", a.identity()) for a in alerts})), 200)

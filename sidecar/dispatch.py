@@ -29,13 +29,13 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from sidecar.actions import Action, instance_key, new_action_id
+from sidecar.actions import Action, alert_names, instance_key, new_action_id
 from sidecar.actuator import Actuator
 from sidecar.breaker import Breaker, CircuitState
 from sidecar.config import ActionsConfig
-from sidecar.errors import clip
+from sidecar.errors import JournalError, clip
 from sidecar.history import ActionEvent, History, Transition
-from sidecar.journal import Journal, JournalError
+from sidecar.journal import Journal
 from sidecar.model import ActionKind, Alert, now_ms
 from sidecar.routing import Route
 
@@ -58,15 +58,12 @@ class _Plan:
     state: CircuitState
     seen: dict[str, int] = field(default_factory=dict)
     cooldowns: dict[str, int] = field(default_factory=dict)
-    breaks: list[Alert] = field(default_factory=list)
-    flushes: list[Alert] = field(default_factory=list)
+    calls: dict[ActionKind, list[Alert]] = field(
+        default_factory=lambda: {"circuit_break": [], "cache_flush": []}
+    )
+    """The alerts each call of this delivery is made for; breaks first."""
     duplicates: int = 0
     cooled_down: int = 0
-
-
-def _names(alerts: Sequence[Alert]) -> str:
-    # Label values come from outside: bounded before they reach the app, log and journal.
-    return clip(", ".join(sorted({a.labels.get("alertname", "") for a in alerts})), 200)
 
 
 class Dispatcher:
@@ -110,7 +107,7 @@ class Dispatcher:
             registry=registry,
         )
 
-    def now(self) -> int:
+    def _now(self) -> int:
         """The injected clock in integer milliseconds."""
         return now_ms(self._clock())
 
@@ -119,22 +116,16 @@ class Dispatcher:
     async def apply(self, routed: Sequence[tuple[Alert, Route]], source: str) -> Delivery:
         """Act on routed alerts; raises ``JournalError`` (nothing done) if it cannot journal."""
         async with self._lock:
-            now = self.now()
+            now = self._now()
             self._expire(now)
             plan = _Plan(self.breaker.state)
             for alert, route in routed:
                 self._plan_alert(plan, alert, route, now)
-            actions: list[Action] = []
-            if plan.breaks:
-                name = _names(plan.breaks)
-                actions.append(
-                    self._action("circuit_break", f"alert {name} firing", source, plan.breaks, now)
-                )
-            if plan.flushes:
-                name = _names(plan.flushes)
-                actions.append(
-                    self._action("cache_flush", f"alert {name} firing", source, plan.flushes, now)
-                )
+            actions = [
+                self._action(kind, f"alert {alert_names(alerts)} firing", source, alerts, now)
+                for kind, alerts in plan.calls.items()
+                if alerts
+            ]
             changed = plan.state != self.breaker.state
             if plan.seen or changed or actions:
                 await self._record(
@@ -161,7 +152,7 @@ class Dispatcher:
             return
         if route.action == "cache_flush":
             if not self._cooling(plan, route, alert, now):
-                plan.flushes.append(alert)
+                plan.calls["cache_flush"].append(alert)
                 plan.cooldowns[route.cooldown_key] = now
             return
         # The cooldown limits calls: joining a circuit that is open already calls nothing.
@@ -171,8 +162,8 @@ class Dispatcher:
         if opened:
             plan.cooldowns[route.cooldown_key] = now
         # Alerts that join a circuit this very delivery opened ride on the same call.
-        if opened or plan.breaks:
-            plan.breaks.append(alert)
+        if opened or plan.calls["circuit_break"]:
+            plan.calls["circuit_break"].append(alert)
 
     def _cooling(self, plan: _Plan, route: Route, alert: Alert, now: int) -> bool:
         if route.cooldown_key in plan.cooldowns:
@@ -196,7 +187,7 @@ class Dispatcher:
     async def manual_break(self, reason: str, hold: bool) -> tuple[Action, CircuitState]:
         """An operator's break: always calls the app, even when already open."""
         async with self._lock:
-            now = self.now()
+            now = self._now()
             state = self.breaker.manual_break(self.breaker.state, reason, hold, now)
             action = self._action("circuit_break", reason, "operator", [], now)
             await self._record(now, [action], state)
@@ -205,7 +196,7 @@ class Dispatcher:
     async def manual_reset(self, reason: str) -> tuple[Action, CircuitState]:
         """An operator's reset: closes from any state, a hold included."""
         async with self._lock:
-            now = self.now()
+            now = self._now()
             state = self.breaker.reset(self.breaker.state, reason, "operator", now)
             action = self._action("circuit_reset", reason, "operator", [], now)
             await self._record(now, [action], state)
@@ -214,7 +205,7 @@ class Dispatcher:
     async def manual_flush(self, reason: str) -> Action:
         """An operator's flush: not limited by the cooldown, but starts it."""
         async with self._lock:
-            now = self.now()
+            now = self._now()
             action = self._action("cache_flush", reason, "operator", [], now)
             await self._record(now, [action], None, cooldowns={"cache_flush": now})
             return action
@@ -222,7 +213,7 @@ class Dispatcher:
     async def tick(self) -> Action | None:
         """Reset the circuit automatically when due; returns the reset action if so."""
         async with self._lock:
-            now = self.now()
+            now = self._now()
             s = self.breaker.state
             blocked = self.breaker.blocked(s, now)
             if blocked is not None:
@@ -321,7 +312,7 @@ class Dispatcher:
     def _live(self) -> list[dict[str, Any]]:
         return [
             {
-                "at": self.now(),
+                "at": self._now(),
                 "circuit": self.breaker.state.to_json(),
                 "seen": self._seen,
                 "cooldowns": self._cooldowns,
@@ -343,6 +334,7 @@ class Dispatcher:
 
     async def _run(self, action: Action, previous: asyncio.Task[None] | None) -> None:
         if previous is not None and not previous.done():
+            # wait, not await: neither call's cancellation may spread to the other.
             await asyncio.wait([previous])
         try:
             outcome = await self._actuator.run(action, lambda: self.history.attempted(action.id))
@@ -354,7 +346,7 @@ class Dispatcher:
         # A failure is logged; a restart repeats the call with the same Idempotency-Key.
         with contextlib.suppress(JournalError):
             await self.journal.append(
-                {"at": self.now(), "done": [{"id": action.id, "outcome": outcome}]}
+                {"at": self._now(), "done": [{"id": action.id, "outcome": outcome}]}
             )
 
     async def drain(self, grace: float) -> None:
@@ -390,7 +382,7 @@ class Dispatcher:
             circuit = state or circuit
             self._seen.update(seen)
             self._cooldowns.update(cooldowns)
-        now = self.now()
+        now = self._now()
         self.breaker.commit(
             circuit or CircuitState(since_ms=now, reason="started without a journal")
         )

@@ -7,6 +7,8 @@ Every error the sidecar raises on purpose derives from ``SidecarError``::
     ├── ScrapeError          one scrape of the expvar endpoint failed
     │   └── ScrapeTransient  a failure a retry may cure (refused, timeout, 5xx)
     ├── RuleError            a rule file, expression or template cannot be loaded or evaluated
+    ├── JournalError         the action journal cannot be written: nothing that depended
+    │                        on it was acknowledged
     └── ActionError          a call to the app's endpoint failed
         ├── ActionRejected   the app answered 4xx (other than 429): retrying cannot help
         └── ActionUnavailable 5xx, 429, refused, reset or timed out: transient
@@ -18,11 +20,17 @@ hostile peer cannot flood the log.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = [
     "ActionError",
     "ActionRejected",
     "ActionUnavailable",
     "ConfigError",
+    "JournalError",
     "RuleError",
     "ScrapeError",
     "ScrapeTransient",
@@ -82,6 +90,14 @@ class RuleError(SidecarError):
             f"{k} {v!r}" for k, v in (("file", file), ("group", group), ("rule", rule)) if v
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class JournalError(SidecarError):
+    """The journal could not be written; nothing that depended on it was acknowledged."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class ActionError(SidecarError):

@@ -24,23 +24,15 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from sidecar.errors import SidecarError, clip
+from sidecar.errors import JournalError, clip
 
-__all__ = ["JOURNAL_FILE", "Journal", "JournalError"]
+__all__ = ["JOURNAL_FILE", "Journal"]
 
 log = structlog.get_logger(__name__)
 
 JOURNAL_FILE = "journal.jsonl"
 
 Entry = dict[str, Any]
-
-
-class JournalError(SidecarError):
-    """The journal could not be written; nothing that depended on it was acknowledged."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        self.path = path
-        super().__init__(message)
 
 
 class Journal:
@@ -112,11 +104,7 @@ class Journal:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if self._torn:
-            data = b"\n" + data
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        _write_all(self._fd, b"\n" + data if self._torn else data)
         os.fsync(self._fd)
         self._torn = False
 
@@ -144,9 +132,7 @@ class Journal:
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -169,6 +155,13 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # os.write may write less than asked (a signal, a full disk): go on from there.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 async def _finish(work: Awaitable[None]) -> None:

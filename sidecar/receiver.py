@@ -27,8 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sidecar.dispatch import Delivery, Dispatcher
-from sidecar.errors import clip
-from sidecar.journal import JournalError
+from sidecar.errors import JournalError, clip
 from sidecar.model import Alert
 from sidecar.routing import ACTION_LABEL, Router
 from sidecar.server import json_error
@@ -40,6 +39,7 @@ __all__ = [
     "WebhookPayload",
     "format_validation_error",
     "parse_payload",
+    "refuse_non_json",
 ]
 
 log = structlog.get_logger(__name__)
@@ -85,8 +85,6 @@ class WebhookPayload(_Tolerant):
     version: str
     group_key: str = Field("", alias="groupKey")
     truncated_alerts: int = Field(0, ge=0, alias="truncatedAlerts")
-    status: str = ""
-    receiver: str = ""
     alerts: list[WebhookAlert]
 
     @field_validator("version")
@@ -105,6 +103,13 @@ def format_validation_error(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+def refuse_non_json(request: web.Request) -> web.Response | None:
+    """The 415 answer to a request whose content type is not JSON, or None."""
+    if request.content_type == _JSON:
+        return None
+    return json_error(415, f"unsupported content type {request.content_type!r}, expected {_JSON!r}")
 
 
 def parse_payload(body: bytes) -> WebhookPayload:
@@ -168,12 +173,9 @@ class Receiver:
         return response
 
     async def _handle(self, request: web.Request) -> web.Response:
-        if request.content_type != _JSON:
-            return self._answer(
-                json_error(
-                    415, f"unsupported content type {request.content_type!r}, expected {_JSON!r}"
-                )
-            )
+        refused = refuse_non_json(request)
+        if refused is not None:
+            return self._answer(refused)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -183,7 +185,7 @@ class Receiver:
             payload = parse_payload(body)
         except ValidationError as exc:
             message = format_validation_error(exc)
-            log.warning("webhook.invalid", error=message[:500])
+            log.warning("webhook.invalid", error=clip(message, 500))
             return self._answer(json_error(422, f"invalid webhook payload: {message}"))
         if payload.truncated_alerts:
             log.warning(

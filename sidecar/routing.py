@@ -28,11 +28,6 @@ ACTION_LABEL = "action"
 
 RouteAction = Literal["circuit_break", "cache_flush", "none", "invalid", "foreign"]
 
-_LABEL_ACTIONS: dict[str, RouteAction] = {
-    "circuit_break": "circuit_break",
-    "cache_flush": "cache_flush",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -45,17 +40,32 @@ class Route:
     """``route[<index>]`` or ``label``: what decided (for logs)."""
 
 
+_UNROUTED = Route("none")
+_INVALID = Route("invalid", matched="label")
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    index: int
     match: tuple[tuple[str, str], ...]
     match_re: tuple[tuple[str, re.Pattern[str]], ...]
-    config: RouteConfig
+    route: Route
+    """The decision, built once: it depends on config alone."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k, "") == v for k, v in self.match) and all(
             p.fullmatch(labels.get(k, "")) is not None for k, p in self.match_re
         )
+
+
+def _decision(index: int, r: RouteConfig, cooldowns: Mapping[str, float]) -> Route:
+    where = f"route[{index}]"
+    if r.action == "none":
+        return Route("none", matched=where)
+    if r.cooldown is None:
+        # All alerts asking for the same action share the action's cooldown.
+        return Route(r.action, cooldowns.get(r.action, 0.0), r.action, where)
+    # A route with its own cooldown is limited on its own.
+    return Route(r.action, r.cooldown, where, where)
 
 
 class Router:
@@ -65,17 +75,24 @@ class Router:
         # The sidecar's own external labels (e.g. pod): an alert that carries one of them
         # with another value is about another pod, delivered here by a fleet route.
         self._identity = tuple(sorted((identity or {}).items()))
-        self._cooldowns: dict[str, float] = {str(k): v for k, v in cfg.cooldowns.items()}
+        cooldowns = {str(k): v for k, v in cfg.cooldowns.items()}
         self._routes = tuple(
             _Compiled(
-                index=i,
                 match=tuple(sorted(r.match.items())),
                 # Anchored as Alertmanager's match_re; compiled once, validated by config.
                 match_re=tuple((k, re.compile(v)) for k, v in sorted(r.match_re.items())),
-                config=r,
+                route=_decision(i, r, cooldowns),
             )
             for i, r in enumerate(cfg.routes)
         )
+        # What the alert's own ``action`` label decides, by its value.
+        self._by_label: dict[str, Route] = {
+            "none": Route("none", matched="label"),
+            **{
+                a: Route(a, cooldowns.get(a, 0.0), a, "label")
+                for a in ("circuit_break", "cache_flush")
+            },
+        }
 
     def route(self, labels: Mapping[str, str]) -> Route:
         """The route for one alert's labels; ``invalid`` for an unknown ``action`` label,
@@ -86,19 +103,8 @@ class Router:
                 return Route("foreign", matched=f"label {k}")
         for r in self._routes:
             if r.matches(labels):
-                action = r.config.action
-                if action == "none":
-                    return Route("none", matched=f"route[{r.index}]")
-                default = self._cooldowns.get(action, 0.0)
-                cooldown = r.config.cooldown if r.config.cooldown is not None else default
-                # A route with its own cooldown is limited on its own; otherwise all
-                # alerts asking for the same action share the action's cooldown.
-                key = f"route[{r.index}]" if r.config.cooldown is not None else action
-                return Route(action, cooldown, key, f"route[{r.index}]")
+                return r.route
         value = labels.get(ACTION_LABEL)
-        if value is None or value == "none":
-            return Route("none", matched="label" if value is not None else "")
-        wanted = _LABEL_ACTIONS.get(value, "invalid")
-        if wanted == "invalid":
-            return Route("invalid", matched="label")
-        return Route(wanted, self._cooldowns.get(wanted, 0.0), wanted, "label")
+        if value is None:
+            return _UNROUTED
+        return self._by_label.get(value, _INVALID)

@@ -6,14 +6,13 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import structlog
-import structlog.testing
+import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
@@ -69,13 +68,6 @@ class Sleeps:
         await asyncio.sleep(0)
 
 
-@contextmanager
-def capture() -> Iterator[list[dict[str, Any]]]:
-    """Capture log events as dicts (structlog's ``capture_logs``, never cached loggers)."""
-    with structlog.testing.capture_logs() as events:
-        yield events
-
-
 async def until(predicate: Callable[[], bool], within: float = 20.0) -> None:
     """Wait (bounded) until ``predicate()`` holds, polling."""
     async with asyncio.timeout(within):
@@ -83,6 +75,11 @@ async def until(predicate: Callable[[], bool], within: float = 20.0) -> None:
             if predicate():
                 return
             await asyncio.sleep(0.02)
+
+
+def journal_entries(path: Path) -> list[dict[str, Any]]:
+    """The entries of a journal file, in order (blank lines skipped)."""
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
 def config(state_dir: Path, base_url: str, **sections: Any) -> Config:

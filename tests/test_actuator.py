@@ -11,9 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from actions_support import Sleeps, capture, config, demo_app
+from actions_support import Sleeps, config, demo_app
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from sidecar.actions import Action
 from sidecar.actuator import Actuator, Outcome
@@ -93,7 +94,7 @@ async def test_transient_status_is_retried_with_the_same_key(tmp_path: Path, sta
     demo.faults.add(Fault(path="/v1/circuit/break", status=status, times=2))
     attempts: list[None] = []
     async with demo_app(demo) as (_, url), _actuator(tmp_path, url) as run:
-        with capture() as events:
+        with capture_logs() as events:
             assert await run.actuator.run(ACTION, lambda: attempts.append(None)) == "success"
     assert [(c.status, c.idempotency_key) for c in demo.calls] == [
         (status, "act-1"),
@@ -112,8 +113,8 @@ async def test_transient_status_is_retried_with_the_same_key(tmp_path: Path, sta
         (1, "circuit_break", "act-1"),
         (2, "circuit_break", "act-1"),
     ]
-    assert retries[0]["error"].endswith(
-        f'/v1/circuit/break answered {status}: {{"error":"injected fault"}}'
+    assert retries[0]["error"] == (
+        f'{url}/v1/circuit/break answered {status}: {{"error":"injected fault"}}'
     )
 
 
@@ -123,13 +124,16 @@ async def test_other_4xx_is_rejected_without_retry(tmp_path: Path, status: int) 
     demo = DemoApp()
     demo.faults.add(Fault(path="/v1/circuit/break", status=status, times=None))
     async with demo_app(demo) as (_, url), _actuator(tmp_path, url) as run:
-        with capture() as events:
+        with capture_logs() as events:
             assert await run.actuator.run(ACTION) == "rejected"
     assert len(demo.calls) == 1
     assert run.sleeps.waits == []
     assert run.outcomes() == {"rejected": 1.0}
     [rejected] = [e for e in events if e["event"] == "action.rejected"]
-    assert rejected["status"] == status
+    assert (rejected["status"], rejected["error"]) == (
+        status,
+        f'{url}/v1/circuit/break answered {status}: {{"error":"injected fault"}}',
+    )
 
 
 async def test_connection_refused_gives_up_after_the_attempts(tmp_path: Path) -> None:
@@ -137,7 +141,7 @@ async def test_connection_refused_gives_up_after_the_attempts(tmp_path: Path) ->
     async with demo_app() as (_, url):
         pass  # stopped: its port now refuses
     async with _actuator(tmp_path, url) as run:
-        with capture() as events:
+        with capture_logs() as events:
             assert await run.actuator.run(ACTION) == "gave_up"
     assert len(run.sleeps.waits) == 2
     assert run.outcomes() == {"unavailable": 3.0}
@@ -165,7 +169,7 @@ async def test_hanging_app_times_out_per_attempt(tmp_path: Path) -> None:
         ) as run,
     ):
         started = time.monotonic()
-        with capture() as events:
+        with capture_logs() as events:
             assert await run.actuator.run(ACTION) == "gave_up"
         elapsed = time.monotonic() - started
     assert 0.4 <= elapsed < 5

@@ -8,12 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from actions_support import AUTH, T0, View, alert, capture, rig, until, webhook
+from actions_support import AUTH, STARTS, View, alert, rig, until, webhook
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from sidecar.breaker import Breaker, CircuitState
 from sidecar.config import BreakerConfig
-from sidecar.model import Alert
+from sidecar.model import Alert, fingerprint
 
 NOW = 1_000_000
 MIN = 60_000
@@ -41,6 +42,16 @@ def test_firing_alert_opens_a_closed_circuit_and_later_ones_join() -> None:
     assert opened2 is False
     assert [h.alert.labels["alertname"] for h in s2.holders] == ["A", "B"]
     assert (s2.since_ms, s2.open_until_ms) == (NOW, NOW + MIN)
+
+
+def test_a_nameless_alert_is_named_by_its_fingerprint() -> None:
+    """An alert without an alertname opens the circuit with its fingerprint as the reason."""
+    b = _breaker()
+    nameless = Alert(
+        "firing", {"action": "circuit_break"}, {}, dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    )
+    s, _ = b.fire(CircuitState(), nameless, NOW)
+    assert s.reason == f"alert {fingerprint({'action': 'circuit_break'})} firing"
 
 
 def test_auto_reset_needs_resolution_min_open_and_cleared_data() -> None:
@@ -202,7 +213,7 @@ async def test_tick_never_resets_when_the_target_went_away(
         await r.post(
             "/alerts", webhook(alert("PoolSaturated", status="resolved", action="circuit_break"))
         )
-        with capture() as events:
+        with capture_logs() as events:
             for _ in range(3):
                 r.clock.advance(600)
                 assert await r.path.dispatcher.tick() is None
@@ -260,15 +271,22 @@ async def test_circuit_view_shows_state_since_reason_holders_and_reset(
         [holder] = body.pop("held_by")
         assert body == {
             "state": "open",
-            "since": "2023-11-14T22:13:20.000Z",
+            "since": "2023-11-14T22:13:20.000Z",  # T0
             "reason": "alert PoolSaturated firing",
             "source": "alert",
             "earliest_reset": "2023-11-14T22:14:20.000Z",
             "dry_run": False,
             "pending_actions": [],
         }
-        assert (holder["status"], holder["labels"]["alertname"]) == ("firing", "PoolSaturated")
-        assert T0 == 1_700_000_000.0
+        labels = {"alertname": "PoolSaturated", "action": "circuit_break"}
+        assert holder == {
+            "status": "firing",
+            "labels": labels,
+            "annotations": {"summary": "PoolSaturated is firing"},
+            "fingerprint": fingerprint(labels),
+            "startsAt": STARTS,
+            "generatorURL": "http://prometheus:9090/graph",
+        }
 
 
 async def test_dry_run_decides_but_calls_nothing(
@@ -276,7 +294,7 @@ async def test_dry_run_decides_but_calls_nothing(
 ) -> None:
     """In dry-run the state moves and every would-be call is counted and logged, none made."""
     async with rig(tmp_path, registry, breaker={"dry_run": True}) as r:
-        with capture() as events:
+        with capture_logs() as events:
             await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
             await r.settle()
         assert r.calls() == []
@@ -285,7 +303,7 @@ async def test_dry_run_decides_but_calls_nothing(
             r.metric("leak_sidecar_actions_total", action="circuit_break", outcome="dry_run") == 1
         )
         [dry] = [e for e in events if e["event"] == "action.dry_run"]
-        assert dry["url"].endswith("/v1/circuit/break")
+        assert dry["url"] == r.path.cfg.app.base_url + "/v1/circuit/break"
         circuit = await (await r.client.get("/v1/circuit")).json()
         assert circuit["dry_run"] is True
 
@@ -338,9 +356,21 @@ async def test_manual_api_validates_bodies(
         got = await r.post(path, body)
         assert got == (status, {"status": "error", "error": error})
         resp = await r.client.post(path, data=b"{}", headers={**AUTH, "Content-Type": "text/plain"})
-        assert resp.status == 415
+        assert (resp.status, await resp.json()) == (
+            415,
+            {
+                "status": "error",
+                "error": "unsupported content type 'text/plain', expected 'application/json'",
+            },
+        )
         resp = await r.client.post(path)
-        assert resp.status == 401
+        assert (resp.status, await resp.json()) == (
+            401,
+            {
+                "status": "error",
+                "error": "missing bearer token: send 'Authorization: Bearer <token>'",
+            },
+        )
         await r.settle()
         assert r.calls() == []
         assert r.path.breaker.state.state == "closed"

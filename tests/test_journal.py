@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from actions_support import alert, capture, rig, webhook
+from actions_support import alert, journal_entries, rig, webhook
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from sidecar.demo_app import DemoApp, Fault
-from sidecar.journal import JOURNAL_FILE, Journal, JournalError
+from sidecar.errors import JournalError
+from sidecar.journal import JOURNAL_FILE, Journal
 
 
 def _names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
-
-
-def _lines(path: Path) -> list[Any]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
 async def test_append_writes_one_fsynced_line_per_entry(
@@ -40,10 +38,11 @@ async def test_append_writes_one_fsynced_line_per_entry(
     monkeypatch.setattr(os, "fsync", fsync)
     journal = Journal(tmp_path / "state", CollectorRegistry())
     await journal.append({"a": 1})
+    assert len(synced) == 1
     await journal.append({"b": [2, "x"]})
+    assert len(synced) == 2
     await journal.close()
     assert (tmp_path / "state" / JOURNAL_FILE).read_bytes() == b'{"a":1}\n{"b":[2,"x"]}\n'
-    assert len(synced) == 2
     assert list(journal.replay()) == [{"a": 1}, {"b": [2, "x"]}]
     assert journal.entries == 2
     assert oct((tmp_path / "state" / JOURNAL_FILE).stat().st_mode & 0o777) == "0o600"
@@ -55,7 +54,7 @@ def test_corrupt_and_truncated_lines_are_skipped_with_a_warning(tmp_path: Path) 
     path.write_bytes(b'{"a":1}\n\x00\x01garbage\n[1,2]\n\n{"b":2}\n{"c":')
     registry = CollectorRegistry()
     journal = Journal(tmp_path, registry)
-    with capture() as events:
+    with capture_logs() as events:
         assert list(journal.replay()) == [{"a": 1}, {"b": 2}]
     corrupt = [e for e in events if e["event"] == "journal.corrupt_line"]
     assert [e["line"] for e in corrupt] == [2, 3, 6]
@@ -106,7 +105,7 @@ async def test_rewrite_replaces_atomically_and_leaves_no_temp_file(tmp_path: Pat
     await journal.rewrite(lambda: [{"live": True}])
     await journal.append({"after": 1})
     await journal.close()
-    assert _lines(tmp_path / JOURNAL_FILE) == [{"live": True}, {"after": 1}]
+    assert journal_entries(tmp_path / JOURNAL_FILE) == [{"live": True}, {"after": 1}]
     assert _names(tmp_path) == [JOURNAL_FILE]
     assert journal.entries == 2
 
@@ -125,7 +124,8 @@ async def test_failed_write_raises_and_the_next_entry_starts_a_fresh_line(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "write", torn)
-    with pytest.raises(JournalError, match="No space left on device"):
+    message = f"cannot write journal {journal.path}: [Errno 28] No space left on device"
+    with pytest.raises(JournalError, match=f"^{re.escape(message)}$"):
         await journal.append({"b": 2})
     monkeypatch.setattr(os, "write", real_write)
     await journal.append({"c": 3})
@@ -174,11 +174,10 @@ async def test_restart_resumes_unfinished_calls_with_the_same_key(
         ]
         assert r.path.dispatcher.pending == {}
         assert r.path.breaker.state.state == "open"
-    # Its completion is journaled: a third start calls nothing.
-    demo.clear_calls()
+    # Its completion is journaled: a third start calls nothing (the app saw that one call).
     async with rig(tmp_path, CollectorRegistry(), demo=demo) as r:
         await r.settle()
-        assert r.calls() == []
+        assert [(c.path, c.idempotency_key) for c in r.calls()] == [("/v1/circuit/break", "a-1")]
 
 
 async def test_journal_is_compacted_past_its_bound(
@@ -194,7 +193,7 @@ async def test_journal_is_compacted_past_its_bound(
         path = r.path.journal.path
         # start 1; +2 per delivery (decision, done); compacted to 1 at the 3rd and 6th.
         assert r.path.journal.entries == 2
-    assert len(_lines(path)) == 2
+    assert len(journal_entries(path)) == 2
     async with rig(tmp_path, CollectorRegistry()) as r:
         _, body = await r.post("/alerts", webhook(alert("A5", action="cache_flush")))
         assert body["duplicates"] == 1
@@ -209,7 +208,7 @@ async def test_journal_is_compacted_past_its_byte_bound(
     big = "x" * 2000
     sizes = []
     async with rig(tmp_path, registry, actions={"journal_max_bytes": 8000}) as r:
-        with capture() as events:
+        with capture_logs() as events:
             for i in range(6):
                 a = alert(f"A{i}", action="cache_flush")
                 a["annotations"]["description"] = big
@@ -234,7 +233,7 @@ async def test_damaged_entries_do_not_stop_a_restart(
         path = r.path.journal.path
     with path.open("ab") as f:
         f.write(b'{"at":1,"circuit":{"state":"bogus"}}\n{"at":2,"actions":[{"id":"x"')
-    with capture() as events:
+    with capture_logs() as events:
         async with rig(tmp_path, CollectorRegistry()) as r:
             assert r.path.breaker.state.state == "open"
             assert r.path.dispatcher.pending == {}

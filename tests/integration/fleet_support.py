@@ -7,7 +7,6 @@ that the live test runs the example's relabeling; every wait is bounded by ``WAI
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import yaml
-from actions_support import TOKEN, config
+from actions_support import TOKEN, config, journal_entries
 from procs import alertmanager_config
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -197,8 +196,7 @@ async def query(http: aiohttp.ClientSession, prom_url: str, expr: str) -> list[d
 
 def journaled_actions(state_dir: Path) -> list[dict[str, Any]]:
     """Every action record the sidecar journaled, in order."""
-    lines = (state_dir / JOURNAL_FILE).read_text().splitlines()
-    return [a for line in lines for a in json.loads(line).get("actions", [])]
+    return [a for e in journal_entries(state_dir / JOURNAL_FILE) for a in e.get("actions", [])]
 
 
 def queried_names(path: Path) -> set[str]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,67 +88,61 @@ receivers:
 """
 
 
-@asynccontextmanager
-async def alertmanager(
+def alertmanager(
     workdir: Path, config: str, *, port: int | None = None
-) -> AsyncIterator[Running]:
+) -> AbstractAsyncContextManager[Running]:
     """A real, ready Alertmanager with ``config``; clustering off, data under ``workdir``.
 
     ``port`` fixes the port (when a URL must be known before the process starts);
     otherwise a free one is taken, and taken again if another process was quicker.
     """
-
-    def argv(config_file: Path, listen: int) -> list[str]:
-        return [
-            binary("prometheus-alertmanager", "alertmanager"),
-            f"--config.file={config_file}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{listen}",
-            "--cluster.listen-address=",
-            "--web.external-url=http://alertmanager.example:9093",
-            "--log.level=warn",
-        ]
-
-    async with _process("alertmanager", workdir, config, argv, port) as running:
-        yield running
+    return _process(
+        "alertmanager",
+        binary("prometheus-alertmanager", "alertmanager"),
+        workdir,
+        config,
+        port,
+        f"--storage.path={workdir / 'data'}",
+        "--cluster.listen-address=",
+        "--web.external-url=http://alertmanager.example:9093",
+    )
 
 
-@asynccontextmanager
-async def prometheus(
+def prometheus(
     workdir: Path, config: str, *, port: int | None = None
-) -> AsyncIterator[Running]:
+) -> AbstractAsyncContextManager[Running]:
     """A real, ready Prometheus with ``config``; its TSDB under ``workdir``.
 
     The config should name only loopback targets through ``static_configs`` and no
     remote write: the process then talks to nothing else.
     """
-
-    def argv(config_file: Path, listen: int) -> list[str]:
-        return [
-            binary("prometheus"),
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{listen}",
-            "--web.external-url=http://prometheus.example:9090",
-            "--log.level=warn",
-        ]
-
-    async with _process("prometheus", workdir, config, argv, port) as running:
-        yield running
+    return _process(
+        "prometheus",
+        binary("prometheus"),
+        workdir,
+        config,
+        port,
+        f"--storage.tsdb.path={workdir / 'data'}",
+        "--web.external-url=http://prometheus.example:9090",
+    )
 
 
 @asynccontextmanager
 async def _process(
-    name: str,
-    workdir: Path,
-    config: str,
-    argv: Callable[[Path, int], list[str]],
-    port: int | None,
+    name: str, executable: str, workdir: Path, config: str, port: int | None, *flags: str
 ) -> AsyncIterator[Running]:
+    """``executable`` with ``config`` and ``flags``, files named after ``name``."""
     config_file, log = _prepare(workdir, name, config)
     for _ in range(1 if port is not None else _START_ATTEMPTS):
         listen = port if port is not None else free_port()
-        proc = _spawn(argv(config_file, listen), log)
+        argv = [
+            executable,
+            f"--config.file={config_file}",
+            f"--web.listen-address=127.0.0.1:{listen}",
+            "--log.level=warn",
+            *flags,
+        ]
+        proc = _spawn(argv, log)
         try:
             url = f"http://127.0.0.1:{listen}"
             if await _ready(proc, url):

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from actions_support import AUTH, TOKEN, alert, demo_app, rig, until, webhook
+from actions_support import AUTH, TOKEN, alert, demo_app, journal_entries, rig, until, webhook
 from prometheus_client import CollectorRegistry
 
 from sidecar.demo_app import DemoApp, Fault
@@ -25,12 +25,8 @@ pytestmark = pytest.mark.integration
 BREAK = "/v1/circuit/break"
 
 
-def _journal(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _outcomes(path: Path) -> list[str]:
-    return [d["outcome"] for e in _journal(path) for d in e.get("done", ())]
+    return [d["outcome"] for e in journal_entries(path) for d in e.get("done", ())]
 
 
 FAULTS = [
