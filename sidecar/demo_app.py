@@ -115,20 +115,22 @@ class DemoApp:
     ) -> None:
         self.sim = Simulation(clock=clock, wall=wall, leak=leak)
         self._wall = wall
-        self._token = token
+        self._bearer = None if token is None else f"Bearer {token}".encode()
         self._cmdline = cmdline if cmdline is not None else ["order-service"]
         self._calls: deque[Call] = deque(maxlen=_MAX_CALLS)
         self.faults = FaultQueue(sleep)
         self._replies: OrderedDict[tuple[str, str], tuple[int, dict[str, Any]]] = OrderedDict()
+        self._actions: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
+            ("GET", "/v1/circuit"): self.sim.circuit,
+            ("POST", "/v1/circuit/break"): self._break,
+            ("POST", "/v1/circuit/reset"): self._reset,
+            ("POST", "/v1/cache/flush"): self._flush,
+        }
 
     @property
     def calls(self) -> list[Call]:
         """Every recorded call to ``/v1/*``, oldest first (the last 1000)."""
         return list(self._calls)
-
-    def clear_calls(self) -> None:
-        """Forget the recorded calls."""
-        self._calls.clear()
 
     def vars(self) -> dict[str, Any]:
         """The /debug/vars document now."""
@@ -163,15 +165,6 @@ class DemoApp:
 
     # -- the service's endpoints ------------------------------------------------------
 
-    @property
-    def _actions(self) -> dict[tuple[str, str], Callable[[], dict[str, Any]]]:
-        return {
-            ("GET", "/v1/circuit"): self.sim.circuit,
-            ("POST", "/v1/circuit/break"): self._break,
-            ("POST", "/v1/circuit/reset"): self._reset,
-            ("POST", "/v1/cache/flush"): self._flush,
-        }
-
     def _break(self) -> dict[str, Any]:
         changed = self.sim.break_circuit()
         _log.info("demo_app.circuit_opened", changed=changed)
@@ -203,9 +196,7 @@ class DemoApp:
         """Faults for the paths that do not record calls (``/debug/vars``, ``/healthz``)."""
         if request.path.startswith(("/demo/", "/v1/")):
             return await handler(request)
-        fault = self.faults.take(request.method, request.path)
-        if not await self.faults.wait(fault):
-            return _json({"error": "shutting down"}, status=503)
+        fault = await self.faults.arrive(request.method, request.path)
         if fault is not None and fault.status is not None:
             return _json({"error": "injected fault"}, status=fault.status)
         response = await handler(request)
@@ -215,9 +206,7 @@ class DemoApp:
         return response
 
     async def _v1(self, request: web.Request) -> web.StreamResponse:
-        fault = self.faults.take(request.method, request.path)
-        if not await self.faults.wait(fault):
-            return _json({"error": "shutting down"}, status=503)
+        fault = await self.faults.arrive(request.method, request.path)
         raw = await request.read()
         body: Any = None
         bad_json = None
@@ -227,12 +216,11 @@ class DemoApp:
             except orjson.JSONDecodeError as exc:
                 bad_json = clip(exc, 200)
         header = request.headers.get("Authorization")
-        expected = f"Bearer {self._token}".encode()
         # Like the sidecar, only state-changing calls need the token.
         authorized = (
-            self._token is None
+            self._bearer is None
             or request.method == "GET"
-            or (header is not None and hmac.compare_digest(header.encode(), expected))
+            or (header is not None and hmac.compare_digest(header.encode(), self._bearer))
         )
         key = request.headers.get("Idempotency-Key")
         replayed = False
@@ -280,7 +268,7 @@ class DemoApp:
         return _json({"calls": [asdict(c) for c in self._calls]})
 
     async def _delete_calls(self, _: web.Request) -> web.Response:
-        self.clear_calls()
+        self._calls.clear()
         return _json({"calls": []})
 
     async def _get_faults(self, _: web.Request) -> web.Response:

@@ -81,6 +81,15 @@ class FaultQueue:
                 return fault
         return None
 
+    async def arrive(self, method: str, path: str) -> Fault | None:
+        """Take the request's fault and sit out its delay; 503 if the app stops meanwhile."""
+        fault = self.take(method, path)
+        if not await self.wait(fault):
+            raise web.HTTPServiceUnavailable(
+                text='{"error":"shutting down"}', content_type="application/json"
+            )
+        return fault
+
     async def wait(self, fault: Fault | None) -> bool:
         """Sit out the fault's delay; False when the app began shutting down meanwhile."""
         if fault is None or not fault.delay:

@@ -147,9 +147,6 @@ class Simulation:
 
     # -- closed forms between control events -------------------------------------------
 
-    def _leaking(self) -> bool:
-        return self.leak.on and not self.circuit_open
-
     def _keys(self, t: float) -> dict[str, float]:
         dt = t - self._a.t
         out = {}
@@ -166,7 +163,7 @@ class Simulation:
         return out
 
     def _leaked_heap(self, t: float) -> float:
-        rate = self.leak.heap_bytes_per_second if self._leaking() else 0.0
+        rate = self.leak.heap_bytes_per_second if self.leak.on and not self.circuit_open else 0.0
         return self._a.leaked_heap + rate * (t - self._a.t)
 
     def _leaked_conns(self, t: float) -> float:
@@ -330,7 +327,8 @@ class Simulation:
             route: {code: _floor(n) for code, n in codes.items()}
             for route, codes in self._requests(now).items()
         }
-        doc: dict[str, Any] = {
+        # Written in sorted order, as expvar.Do walks its vars.
+        return {
             "cache_keys_total": sum(keys.values()),
             "caches": keys,
             "circuit_open": int(self.circuit_open),
@@ -341,14 +339,14 @@ class Simulation:
             "http_requests": requests,
             "memstats": self._memstats(now, _BASE_GOROUTINES + active),
         }
-        return dict(sorted(doc.items()))
 
     def _memstats(self, now: float, goroutines: int) -> dict[str, Any]:
         gc = self._gc
         heap_alloc = round(self._heap(now))
         peak = max(gc.heap_peak, heap_alloc)
         heap_inuse = _roundup(heap_alloc * 1.08, _PAGE)  # fragmentation within spans
-        heap_sys = _roundup(_roundup(peak * 1.08, _PAGE) + 4 * _MIB, 4 * _MIB)
+        peak_inuse = _roundup(peak * 1.08, _PAGE)
+        heap_sys = _roundup(peak_inuse + 4 * _MIB, 4 * _MIB)
         heap_idle = heap_sys - heap_inuse
         total_alloc = round(self._total_alloc(now))
         heap_objects = heap_alloc // _AVG_OBJECT
@@ -356,7 +354,7 @@ class Simulation:
         frees = mallocs - heap_objects
         stack = goroutines * _PAGE + 65536
         mspan_inuse = (heap_inuse // _PAGE // 2 + 32) * 144
-        mspan_sys = _roundup((_roundup(peak * 1.08, _PAGE) // _PAGE // 2 + 32) * 144, 16384)
+        mspan_sys = _roundup((peak_inuse // _PAGE // 2 + 32) * 144, 16384)
         fixed = {"MCacheSys": 15600, "BuckHashSys": 3792, "OtherSys": 1_183_264}
         gc_sys = 2 * _MIB + heap_sys // 16
         sys_total = heap_sys + stack + mspan_sys + gc_sys + sum(fixed.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from sidecar.config import format_duration
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["format_labels", "format_value", "render_page"]
 
-_CLIP = 300
 _NONE = "\u2014"  # an em dash: "no value" reads better than an empty cell
 
 # Badge tone per state word: the word is always printed, the colour only repeats it.
@@ -173,7 +172,7 @@ def _seconds(s: float | None) -> str:
 def _chips(labels: LabelSet, skip: Iterable[str] = ()) -> _Html:
     skipped = set(skip)
     return _cat(
-        _el("span", f'{k}="{clip(v, _CLIP)}"', class_="lbl") for k, v in labels if k not in skipped
+        _el("span", f'{k}="{clip(v)}"', class_="lbl") for k, v in labels if k not in skipped
     )
 
 
@@ -192,6 +191,15 @@ def _table(ident: str, heads: Iterable[str], rows: Iterable[Iterable[_Html]]) ->
     return _el("table", thead, tbody, id=ident)
 
 
+def _table_or_note(
+    ident: str, heads: Iterable[str], rows: Sequence[Iterable[_Html]], note_id: str, note: str
+) -> _Html:
+    """The table of ``rows``, or with none the ``note`` that says why the page shows none."""
+    if not rows:
+        return _el("p", note, class_="empty", id=note_id)
+    return _table(ident, heads, rows)
+
+
 def _section(ident: str, title: str, *body: object) -> _Html:
     return _el("section", _el("h2", title, id=f"{ident}-h"), *body, aria_labelledby=f"{ident}-h")
 
@@ -202,7 +210,7 @@ def _target(now: int, t: TargetStatus) -> _Html:
         "Target",
         _kv(
             [
-                ("target-url", "Expvar URL", _el("code", clip(t.url, _CLIP))),
+                ("target-url", "Expvar URL", _el("code", clip(t.url))),
                 ("target-health", "Health", _badge(t.health)),
                 ("target-last-scrape", "Last scrape", _when(now, t.last_scrape_ms)),
                 ("target-duration", "Duration", _seconds(t.duration_s)),
@@ -216,7 +224,7 @@ def _target(now: int, t: TargetStatus) -> _Html:
                 (
                     "target-error",
                     "Last error",
-                    _el("span", clip(t.error, _CLIP), class_="err") if t.error else _NONE,
+                    _el("span", clip(t.error), class_="err") if t.error else _NONE,
                 ),
             ]
         ),
@@ -226,23 +234,15 @@ def _target(now: int, t: TargetStatus) -> _Html:
 def _breaker(now: int, b: BreakerStatus) -> _Html:
     holders = _cat(_el("div", _chips(h)) for h in b.holders) if b.holders else _Html(_NONE)
     mode = _badge("dry-run") if b.dry_run else _Html("live")
-    history: _Html = (
-        _table(
-            "breaker-history",
-            ("When", "State", "Source", "Reason"),
-            (
-                (
-                    _el("td", _when(now, e.at_ms)),
-                    _el("td", _badge(e.state)),
-                    _el("td", clip(e.source, _CLIP)),
-                    _el("td", clip(e.reason, _CLIP)),
-                )
-                for e in b.history
-            ),
+    history = [
+        (
+            _el("td", _when(now, e.at_ms)),
+            _el("td", _badge(e.state)),
+            _el("td", clip(e.source)),
+            _el("td", clip(e.reason)),
         )
-        if b.history
-        else _el("p", "No state changes yet.", class_="empty", id="breaker-history-empty")
-    )
+        for e in b.history
+    ]
     return _section(
         "breaker",
         "Circuit breaker",
@@ -251,91 +251,87 @@ def _breaker(now: int, b: BreakerStatus) -> _Html:
                 ("breaker-state", "State", _badge(b.state)),
                 ("breaker-mode", "Mode", mode),
                 ("breaker-since", "Since", _when(now, b.since_ms)),
-                ("breaker-reason", "Reason", clip(b.reason, _CLIP) or _NONE),
-                ("breaker-source", "Source", clip(b.source, _CLIP) or _NONE),
+                ("breaker-reason", "Reason", clip(b.reason) or _NONE),
+                ("breaker-source", "Source", clip(b.source) or _NONE),
                 ("breaker-holders", "Held open by", holders),
                 ("breaker-reset", "Earliest auto-reset", _when(now, b.earliest_reset_ms)),
             ]
         ),
         _el("h3", "Recent changes", class_="muted"),
-        history,
+        _table_or_note(
+            "breaker-history",
+            ("When", "State", "Source", "Reason"),
+            history,
+            "breaker-history-empty",
+            "No state changes yet.",
+        ),
     )
 
 
 def _alerts(now: int, alerts: tuple[ActiveAlert, ...]) -> _Html:
-    if not alerts:
-        body = _el("p", "No pending or firing alerts.", class_="empty", id="alerts-empty")
-    else:
-        body = _table(
-            "alerts-table",
-            ("Alert", "State", "Since", "Value", "Labels", "Summary"),
-            (
-                (
-                    _el("td", clip(dict(a.labels).get("alertname", _NONE), _CLIP)),
-                    _el("td", _badge(a.state)),
-                    _el("td", _when(now, a.since_ms)),
-                    _el("td", format_value(a.value), class_="num"),
-                    _el("td", _chips(a.labels, ("alertname",))),
-                    _el("td", clip(a.summary, _CLIP)),
-                )
-                for a in alerts
-            ),
+    rows = [
+        (
+            _el("td", clip(dict(a.labels).get("alertname", _NONE))),
+            _el("td", _badge(a.state)),
+            _el("td", _when(now, a.since_ms)),
+            _el("td", format_value(a.value), class_="num"),
+            _el("td", _chips(a.labels, ("alertname",))),
+            _el("td", clip(a.summary)),
         )
-    return _section("alerts", f"Active alerts ({len(alerts)})", body)
+        for a in alerts
+    ]
+    heads = ("Alert", "State", "Since", "Value", "Labels", "Summary")
+    return _section(
+        "alerts",
+        f"Active alerts ({len(alerts)})",
+        _table_or_note("alerts-table", heads, rows, "alerts-empty", "No pending or firing alerts."),
+    )
 
 
 def _rules(now: int, rules: tuple[RuleStatus, ...]) -> _Html:
-    if not rules:
-        body = _el("p", "No rules loaded.", class_="empty", id="rules-empty")
-    else:
-        body = _table(
-            "rules-table",
-            ("Group", "Rule", "State", "Health", "Last value", "Evaluated", "Last error"),
-            (
-                (
-                    _el("td", clip(r.group, _CLIP)),
-                    _el(
-                        "td",
-                        _el("strong", clip(r.name, _CLIP)),
-                        _el("code", clip(r.expr, _CLIP), class_="expr"),
-                    ),
-                    _el("td", _badge(r.state) if r.state else _Html("recording")),
-                    _el("td", _badge(r.health)),
-                    _el("td", format_value(r.last_value), class_="num"),
-                    _el("td", _when(now, r.last_eval_ms)),
-                    _el("td", clip(r.last_error, _CLIP), class_="err"),
-                )
-                for r in rules
-            ),
+    rows = [
+        (
+            _el("td", clip(r.group)),
+            _el("td", _el("strong", clip(r.name)), _el("code", clip(r.expr), class_="expr")),
+            _el("td", _badge(r.state) if r.state else _Html("recording")),
+            _el("td", _badge(r.health)),
+            _el("td", format_value(r.last_value), class_="num"),
+            _el("td", _when(now, r.last_eval_ms)),
+            _el("td", clip(r.last_error), class_="err"),
         )
-    return _section("rules", f"Rules ({len(rules)})", body)
+        for r in rules
+    ]
+    heads = ("Group", "Rule", "State", "Health", "Last value", "Evaluated", "Last error")
+    return _section(
+        "rules",
+        f"Rules ({len(rules)})",
+        _table_or_note("rules-table", heads, rows, "rules-empty", "No rules loaded."),
+    )
 
 
 def _actions(now: int, actions: tuple[ActionRecord, ...]) -> _Html:
-    if not actions:
-        body = _el("p", "No actions yet.", class_="empty", id="actions-empty")
-    else:
-        body = _table(
-            "actions-table",
-            ("When", "Action", "Source", "Reason", "Outcome", "Attempts", "Error"),
-            (
-                (
-                    _el("td", _when(now, a.at_ms)),
-                    _el("td", clip(a.action, _CLIP)),
-                    _el("td", clip(a.source, _CLIP)),
-                    _el("td", clip(a.reason, _CLIP)),
-                    _el("td", _badge(clip(a.outcome, _CLIP))),
-                    _el("td", str(a.attempts), class_="num"),
-                    _el("td", clip(a.error, _CLIP), class_="err"),
-                )
-                for a in actions
-            ),
+    rows = [
+        (
+            _el("td", _when(now, a.at_ms)),
+            _el("td", clip(a.action)),
+            _el("td", clip(a.source)),
+            _el("td", clip(a.reason)),
+            _el("td", _badge(clip(a.outcome))),
+            _el("td", str(a.attempts), class_="num"),
+            _el("td", clip(a.error), class_="err"),
         )
-    return _section("actions", "Recent actions", body)
+        for a in actions
+    ]
+    heads = ("When", "Action", "Source", "Reason", "Outcome", "Attempts", "Error")
+    return _section(
+        "actions",
+        "Recent actions",
+        _table_or_note("actions-table", heads, rows, "actions-empty", "No actions yet."),
+    )
 
 
 def _chart(index: int, c: ChartSeries) -> _Html:
-    name = clip(format_labels(c.labels), _CLIP)
+    name = clip(format_labels(c.labels))
     last = _NONE if c.last is None else format_value(c.last[1])
     note = " (stale)" if c.stale else ""
     return _el(
@@ -368,12 +364,13 @@ def _charts(view: StatusView) -> _Html:
 
 def _summary(view: StatusView) -> _Html:
     firing = sum(1 for a in view.alerts if a.state == "firing")
+    generated = _iso(view.now_ms)
     return _el(
         "ul",
         _el("li", "target ", _badge(view.target.health, "summary-target")),
         _el("li", "circuit ", _badge(view.breaker.state, "summary-circuit")),
         _el("li", _el("span", f"{firing} firing", id="summary-firing")),
-        _el("li", "generated ", _el("time", _iso(view.now_ms), datetime=_iso(view.now_ms))),
+        _el("li", "generated ", _el("time", generated, datetime=generated)),
         class_="summary",
     )
 

@@ -14,6 +14,7 @@ keeps the point bound strict whatever the series does.
 
 from __future__ import annotations
 
+import heapq
 import html
 import math
 from collections.abc import Iterable
@@ -88,11 +89,11 @@ def chart_series(
     chosen: list[ChartSeries] = []
     omitted = 0
     for name in dict.fromkeys(names):
-        for s in sorted(store.by_name(name), key=lambda s: s.labels):
-            if len(chosen) < max_charts:
-                chosen.append(downsample(s, lo, now_ms, max_points))
-            else:
-                omitted += 1
+        matching = list(store.by_name(name))
+        # Runs on every page view: only the series that get a chart are put in order.
+        shown = heapq.nsmallest(max_charts - len(chosen), matching, key=lambda s: s.labels)
+        chosen.extend(downsample(s, lo, now_ms, max_points) for s in shown)
+        omitted += len(matching) - len(shown)
     return ChartSet(tuple(chosen), omitted)
 
 
@@ -105,12 +106,13 @@ def downsample(series: Series, lo: int, hi: int, max_points: int) -> ChartSeries
     if j - i <= max_points:
         for k in range(i, j):
             t, v = ts[k], vs[k]
-            if is_stale(v):
+            # Finite first: almost every sample is, and is_stale is the costlier test.
+            if math.isfinite(v):
+                line.append((t, v))
+            elif is_stale(v):
                 if line:
                     lines.append(tuple(line))
                 line = []
-            elif math.isfinite(v):
-                line.append((t, v))
     else:
         buckets = max_points // 2
         width = hi - lo + 1
@@ -124,18 +126,20 @@ def downsample(series: Series, lo: int, hi: int, max_points: int) -> ChartSeries
                 _flush(line, lo_pt, hi_pt)
                 lo_pt = hi_pt = None
                 current = b
-            if is_stale(v):
+            if math.isfinite(v):
+                if b == gap:
+                    continue
+                if lo_pt is None or v < lo_pt[1]:
+                    lo_pt = (t, v)
+                if hi_pt is None or v > hi_pt[1]:
+                    hi_pt = (t, v)
+            elif is_stale(v):
                 # The whole bucket joins the gap: drop what it gathered, end the line.
                 lo_pt = hi_pt = None
                 gap = b
                 if line:
                     lines.append(tuple(line))
                 line = []
-            elif b != gap and math.isfinite(v):
-                if lo_pt is None or v < lo_pt[1]:
-                    lo_pt = (t, v)
-                if hi_pt is None or v > hi_pt[1]:
-                    hi_pt = (t, v)
         _flush(line, lo_pt, hi_pt)
     if line:
         lines.append(tuple(line))

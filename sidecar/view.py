@@ -16,7 +16,7 @@ from typing import Protocol
 
 from sidecar.action_path import ActionPath
 from sidecar.alerting import AlertingRule, AlertState
-from sidecar.model import Alert, LabelSet, now_ms
+from sidecar.model import Alert, labelset, now_ms
 from sidecar.promql import LOOKBACK_MS
 from sidecar.rules import RuleEngine
 from sidecar.scrape import ScrapeFacts, Scraper
@@ -145,7 +145,7 @@ class StatusAdapter:
         last = self._scraper.last
         target = TargetStatus(
             url=last.url,
-            health="unknown" if last.up is None else "up" if last.up else "down",
+            health=last.health,
             last_scrape_ms=last.time_ms,
             duration_s=last.duration_s,
             body_bytes=last.body_bytes,
@@ -193,7 +193,7 @@ class StatusAdapter:
             since_ms=circuit.since_ms or None,
             reason=circuit.reason,
             source=circuit.source,
-            holders=tuple(_labels(h.alert) for h in circuit.holders),
+            holders=tuple(labelset(h.alert.labels) for h in circuit.holders),
             earliest_reset_ms=circuit.open_until_ms,
             dry_run=self._path.cfg.breaker.dry_run,
             history=tuple(
@@ -218,6 +218,3 @@ class StatusAdapter:
             charts=charts,
         )
 
-
-def _labels(alert: Alert) -> LabelSet:
-    return tuple(sorted(alert.labels.items()))

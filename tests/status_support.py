@@ -1,4 +1,4 @@
-"""Shared by the status page tests: a tiny DOM built with html.parser, and fabricated views."""
+"""Shared by the status page tests: a tiny DOM built with html.parser, fabricated views, the app."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
 from sidecar.model import LabelSet, labelset
+from sidecar.server import build_app
 from sidecar.status import (
     ActionRecord,
     ActiveAlert,
@@ -17,6 +21,7 @@ from sidecar.status import (
     StatusView,
     TargetStatus,
     chart_series,
+    routes,
 )
 from sidecar.store import Store
 
@@ -70,6 +75,10 @@ class Node:
     def heads(self) -> list[str]:
         """A table's column headings."""
         return [th.text() for th in next(self.iter("thead")).iter("th")]
+
+    def grid(self) -> list[list[str]]:
+        """A table as its headings, then its body rows."""
+        return [self.heads(), *self.rows()]
 
 
 class _Builder(HTMLParser):
@@ -217,4 +226,29 @@ def rich_view() -> StatusView:
             ),
         ),
         charts=charts,
+    )
+
+
+class FixedSource:
+    """A ``StatusSource`` that always shows the same view."""
+
+    def __init__(self, view: StatusView) -> None:
+        self.view = view
+
+    def status(self) -> StatusView:
+        """The view given at construction."""
+        return self.view
+
+
+def status_app(
+    registry: CollectorRegistry, view: StatusView, refresh_s: int = 10
+) -> web.Application:
+    """The sidecar's real HTTP app, token required, serving ``view`` as the status page."""
+    return build_app(
+        registry=registry,
+        token="tok",
+        max_body_bytes=1024,
+        health=lambda: (True, "ok"),
+        ready=lambda: (True, "ok"),
+        routes=routes(FixedSource(view), refresh_s=refresh_s),
     )

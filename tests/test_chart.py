@@ -26,6 +26,7 @@ ROOT = Path(__file__).parent.parent
 CHART = ROOT / "charts" / "leak-sidecar"
 TEMPLATES = CHART / "templates"
 HELPERS = (TEMPLATES / "_helpers.tpl").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 ENV = {"POD_NAME": "orders-7d9f-abcde", "POD_NAMESPACE": "shop", "LEAK_SIDECAR_TOKEN": "t0k"}
 
 
@@ -77,7 +78,7 @@ def template_texts() -> dict[str, str]:
 def test_chart_and_image_versions_follow_the_package() -> None:
     """Chart.yaml's version and appVersion and both image tags equal the package version."""
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = PYPROJECT["project"]
     assert (chart["apiVersion"], chart["name"], chart["type"]) == (
         "v2",
         "leak-sidecar",
@@ -230,8 +231,7 @@ def test_image_runs_the_sidecar_as_non_root() -> None:
     assert cmd == ["run", "--config", "/etc/leak-sidecar/sidecar.yaml"]
     assert ("COPY", f"config/sidecar.yaml {cmd[2]}") in final_stage()
     assert stage["EXPOSE"] == constant("leak-sidecar.port")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["leak-sidecar"] == "sidecar.cli:main"
+    assert PYPROJECT["project"]["scripts"]["leak-sidecar"] == "sidecar.cli:main"
 
 
 def test_image_state_volume_is_the_default_state_dir() -> None:
@@ -246,7 +246,8 @@ def test_cmd_is_a_command_the_cli_accepts(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as exc:
         cli_main(["run", "--help"])
     assert exc.value.code == 0
-    assert "--config" in capsys.readouterr().out
+    usage = capsys.readouterr().out.splitlines()[0]
+    assert usage == "usage: leak-sidecar run [-h] [--config CONFIG]"
 
 
 def test_image_bakes_in_no_secret() -> None:
@@ -298,9 +299,8 @@ def test_build_context_is_an_allow_list(path: str, included: bool) -> None:
 
 def test_build_stage_copies_everything_the_package_is_built_from() -> None:
     """Every package directory and the readme named in pyproject.toml is copied to build."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     steps = instructions()
     build = steps[: max(i for i, (w, _) in enumerate(steps) if w == "FROM")]
     copied = {src.rstrip("/") for w, a in build if w == "COPY" for src in a.split()[:-1]}
-    dirs = set(pyproject["tool"]["setuptools"]["package-dir"].values())
-    assert dirs | {pyproject["project"]["readme"], "pyproject.toml"} <= copied
+    dirs = set(PYPROJECT["tool"]["setuptools"]["package-dir"].values())
+    assert dirs | {PYPROJECT["project"]["readme"], "pyproject.toml"} <= copied

@@ -18,10 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
-from status_support import HOSTILE, parse_html, rich_view
-
-from sidecar.server import build_app
-from sidecar.status import StatusView, routes
+from status_support import HOSTILE, parse_html, rich_view, status_app
 
 pytestmark = pytest.mark.integration
 
@@ -39,23 +36,10 @@ _FLAGS = (
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class _Source:
-    def status(self) -> StatusView:
-        return rich_view()
-
-
 @pytest.fixture
 async def url(registry: CollectorRegistry) -> AsyncIterator[str]:
     """The status page served by the real app on 127.0.0.1, on a port the OS chose."""
-    app = build_app(
-        registry=registry,
-        token="tok",
-        max_body_bytes=1024,
-        health=lambda: (True, "ok"),
-        ready=lambda: (True, "ok"),
-        routes=routes(_Source(), refresh_s=0),
-    )
-    server = TestServer(app, host="127.0.0.1")
+    server = TestServer(status_app(registry, rich_view(), refresh_s=0), host="127.0.0.1")
     await server.start_server()
     try:
         yield str(server.make_url("/"))
