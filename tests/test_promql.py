@@ -13,14 +13,9 @@ import pytest
 from sidecar.model import STALE_NAN
 from sidecar.promql import LOOKBACK_MS, Query, Sample, compile_expr, query_vector
 from sidecar.store import Store
-from tests.promql_support import load
+from tests.promql_support import load, values
 
 M = 60_000  # one minute in ms
-
-
-def values(q: str, store: Store, t: int) -> dict[str, float]:
-    """Result as {labels rendered compactly: value}."""
-    return {",".join(f"{k}={v}" for k, v in s.labels): s.value for s in query_vector(q, store, t)}
 
 
 def test_vector_selector_returns_labels_with_name_and_latest_value() -> None:
@@ -226,14 +221,21 @@ def test_regex_matchers_are_anchored() -> None:
     }
 
 
-def test_selector_cache_follows_new_and_removed_series() -> None:
-    """A compiled selector sees series added after its first evaluation."""
+def test_selector_cache_follows_new_and_recreated_series() -> None:
+    """A compiled selector sees series added after its first evaluation, and a series
+    that expired and was created again."""
     store = Store(retention_ms=10 * M, max_series=100)
     q = compile_expr("sum(g)")
-    store.ingest(0, {(("__name__", "g"), ("a", "1")): 1.0}, origin="o1")
+    a1 = (("__name__", "g"), ("a", "1"))
+    store.ingest(0, {a1: 1.0}, origin="o1")
     assert q.evaluate(store, 0) == [Sample((), 1.0)]
     store.ingest(1000, {(("__name__", "g"), ("a", "2")): 2.0}, origin="o2")
     assert q.evaluate(store, 1000) == [Sample((), 3.0)]
+    store.expire(10 * M + 500)  # a=1's only sample is past retention: the series goes
+    assert store.get(a1) is None
+    store.ingest(10 * M + 1000, {a1: 5.0}, origin="o1")
+    store.ingest(10 * M + 1000, {(("__name__", "g"), ("a", "2")): 4.0}, origin="o2")
+    assert q.evaluate(store, 10 * M + 1000) == [Sample((), 9.0)]
 
 
 def test_scalar_result_is_a_float() -> None:

@@ -8,14 +8,9 @@ import pytest
 
 from sidecar.promql import PromQLError, Sample, query_vector
 from sidecar.store import Store
-from tests.promql_support import load
+from tests.promql_support import load, values
 
 M = 60_000
-
-
-def values(q: str, store: Store, t: int = 0) -> dict[str, float]:
-    """Result as {labels rendered compactly: value}."""
-    return {",".join(f"{k}={v}" for k, v in s.labels): s.value for s in query_vector(q, store, t)}
 
 
 @pytest.fixture
@@ -186,7 +181,7 @@ def test_count_values_formats_like_go() -> None:
         query_vector('count_values("1v", x)', store, 0)
 
 
-def test_math_functions_follow_go(store: Store) -> None:
+def test_math_functions_follow_go() -> None:
     """abs, ceil, floor, round (with to_nearest), sqrt, exp, ln, log2, log10, clamp; the
     expected transcendental values are what Go 1.19 prints on amd64."""
     g = load({"g": "-2.5"})

@@ -66,10 +66,6 @@ class Query:
             return float(value)
         return [Sample(labels, v) for labels, v in value]
 
-    def unsupported(self) -> list[str]:
-        """Unsupported constructs in this query: always empty (``compile_expr`` raises)."""
-        return []
-
     def __repr__(self) -> str:
         return f"Query({self.text!r})"
 

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 from math import isnan
 from typing import Any
 
+from sidecar.gofmt import go_float, go_quote
 from sidecar.model import LabelSet
 from sidecar.promql.eval import Ctx, Node
 from sidecar.promql.rangefuncs import quantile
 from sidecar.promql.values import (
+    MEMO_SIZE,
     NAME,
     Elem,
     PromQLError,
     format_float_f,
-    format_float_g,
-    go_quote,
     go_sqrt,
     valid_label_name,
 )
@@ -126,23 +127,16 @@ class Aggregate(Node):
         self.without = without
         self._drop = frozenset([*grouping, NAME]) if without else frozenset()
         self._keep = frozenset(grouping)
-        self._cache: dict[LabelSet, LabelSet] = {}
+        self._group_labels = lru_cache(maxsize=MEMO_SIZE)(self._group_key)
         # topk/bottomk return input elements; a `by (__name__)` keeps names.
         self.distinct_wo_name = (
             arg.distinct_wo_name if op in ("topk", "bottomk") else without or NAME not in self._keep
         )
 
-    def _group_labels(self, ls: LabelSet) -> LabelSet:
-        out = self._cache.get(ls)
-        if out is None:
-            if self.without:
-                out = tuple(p for p in ls if p[0] not in self._drop)
-            else:
-                out = tuple(p for p in ls if p[0] in self._keep)
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[ls] = out
-        return out
+    def _group_key(self, ls: LabelSet) -> LabelSet:
+        if self.without:
+            return tuple(p for p in ls if p[0] not in self._drop)
+        return tuple(p for p in ls if p[0] in self._keep)
 
     def ev(self, ctx: Ctx) -> list[Elem]:
         """Aggregate the argument vector group by group."""
@@ -152,7 +146,7 @@ class Aggregate(Node):
         k = 0
         if op in ("topk", "bottomk"):
             if not -_MAX_INT64_F - 1024 <= param <= _MAX_INT64_F:
-                raise PromQLError(f"Scalar value {format_float_g(param)} overflows int64")
+                raise PromQLError(f"Scalar value {go_float(param)} overflows int64")
             k = int(param)
             if k < 1:
                 return []

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 from operator import add, eq, ge, gt, le, lt, mul, ne, sub
 
+from sidecar.gofmt import go_labels
 from sidecar.model import LabelSet
 from sidecar.promql.eval import Ctx, Node
 from sidecar.promql.gomath import go_pow
 from sidecar.promql.values import (
+    MEMO_SIZE,
     NAME,
     Elem,
     PromQLError,
@@ -25,7 +28,6 @@ from sidecar.promql.values import (
     drop_name,
     go_div,
     go_mod,
-    labels_str,
 )
 
 __all__ = [
@@ -70,20 +72,15 @@ class Matching:
         self.labels = frozenset(labels)
         self.include = sorted(set(include))
         self._ignored = self.labels | {NAME}
-        self._cache: dict[LabelSet, LabelSet] = {}
+        self.signature: Callable[[LabelSet], LabelSet] = lru_cache(maxsize=MEMO_SIZE)(
+            self._signature
+        )
+        """The labels two elements must share to match (memoised per label set)."""
 
-    def signature(self, ls: LabelSet) -> LabelSet:
-        """The labels two elements must share to match."""
-        sig = self._cache.get(ls)
-        if sig is None:
-            if self.on:
-                sig = tuple(p for p in ls if p[0] in self.labels)
-            else:
-                sig = tuple(p for p in ls if p[0] not in self._ignored)
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[ls] = sig
-        return sig
+    def _signature(self, ls: LabelSet) -> LabelSet:
+        if self.on:
+            return tuple(p for p in ls if p[0] in self.labels)
+        return tuple(p for p in ls if p[0] not in self._ignored)
 
 
 class ScalarBinary(Node):
@@ -164,6 +161,8 @@ class VectorBinary(Node):
         self.cmp = COMPARISONS.get(op)
         self.drop = op in _DROPS_NAME
         self.distinct_wo_name = self.drop or return_bool or matching.card == "one-to-one"
+        # An element's result labels depend only on the two matched label sets.
+        self._labels = lru_cache(maxsize=MEMO_SIZE)(self._result_labels)
 
     def _result_labels(self, ls: LabelSet, rs: LabelSet) -> LabelSet:
         m = self.m
@@ -206,8 +205,8 @@ class VectorBinary(Node):
             if dup is not None:
                 side = "left" if swapped else "right"
                 raise PromQLError(
-                    f"found duplicate series for the match group {labels_str(key)} on the {side} "
-                    f"hand-side of the operation: [{labels_str(e[0])}, {labels_str(dup[0])}]"
+                    f"found duplicate series for the match group {go_labels(key)} on the {side} "
+                    f"hand-side of the operation: [{go_labels(e[0])}, {go_labels(dup[0])}]"
                     ";many-to-many matching not allowed: matching labels must be unique on one side"
                 )
             right[key] = e
@@ -234,7 +233,7 @@ class VectorBinary(Node):
                     keep = True
             if not keep:
                 continue
-            metric = self._result_labels(ls, r[0])
+            metric = self._labels(ls, r[0])
             if one_to_one:
                 if key in seen:
                     raise PromQLError(

@@ -253,7 +253,7 @@ class Sort(Node):
 
     def ev(self, ctx: Ctx) -> list[Elem]:
         """The input, sorted."""
-        vec = list(self.arg.ev(ctx))
+        vec = self.arg.ev(ctx)
         nans = [e for e in vec if e[1] != e[1]]
         nums = [e for e in vec if e[1] == e[1]]
         nums.sort(key=lambda e: e[1], reverse=self.desc)

@@ -8,12 +8,19 @@ label set.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sidecar.model import LabelSet
 from sidecar.promql.eval import Ctx, Node
 from sidecar.promql.selectors import compile_regex
-from sidecar.promql.values import Elem, PromQLError, check_distinct, valid_label_name
+from sidecar.promql.values import (
+    MEMO_SIZE,
+    Elem,
+    PromQLError,
+    check_distinct,
+    valid_label_name,
+)
 
 __all__ = ["LabelJoin", "LabelReplace", "expand"]
 
@@ -79,22 +86,14 @@ class LabelReplace(Node):
             self.error = f"invalid regular expression in label_replace(): {regex}"
         if self.error is None and not valid_label_name(dst):
             self.error = f"invalid destination label name in label_replace(): {dst}"
-        self._cache: dict[LabelSet, LabelSet] = {}
+        self._relabelled = lru_cache(maxsize=MEMO_SIZE)(self._relabel)
 
     def ev(self, ctx: Ctx) -> list[Elem]:
         """Relabel each element whose ``src`` value matches ``regex``."""
         if self.error is not None:
             raise PromQLError(self.error)
-        cache = self._cache
-        out = []
-        for ls, v in self.arg.ev(ctx):
-            new = cache.get(ls)
-            if new is None:
-                new = self._relabel(ls)
-                if len(cache) > 10_000:
-                    cache.clear()
-                cache[ls] = new
-            out.append((new, v))
+        relabelled = self._relabelled
+        out = [(relabelled(ls), v) for ls, v in self.arg.ev(ctx)]
         check_distinct(out)
         return out
 
@@ -125,18 +124,21 @@ class LabelJoin(Node):
                 break
         if self.error is None and not valid_label_name(dst):
             self.error = f"invalid destination label name in label_join(): {dst}"
+        self._relabelled = lru_cache(maxsize=MEMO_SIZE)(self._relabel)
 
     def ev(self, ctx: Ctx) -> list[Elem]:
         """Join the source label values into ``dst`` (an empty result removes ``dst``)."""
         if self.error is not None:
             raise PromQLError(self.error)
-        out = []
-        for ls, v in self.arg.ev(ctx):
-            d = dict(ls)
-            joined = self.sep.join(d.get(s, "") for s in self.srcs)
-            d.pop(self.dst, None)
-            if joined:
-                d[self.dst] = joined
-            out.append((tuple(sorted(d.items())), v))
+        relabelled = self._relabelled
+        out = [(relabelled(ls), v) for ls, v in self.arg.ev(ctx)]
         check_distinct(out)
         return out
+
+    def _relabel(self, ls: LabelSet) -> LabelSet:
+        d = dict(ls)
+        joined = self.sep.join(d.get(s, "") for s in self.srcs)
+        d.pop(self.dst, None)
+        if joined:
+            d[self.dst] = joined
+        return tuple(sorted(d.items()))

@@ -2,9 +2,9 @@
 
 Inside the evaluator an instant vector is a list of ``(labels, value)`` tuples (cheap to
 build); ``Query.evaluate`` hands the caller ``Sample`` named tuples. Helpers here mirror
-the Go functions Prometheus 2.42 calls (``math.Mod``, ``math.Pow``, ``math.Floor``,
-``strconv.FormatFloat``, ``labels.String``) where Python's versions raise or print
-differently.
+the Go functions Prometheus 2.42 calls (``math.Mod``, ``math.Floor``,
+``strconv.FormatFloat``) where Python's versions raise or print differently; Go's other
+formatting is ``sidecar.gofmt``'s.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
+from functools import lru_cache
 from math import isnan
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from sidecar.model import LabelSet
 
 __all__ = [
     "LOOKBACK_MS",
+    "MEMO_SIZE",
     "NAME",
     "Elem",
     "PromQLError",
@@ -28,14 +30,11 @@ __all__ = [
     "check_distinct",
     "drop_name",
     "format_float_f",
-    "format_float_g",
     "go_ceil",
     "go_div",
     "go_floor",
     "go_mod",
-    "go_quote",
     "go_sqrt",
-    "labels_str",
     "valid_label_name",
 ]
 
@@ -82,49 +81,15 @@ def valid_label_name(name: str) -> bool:
     return _LABEL_NAME.fullmatch(name) is not None
 
 
-_DROP_CACHE: dict[LabelSet, LabelSet] = {}
-_DROP_CACHE_MAX = 50_000
+MEMO_SIZE = 50_000
+"""Entries in each label-set memo: more than the series a sidecar holds, so a running
+engine computes a relabelling once per series, not once per evaluation."""
 
 
+@lru_cache(maxsize=MEMO_SIZE)
 def drop_name(labels: LabelSet) -> LabelSet:
-    """The label set without ``__name__`` (cached: the same series come back each cycle)."""
-    out = _DROP_CACHE.get(labels)
-    if out is None:
-        out = tuple(p for p in labels if p[0] != NAME)
-        if len(_DROP_CACHE) >= _DROP_CACHE_MAX:
-            # Series churn: start over rather than grow without bound.
-            _DROP_CACHE.clear()
-        _DROP_CACHE[labels] = out
-    return out
-
-
-def go_quote(s: str) -> str:
-    """Go's ``strconv.Quote`` for the characters label values carry."""
-    return _go_quote(s)
-
-
-def _go_quote(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
-    out.append('"')
-    return "".join(out)
-
-
-def labels_str(labels: LabelSet) -> str:
-    """A label set the way Prometheus prints one in error messages: ``{a="1", b="2"}``."""
-    return "{" + ", ".join(f"{k}={_go_quote(v)}" for k, v in labels) + "}"
+    """The label set without ``__name__`` (memoised: the same series come back each cycle)."""
+    return tuple(p for p in labels if p[0] != NAME)
 
 
 def check_distinct(vec: list[Elem]) -> None:
@@ -179,25 +144,3 @@ def format_float_f(v: float) -> str:
     if "." in s:
         s = s.rstrip("0").rstrip(".")
     return s
-
-
-def format_float_g(v: float) -> str:
-    """Go's ``%v`` of a float64 (``'g'``, shortest digits), for error messages."""
-    if isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == 0:
-        return "-0" if math.copysign(1.0, v) < 0 else "0"
-    sign, digits, exponent = Decimal(repr(v)).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    ds = "".join(map(str, digits))
-    nd = len(ds)
-    dp = nd + exponent  # value = 0.ds * 10**dp
-    eprec = nd if nd > 6 and nd >= dp else 6
-    x = dp - 1
-    head = "-" if sign else ""
-    if x < -4 or x >= eprec:
-        mant = ds[0] + ("." + ds[1:] if nd > 1 else "")
-        return f"{head}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
-    return head + format_float_f(abs(v))
