@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sidecar.actions import Action, iso
 from sidecar.breaker import CircuitState
 from sidecar.dispatch import Dispatcher
-from sidecar.errors import JournalError
-from sidecar.receiver import format_validation_error, refuse_non_json
+from sidecar.errors import JournalError, validation_message
+from sidecar.receiver import refuse_non_json
 from sidecar.server import json_error
 
 __all__ = ["BreakRequest", "FlushRequest", "ResetRequest", "routes"]
@@ -65,7 +65,7 @@ async def _body(request: web.Request, model: type[_R]) -> _R | web.Response:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        return json_error(422, f"invalid request body: {format_validation_error(exc)}")
+        return json_error(422, f"invalid request body: {validation_message(exc)}")
 
 
 def _accepting(model: type[_R], act: Callable[[_R], Awaitable[dict[str, Any]]]) -> _Handler:

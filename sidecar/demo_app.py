@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from sidecar.demo_faults import Fault, FaultQueue, drop
 from sidecar.demo_sim import LeakSettings, Simulation
-from sidecar.errors import clip
+from sidecar.errors import clip, validation_message
 from sidecar.logs import configure
 
 __all__ = [
@@ -320,7 +320,9 @@ async def _parse(request: web.Request, build: Callable[[Any], _T]) -> tuple[_T |
         return build(orjson.loads(await request.read())), ""
     except orjson.JSONDecodeError as exc:
         return None, f"body is not JSON: {clip(exc, 200)}"
-    except (ValidationError, TypeError) as exc:
+    except ValidationError as exc:
+        return None, clip(validation_message(exc), 500)
+    except TypeError as exc:
         return None, clip(exc, 500)
 
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pydantic import ValidationError
+
 __all__ = [
     "ActionError",
     "ActionRejected",
@@ -36,6 +38,7 @@ __all__ = [
     "ScrapeTransient",
     "SidecarError",
     "clip",
+    "validation_message",
 ]
 
 _CLIP = 300
@@ -45,6 +48,16 @@ def clip(text: object, limit: int = _CLIP) -> str:
     """Return ``text`` as a string of at most ``limit`` characters, marking a cut."""
     s = str(text)
     return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} more characters)"
+
+
+def validation_message(exc: ValidationError) -> str:
+    """pydantic's errors as one line: ``where: what`` per problem, ``; ``-joined."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
 
 
 class SidecarError(Exception):

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sidecar.dispatch import Delivery, Dispatcher
-from sidecar.errors import JournalError, clip
+from sidecar.errors import JournalError, clip, validation_message
 from sidecar.model import Alert
 from sidecar.routing import ACTION_LABEL, Router
 from sidecar.server import json_error
@@ -37,7 +37,6 @@ __all__ = [
     "Receiver",
     "WebhookAlert",
     "WebhookPayload",
-    "format_validation_error",
     "parse_payload",
     "refuse_non_json",
 ]
@@ -93,16 +92,6 @@ class WebhookPayload(_Tolerant):
         if value != WEBHOOK_VERSION:
             raise ValueError(f"unsupported payload version {value!r}, expected {WEBHOOK_VERSION!r}")
         return value
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One ``where: what`` per problem, ``; ``-joined, for a 422 body."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
 
 
 def refuse_non_json(request: web.Request) -> web.Response | None:
@@ -184,7 +173,7 @@ class Receiver:
         try:
             payload = parse_payload(body)
         except ValidationError as exc:
-            message = format_validation_error(exc)
+            message = validation_message(exc)
             log.warning("webhook.invalid", error=clip(message, 500))
             return self._answer(json_error(422, f"invalid webhook payload: {message}"))
         if payload.truncated_alerts:
