@@ -217,4 +217,3 @@ class StatusAdapter:
             actions=actions,
             charts=charts,
         )
-
