@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sidecar.errors import RuleError
@@ -38,7 +38,6 @@ __all__ = [
     "AlertingRule",
     "RecordingRule",
     "Rule",
-    "query_vector",
 ]
 
 RESOLVED_RETENTION_MS = 15 * 60 * 1000
@@ -82,15 +81,15 @@ class ActiveAlert:
         return self.last_sent_at is None or self.last_sent_at + resend_delay_ms < t
 
 
-def query_vector(rule: RuleSpec, store: Store, t: int) -> list[tuple[LabelSet, float]]:
+def _vector(rule: RuleSpec, store: Store, t: int) -> Sequence[tuple[LabelSet, float]]:
     """Run the rule's expression; a scalar becomes one sample without labels."""
     result = rule.query.evaluate(store, t)
-    if isinstance(result, float | int):
-        return [((), float(result))]
-    return [(s.labels, s.value) for s in result]
+    if isinstance(result, float):
+        return [((), result)]
+    return result
 
 
-def _largest(result: list[tuple[LabelSet, float]]) -> float | None:
+def _largest(result: Sequence[tuple[LabelSet, float]]) -> float | None:
     # max() over NaN depends on order; a NaN is shown only when it is all there is.
     values = [v for _, v in result if not math.isnan(v)]
     if values:
@@ -98,7 +97,7 @@ def _largest(result: list[tuple[LabelSet, float]]) -> float | None:
     return result[0][1] if result else None
 
 
-def _set_labels(base: Mapping[str, str], extra: Mapping[str, str]) -> LabelSet:
+def _set_labels(base: Iterable[tuple[str, str]], extra: Mapping[str, str]) -> LabelSet:
     merged = dict(base)
     for k, v in extra.items():
         # labels.Builder.Set: an empty value removes the label.
@@ -133,10 +132,10 @@ class RecordingRule(_RuleBase):
         """Evaluate at ``t``; the samples to write. Raises ``RuleError``."""
         out: dict[LabelSet, float] = {}
         extra = {"__name__": self.spec.name, **dict(self.spec.labels)}
-        result = query_vector(self.spec, store, t)
+        result = _vector(self.spec, store, t)
         self.last_value = _largest(result)
         for labels, value in result:
-            key = _set_labels(dict(labels), extra)
+            key = _set_labels(labels, extra)
             if key in out:
                 raise RuleError(
                     "vector contains metrics with the same labelset after applying rule labels"
@@ -158,11 +157,11 @@ class AlertingRule(_RuleBase):
 
     def _new_alerts(self, store: Store, t: int) -> dict[LabelSet, ActiveAlert]:
         alerts: dict[LabelSet, ActiveAlert] = {}
-        result = query_vector(self.spec, store, t)
+        result = _vector(self.spec, store, t)
         self.last_value = _largest(result)
         for labels, value in result:
             data = TemplateData(dict(labels), self.external_labels, self.external_url, value)
-            base = {k: v for k, v in labels if k != "__name__"}
+            base = ((k, v) for k, v in labels if k != "__name__")
             expanded = {k: tmpl.expand(data) for k, tmpl in self.spec.label_templates}
             expanded["alertname"] = self.spec.name
             key = _set_labels(base, expanded)

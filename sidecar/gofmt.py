@@ -23,11 +23,13 @@ __all__ = [
     "go_labels",
     "go_percent_g",
     "go_quote",
+    "go_rfc3339",
     "go_sprint",
     "go_sprintf",
     "go_time",
     "go_title",
     "go_type",
+    "go_unquote",
 ]
 
 _SPEC = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d*))?(.)?", re.DOTALL)
@@ -128,16 +130,59 @@ _ESCAPES = {
 }
 
 
+_UNESCAPES = {escape[1]: ch for ch, escape in _ESCAPES.items()}
+_ESCAPE = re.compile(
+    r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.|\Z)", re.DOTALL
+)
+
+
+def go_unquote(body: str, quote: str) -> str:
+    """The text of a Go-quoted literal between its ``quote`` characters (``strconv``'s
+    escapes; only ``quote`` itself may be escaped among the quotes).
+
+    Raises ``ValueError`` with the first escape Go rejects: an unknown letter, too few
+    digits, a surrogate or a rune past U+10FFFF, an octal value past 255.
+    """
+
+    def one(m: re.Match[str]) -> str:
+        e = m.group(1)
+        if e in _UNESCAPES:
+            return _UNESCAPES[e]
+        if e in ("\\", quote):
+            return e
+        if len(e) > 1:
+            v = int(e[1:], 16) if e[0] in "xuU" else int(e, 8)
+            if v <= 0x10FFFF and not 0xD800 <= v <= 0xDFFF and (e[0] in "xuU" or v <= 0o377):
+                return chr(v)
+        raise ValueError(f"\\{e}")
+
+    return _ESCAPE.sub(one, body)
+
+
 def go_labels(labels: Sequence[tuple[str, str]]) -> str:
     """``labels.Labels.String()``: ``{a="1", b="2"}`` in the given (sorted) order."""
     return "{" + ", ".join(f"{k}={go_quote(v)}" for k, v in labels) + "}"
 
 
-def go_time(seconds_ms: int) -> str:
+_EPOCH = dt.datetime.fromtimestamp(0, tz=dt.UTC)
+
+
+def _stamp(ms: int, sep: str) -> str:
+    # Go prints the fraction of a second without trailing zeros (and without the dot
+    # when it is zero). Epoch plus timedelta is exact, before 1970 too.
+    t = _EPOCH + dt.timedelta(milliseconds=ms)
+    frac = f"{ms % 1000:03d}".rstrip("0")
+    return t.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + (f".{frac}" if frac else "")
+
+
+def go_time(ms: int) -> str:
     """``time.Time.String()`` of a UTC time given in milliseconds."""
-    t = dt.datetime.fromtimestamp(0, tz=dt.UTC) + dt.timedelta(milliseconds=seconds_ms)
-    frac = f"{seconds_ms % 1000:03d}".rstrip("0")
-    return t.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac}" if frac else "") + " +0000 UTC"
+    return _stamp(ms, " ") + " +0000 UTC"
+
+
+def go_rfc3339(ms: int) -> str:
+    """A UTC time in milliseconds as Go's JSON encoding prints it (RFC 3339, nanosecond form)."""
+    return _stamp(ms, "T") + "Z"
 
 
 def _is_separator(ch: str) -> bool:

@@ -38,12 +38,12 @@ __all__ = [
     "RuleSpec",
     "check_rules",
     "expand_patterns",
-    "group_key",
     "load_patterns",
     "load_rules",
     "longest_range_ms",
     "parse_duration_ms",
     "parse_rule_file",
+    "parse_rule_files",
 ]
 
 log = structlog.get_logger(__name__)
@@ -85,12 +85,7 @@ class GroupSpec:
     @property
     def key(self) -> str:
         """Prometheus's group key, ``file;name``: group names are unique per file only."""
-        return group_key(self.file, self.name)
-
-
-def group_key(file: str, name: str) -> str:
-    """``file;name``, as Prometheus keys its groups."""
-    return f"{file};{name}"
+        return f"{self.file};{self.name}"
 
 
 def parse_duration_ms(text: str) -> int:
@@ -351,14 +346,20 @@ def longest_range_ms(groups: Sequence[GroupSpec]) -> int:
     return max((r.query.max_range_ms for g in groups for r in g.rules), default=0)
 
 
-def load_rules(files: Sequence[str]) -> list[GroupSpec]:
-    """Load every file; any problem anywhere raises one ``RuleError`` listing them all."""
+def parse_rule_files(files: Sequence[str]) -> tuple[list[GroupSpec], list[str]]:
+    """``parse_rule_file`` over every file: all their groups and all their problems."""
     groups: list[GroupSpec] = []
     errors: list[str] = []
     for path in files:
         g, errs = parse_rule_file(path)
         groups.extend(g)
         errors.extend(errs)
+    return groups, errors
+
+
+def load_rules(files: Sequence[str]) -> list[GroupSpec]:
+    """Load every file; any problem anywhere raises one ``RuleError`` listing them all."""
+    groups, errors = parse_rule_files(files)
     if errors:
         # Each line names its own file, group and rule, as promtool prints them.
         raise RuleError("\n".join(errors))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +32,14 @@ from typing import Any, Protocol
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from sidecar.alerting import ActiveAlert, AlertingRule, AlertState, RecordingRule, Rule
+from sidecar.alerting import ActiveAlert, AlertingRule, RecordingRule, Rule
 from sidecar.config import RulesConfig
 from sidecar.errors import RuleError
 from sidecar.model import Alert, LabelSet, fingerprint, ms_to_datetime
 from sidecar.rulefile import GroupSpec
 from sidecar.rulestate import FILE_NAME, ForState, restore_rule
 from sidecar.store import Store
+from sidecar.template_funcs import table_link
 
 __all__ = [
     "EventLog",
@@ -67,6 +67,11 @@ class Group:
     evaluation_s: float = 0.0
     last_evaluation_ms: int | None = None
     failed: list[str] = field(default_factory=list)
+    _alerting: list[AlertingRule] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The rules never change after loading; each evaluation asks for these.
+        self._alerting = [r for r in self.rules if isinstance(r, AlertingRule)]
 
     @property
     def key(self) -> str:
@@ -79,7 +84,7 @@ class Group:
 
     def alerting(self) -> list[AlertingRule]:
         """The group's alerting rules."""
-        return [r for r in self.rules if isinstance(r, AlertingRule)]
+        return self._alerting
 
 
 def build_groups(
@@ -193,10 +198,6 @@ def _fail(group: Group, rule: Rule, index: int, message: str, events: EventLog) 
     )
 
 
-def _table_link(expr: str) -> str:
-    return f"/graph?g0.expr={urllib.parse.quote_plus(expr, safe='')}&g0.tab=1"
-
-
 def to_model_alert(
     a: ActiveAlert, expr: str, external_labels: Mapping[str, str], external_url: str
 ) -> Alert:
@@ -212,7 +213,7 @@ def to_model_alert(
         annotations=dict(a.annotations),
         starts_at=ms_to_datetime(a.fired_at if a.fired_at is not None else a.active_at),
         ends_at=ms_to_datetime(ends) if ends is not None else None,
-        generator_url=external_url + _table_link(expr) if external_url else "",
+        generator_url=external_url + table_link(expr) if external_url else "",
         fingerprint=fingerprint(labels),
     )
 
@@ -352,8 +353,9 @@ class RuleEngine:
         g.last_evaluation_ms = round(self.clock() * 1000)
         ok = eval_group(g, self.store, t, self.clock)
         g.evaluation_s = self.monotonic() - start
+        duration = self._duration.labels(g.key)
         for rule in g.rules:
-            self._duration.labels(g.key).observe(rule.evaluation_ms / 1000)
+            duration.observe(rule.evaluation_ms / 1000)
         if g.failed:
             self._failures.labels(g.key).inc(len(g.failed))
         self._count_alerts()
@@ -381,8 +383,7 @@ class RuleEngine:
             for rule in g.alerting():
                 for state in ("pending", "firing"):
                     counts.setdefault((rule.name, state), 0)
-                for a in rule.active_alerts():
-                    if a.state != AlertState.INACTIVE:
-                        counts[(rule.name, str(a.state))] += 1
+                for a in rule.active_alerts():  # pending or firing, never inactive
+                    counts[(rule.name, str(a.state))] += 1
         for (name, state), n in counts.items():
             self._alerts.labels(name, state).set(n)

@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.alerting import ActiveAlert, AlertingRule
-from sidecar.gofmt import go_format_e
-from sidecar.model import ms_to_datetime
+from sidecar.alerting import ActiveAlert, AlertingRule, Rule
+from sidecar.gofmt import go_format_e, go_rfc3339
 from sidecar.rules import Group, RuleEngine
+from sidecar.server import json_error
 
 __all__ = ["routes"]
 
@@ -25,11 +25,7 @@ _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _time(ms: int | None) -> str:
-    if ms is None:
-        return _ZERO_TIME
-    t = ms_to_datetime(ms)
-    frac = f"{ms % 1000:03d}".rstrip("0")
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+    return _ZERO_TIME if ms is None else go_rfc3339(ms)
 
 
 def _alert(a: ActiveAlert) -> dict[str, Any]:
@@ -45,7 +41,7 @@ def _alert(a: ActiveAlert) -> dict[str, Any]:
     return out
 
 
-def _rule(rule: Any, want: str) -> dict[str, Any] | None:
+def _rule(rule: Rule, want: str) -> dict[str, Any] | None:
     common = {
         "name": rule.name,
         "query": rule.spec.query.text,
@@ -94,13 +90,10 @@ def routes(engine: RuleEngine) -> list[web.RouteDef]:
     async def rules(request: web.Request) -> web.Response:
         want = request.query.get("type", "").lower()
         if want not in ("", "alert", "record"):
-            return web.json_response(
-                {
-                    "status": "error",
-                    "errorType": "bad_data",
-                    "error": f'invalid parameter "type": not supported value "{want}"',
-                },
-                status=400,
+            return json_error(
+                400,
+                f'invalid parameter "type": not supported value "{want}"',
+                errorType="bad_data",
             )
         groups = sorted(engine.groups, key=lambda g: (g.spec.file, g.spec.name))
         return web.json_response(

@@ -53,7 +53,8 @@ class ForState:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.groups: dict[str, dict[Key, ForEntry]] = {}
-        self._written: bytes = b""
+        self._dirty = False
+        """The groups differ from the file: only then is it written (with an fsync)."""
 
     def load(self) -> None:
         """Read the file; a missing or broken file leaves the state empty."""
@@ -72,7 +73,6 @@ class ForState:
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("rules.for_state_invalid", path=str(self.path), error=str(exc)[:200])
             return
-        self._written = raw
         log.info("rules.for_state_loaded", path=str(self.path), groups=len(self.groups))
 
     def update(
@@ -83,33 +83,39 @@ class ForState:
         Entries of an alert name whose rule failed are kept as they were, as Prometheus
         keeps the last ``ALERTS_FOR_STATE`` sample when an evaluation writes nothing.
         """
-        entries = self.groups.setdefault(group, {})
+        entries = self.groups.get(group)
+        if entries is None:
+            entries = self.groups[group] = {}
+            self._dirty = True
         ok_names: set[str] = set()
         for rule in rules:
             ok_names.add(rule.name)
             for a in rule.active.values():
                 if a.state:
-                    entries[(rule.name, a.labels)] = ForEntry(a.active_at // 1000, t)
+                    key, entry = (rule.name, a.labels), ForEntry(a.active_at // 1000, t)
+                    if entries.get(key) != entry:
+                        entries[key] = entry
+                        self._dirty = True
         ok_names -= set(failed)
         for key in [k for k, e in entries.items() if k[0] in ok_names and e.seen_ms < t]:
             del entries[key]
+            self._dirty = True
 
     def keep_only(self, groups: Iterable[str]) -> None:
         """Forget groups that are no longer configured."""
         wanted = set(groups)
         for key in [g for g in self.groups if g not in wanted]:
             del self.groups[key]
+            self._dirty = True
 
     def save(self) -> None:
         """Write the file atomically when it changed; errors are logged, never raised."""
-        if self.path is None:
+        if self.path is None or not self._dirty:
             return
         try:
             data = _encode(self.groups)
         except TypeError as exc:
             log.warning("rules.for_state_write_failed", path=str(self.path), error=str(exc))
-            return
-        if data == self._written:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
@@ -124,7 +130,7 @@ class ForState:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             return
-        self._written = data
+        self._dirty = False
 
 
 def _encode(groups: Mapping[str, Mapping[Key, ForEntry]]) -> bytes:
@@ -173,8 +179,8 @@ def restore_rule(
     now_ms: int,
     outage_tolerance_ms: int,
     grace_ms: int,
-) -> int:
-    """Prometheus's ``RestoreForState`` for one rule; returns how many alerts were restored.
+) -> None:
+    """Prometheus's ``RestoreForState`` for one rule; each restored alert is logged.
 
     Only alerts active now are restored, from an entry seen within the outage tolerance.
     One that had been firing keeps its ``activeAt`` (it fires at the next evaluation);
@@ -185,8 +191,7 @@ def restore_rule(
     rule.restored = True
     if hold < grace_ms:
         # Waiting out a grace period longer than ``for`` itself would only delay it.
-        return 0
-    restored = 0
+        return
     for a in rule.active.values():
         entry = entries.get((rule.name, a.labels))
         if entry is None or not now_ms - outage_tolerance_ms <= entry.seen_ms <= now_ms:
@@ -199,11 +204,9 @@ def restore_rule(
         elif remaining >= grace_ms:
             active_at += now_ms - down_at
         a.active_at = active_at
-        restored += 1
         log.info(
             "rules.for_state_restored",
             alertname=rule.name,
             labels=dict(a.labels),
             active_at_ms=active_at,
         )
-    return restored

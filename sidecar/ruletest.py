@@ -29,8 +29,8 @@ from sidecar.alerting import AlertingRule, AlertState
 from sidecar.errors import RuleError
 from sidecar.gofmt import go_format_e, go_labels, go_quote
 from sidecar.model import LabelSet
-from sidecar.promql import compile_expr
-from sidecar.rulefile import GroupSpec, parse_duration_ms, parse_rule_file
+from sidecar.promql import query_vector
+from sidecar.rulefile import parse_duration_ms, parse_rule_files
 from sidecar.rules import Group, build_groups, eval_group
 from sidecar.ruletest_format import alerts_text, go_duration, model_duration
 from sidecar.seriesdesc import MAX_POINTS, parse_metric, parse_series
@@ -177,12 +177,7 @@ def _resolve(base: str, patterns: list[str], warn: TextIO) -> list[str]:
 
 
 def _load_groups(files: list[str], tg: _TestGroup, order: dict[str, int]) -> list[Group]:
-    specs: list[GroupSpec] = []
-    errors: list[str] = []
-    for f in files:
-        loaded, errs = parse_rule_file(f)
-        specs.extend(loaded)
-        errors.extend(errs)
+    specs, errors = parse_rule_files(files)
     if errors:
         raise _Errors(errors)
     groups = build_groups(specs, tg.interval_ms, tg.external_labels, tg.external_url, True)
@@ -275,14 +270,9 @@ def _check_alerts(tg: _TestGroup, groups: list[Group], t: int) -> list[str]:
 def _check_expr(case: _ExprCase, store: Store) -> list[str]:
     head = f"    expr: {go_quote(case.expr)}, time: {model_duration(case.eval_ms)}"
     try:
-        result = compile_expr(case.expr).evaluate(store, case.eval_ms)
+        got = sorted(query_vector(case.expr, store, case.eval_ms), key=lambda s: s.labels)
     except RuleError as exc:
         return [f"{head}, err: {exc.message}"]
-    got: list[tuple[LabelSet, float]] = (
-        [((), float(result))]
-        if isinstance(result, float | int)
-        else [(smp.labels, smp.value) for smp in result]
-    )
     exp: list[tuple[LabelSet, float]] = []
     for text, value in case.samples:
         try:
@@ -290,7 +280,6 @@ def _check_expr(case: _ExprCase, store: Store) -> list[str]:
         except RuleError as exc:
             return [f"{head}, err: labels {go_quote(text)}: {exc.message}"]
     exp.sort(key=lambda s: s[0])
-    got.sort(key=lambda s: s[0])
     # Exact equality, as Go's reflect.DeepEqual: NaN never equals NaN.
     same = len(exp) == len(got) and all(
         le == lg and ve == vg for (le, ve), (lg, vg) in zip(exp, got, strict=True)
@@ -300,7 +289,7 @@ def _check_expr(case: _ExprCase, store: Store) -> list[str]:
     return [f"{head},\n        exp: {_samples_text(exp)}\n        got: {_samples_text(got)}"]
 
 
-def _samples_text(samples: list[tuple[LabelSet, float]]) -> str:
+def _samples_text(samples: Sequence[tuple[LabelSet, float]]) -> str:
     if not samples:
         return "nil"
     return ", ".join(f"{go_labels(labels)} {go_format_e(v, upper=True)}" for labels, v in samples)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from sidecar.errors import RuleError
+from sidecar.gofmt import go_unquote
 from sidecar.model import STALE_NAN, LabelSet
 
 __all__ = ["MAX_POINTS", "parse_metric", "parse_series", "parse_values"]
@@ -32,8 +33,6 @@ _ITEM = re.compile(
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
-_ESC = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.DOTALL)
-_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
 def _number(text: str) -> float:
@@ -79,21 +78,10 @@ def _check(n: int) -> None:
 def _unquote(s: str) -> str:
     if s[0] == "`":
         return s[1:-1]
-    quote = s[0]
-
-    def esc(m: re.Match[str]) -> str:
-        e = m.group(1)
-        if e in _SIMPLE:
-            return _SIMPLE[e]
-        if e in ("\\", quote):
-            return e
-        if e[0] in "xuU":
-            return chr(int(e[1:], 16))
-        if len(e) == 3:
-            return chr(int(e, 8))
-        raise RuleError(f"invalid escape \\{e} in {s}")
-
-    return _ESC.sub(esc, s[1:-1])
+    try:
+        return go_unquote(s[1:-1], s[0])
+    except ValueError as exc:
+        raise RuleError(f"invalid escape {exc} in {s}") from None
 
 
 def _metric(text: str) -> tuple[LabelSet, int]:

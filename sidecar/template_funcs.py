@@ -23,6 +23,7 @@ __all__ = [
     "FuncError",
     "GoTime",
     "compare",
+    "table_link",
     "to_float",
     "truth",
 ]
@@ -236,11 +237,13 @@ def _parse_duration(text: str) -> float:
         raise FuncError(f'not a valid duration string: "{text}"') from None
 
 
-def _link(tab: int) -> Callable[[str], str]:
-    def link(expr: str) -> str:
-        return f"/graph?g0.expr={urllib.parse.quote_plus(expr, safe='')}&g0.tab={tab}"
+def _link(expr: str, tab: int) -> str:
+    return f"/graph?g0.expr={urllib.parse.quote_plus(expr, safe='')}&g0.tab={tab}"
 
-    return link
+
+def table_link(expr: str) -> str:
+    """Prometheus's ``TableLinkForExpression``: also the generator URL path of its alerts."""
+    return _link(expr, 1)
 
 
 def _case(method: Callable[[str], str]) -> Callable[[str], str]:
@@ -334,8 +337,8 @@ FUNCS: dict[str, tuple[Callable[..., object], Signature]] = {
     "stripPort": (_strip_port, ("str",)),
     "stripDomain": (_strip_domain, ("str",)),
     "parseDuration": (_parse_duration, ("str",)),
-    "graphLink": (_link(0), ("str",)),
-    "tableLink": (_link(1), ("str",)),
+    "graphLink": (lambda expr: _link(expr, 0), ("str",)),
+    "tableLink": (table_link, ("str",)),
     "printf": (lambda fmt, *args: go_sprintf(fmt, args), ("str", "any*")),
     "print": (_print, ("any*",)),
     "println": (lambda *args: " ".join(go_sprint(a) for a in args) + "\n", ("any*",)),

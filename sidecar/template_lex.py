@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from sidecar.gofmt import go_unquote
+
 __all__ = ["KEYWORDS", "Item", "TemplateSyntaxError", "lex"]
 
 KEYWORDS = frozenset(
@@ -22,8 +24,6 @@ _NUMBER = re.compile(
     r"|0[bB][01_]+|0[oO][0-7_]+|[0-9_]*\.?[0-9_]*(?:[eE][+-]?[0-9]+)?)"
 )
 _SPACE = " \t\r\n"
-_SIMPLE_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-_ESC = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.DOTALL)
 
 
 class Item(NamedTuple):
@@ -46,19 +46,16 @@ class TemplateSyntaxError(Exception):
 
 
 def _unquote(body: str, quote: str, line: int) -> str:
-    def esc(m: re.Match[str]) -> str:
-        e = m.group(1)
-        if e in _SIMPLE_ESC:
-            return _SIMPLE_ESC[e]
-        if e in ("\\", quote):
-            return e
-        if e[0] in "xuU":
-            return chr(int(e[1:], 16))
-        if e[0] in "01234567" and len(e) == 3:
-            return chr(int(e, 8))
-        raise TemplateSyntaxError(line, f"invalid syntax: {quote}{body}{quote}")
+    try:
+        return go_unquote(body, quote)
+    except ValueError:
+        # strconv.ErrSyntax's text, which is all Go's template parser reports.
+        raise TemplateSyntaxError(line, "invalid syntax") from None
 
-    return _ESC.sub(esc, body)
+
+def _trim_marker(text: str, i: int) -> bool:
+    """``-`` and a space at ``i``, right after ``{{``: trim the whitespace before it."""
+    return text.startswith("-", i) and i + 1 < len(text) and text[i + 1] in _SPACE
 
 
 class _Lexer:
@@ -82,17 +79,7 @@ class _Lexer:
             start = text.find("{{", self.pos)
             end = len(text) if start < 0 else start
             chunk = text[self.pos : end]
-            if (
-                start >= 0
-                and text.startswith("{{-", start)
-                and text[start + 3 : start + 4]
-                in (
-                    " ",
-                    "\t",
-                    "\r",
-                    "\n",
-                )
-            ):
+            if start >= 0 and _trim_marker(text, start + 2):
                 chunk = chunk.rstrip(_SPACE)
             if chunk:
                 self._emit("text", chunk)
@@ -106,7 +93,7 @@ class _Lexer:
     def _action(self) -> None:
         text = self.text
         i = self.pos + 2
-        if text.startswith("-", i) and text[i + 1 : i + 2] in (" ", "\t", "\r", "\n"):
+        if _trim_marker(text, i):
             i += 2
         j = i
         while j < len(text) and text[j] in _SPACE:

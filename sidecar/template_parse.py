@@ -101,7 +101,6 @@ class Pipe:
     decl: tuple[str, ...]
     assign: bool
     cmds: tuple[Cmd, ...]
-    line: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +146,9 @@ class _Parser:
         self.unsupported = unsupported
         self.vars = ["$", *variables]
 
-    def _peek(self, skip_space: bool = True) -> Item:
-        if skip_space:
-            while self.items[self.i][0] == "space":
-                self.i += 1
+    def _peek(self) -> Item:
+        while self.items[self.i][0] == "space":
+            self.i += 1
         return self.items[self.i]
 
     def _next(self) -> Item:
@@ -195,12 +193,12 @@ class _Parser:
                 continue
             if kind == "nil":
                 raise TemplateSyntaxError(line, "nil is not a command")
-            pipe = self._pipe("command", line, allow_decl=True)
+            pipe = self._pipe("command", line)
             nodes.append(Action(pipe))
 
     def _branch(self, kind: str, line: int) -> Branch:
         depth = len(self.vars)
-        pipe = self._pipe(kind, line, allow_decl=True)
+        pipe = self._pipe(kind, line)
         body, stop = self._list()
         orelse: tuple[Node, ...] = ()
         if stop == "eof":
@@ -225,28 +223,27 @@ class _Parser:
         )
         return Branch(branch_kind, pipe, body, orelse)
 
-    def _pipe(self, context: str, line: int, allow_decl: bool, end: str = "right") -> Pipe:
+    def _pipe(self, context: str, line: int, end: str = "right") -> Pipe:
         decl: list[str] = []
         assign = False
         start = self.i
-        if allow_decl:
-            names: list[str] = []
-            while self._peek()[0] == "var":
-                names.append(str(self._next()[1]))
-                if self._peek()[0] == "," and context == "range" and len(names) == 1:
-                    self.i += 1
-                    continue
-                break
-            kind = self._peek()[0]
-            if names and kind in ("declare", "assign"):
+        names: list[str] = []
+        while self._peek()[0] == "var":
+            names.append(str(self._next()[1]))
+            if self._peek()[0] == "," and context == "range" and len(names) == 1:
                 self.i += 1
-                assign = kind == "assign"
-                for name in names:
-                    if assign and name not in self.vars:
-                        raise TemplateSyntaxError(line, f'undefined variable "{name}"')
-                decl = names
-            else:
-                self.i = start
+                continue
+            break
+        kind = self._peek()[0]
+        if names and kind in ("declare", "assign"):
+            self.i += 1
+            assign = kind == "assign"
+            for name in names:
+                if assign and name not in self.vars:
+                    raise TemplateSyntaxError(line, f'undefined variable "{name}"')
+            decl = names
+        else:
+            self.i = start
         cmds: list[Cmd] = []
         while True:
             cmd = self._cmd(line)
@@ -271,7 +268,7 @@ class _Parser:
             break
         if not assign:
             self.vars.extend(decl)
-        return Pipe(tuple(decl), assign, tuple(cmds), line)
+        return Pipe(tuple(decl), assign, tuple(cmds))
 
     def _cmd(self, line: int) -> Cmd:
         args: list[Arg] = []
@@ -320,7 +317,7 @@ class _Parser:
                 raise TemplateSyntaxError(line, f'function "{name}" not defined')
             return Func(name, pos, src)
         if kind == "(":
-            pipe = self._pipe("parenthesized pipeline", line, allow_decl=True, end=")")
+            pipe = self._pipe("parenthesized pipeline", line, end=")")
             if self.items[self.i].kind == "field":
                 raise TemplateSyntaxError(
                     line, "field access on a parenthesized pipeline is not supported"

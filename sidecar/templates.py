@@ -70,10 +70,11 @@ _STRUCT = (
 class _State:
     def __init__(self, data: TemplateData) -> None:
         self.data = data
+        # Templates only read the maps (no function writes to one): no copies needed.
         self.vars: list[list[object]] = [
             ["$", data],
-            ["$labels", dict(data.labels)],
-            ["$externalLabels", dict(data.external_labels)],
+            ["$labels", data.labels],
+            ["$externalLabels", data.external_labels],
             ["$externalURL", data.external_url],
             ["$value", data.value],
         ]
@@ -202,7 +203,7 @@ def _run(st: _State, nodes: tuple[Node, ...], dot: object) -> None:
 
 
 def _range(st: _State, node: Branch, dot: object) -> None:
-    pipe = Pipe((), False, node.pipe.cmds, node.pipe.line)
+    pipe = Pipe((), False, node.pipe.cmds)
     value = _pipe(st, pipe, dot)
     if value is None:
         _run(st, node.orelse, dot)
@@ -235,8 +236,9 @@ class AlertTemplate:
 
     def expand(self, data: TemplateData) -> str:
         """Expand for one alert; a failure gives Prometheus's error text, never raises."""
-        if not self.nodes:
-            return ""
+        if "{{" not in self.text:
+            # Most labels are plain text (``severity: page``); they run every evaluation.
+            return self.text
         st = _State(data)
         try:
             _run(st, self.nodes, data)

@@ -68,10 +68,10 @@ def _embedded(path: Path) -> tuple[int, str]:
 def test_promtool_check_rules_accepts_every_rule_file() -> None:
     """``promtool check rules rules/*.yml`` exits 0 and finds the pack's five rules."""
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "rules").glob("*.yml"))
-    assert "rules/leaks.yml" in files
+    assert files == ["rules/leaks.yml"]
     res = _promtool("check", "rules", *files, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "Checking rules/leaks.yml\n  SUCCESS: 5 rules found\n" in res.stdout
+    assert res.stdout == "Checking rules/leaks.yml\n  SUCCESS: 5 rules found\n\n"
 
 
 @pytest.mark.integration
@@ -230,8 +230,11 @@ _MUTATIONS: dict[str, tuple[str, str, str]] = {
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(_MUTATIONS))
-def test_each_guard_is_pinned_by_a_failing_test(name: str, tmp_path: Path) -> None:
-    """Loosening one guard of the pack makes its promtool test file fail."""
+def test_each_guard_is_pinned_by_a_failing_test(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loosening one guard of the pack makes its test file fail, in promtool and in the
+    embedded engine alike, with the same report."""
     old, new, test_file = _MUTATIONS[name]
     text = PACK.read_text()
     assert text.count(old) == 1
@@ -242,8 +245,11 @@ def test_each_guard_is_pinned_by_a_failing_test(name: str, tmp_path: Path) -> No
     shutil.copy(ROOT / "tests" / "rules" / test_file, tests_dir / test_file)
     assert _promtool("check", "rules", "rules/leaks.yml", cwd=tmp_path).returncode == 0
     res = _promtool("test", "rules", test_file, cwd=tests_dir)
-    assert res.returncode == 1
-    assert "FAILED:" in res.stderr + res.stdout
+    assert (res.returncode, res.stderr.startswith("  FAILED:\n")) == (1, True)
+    monkeypatch.chdir(tests_dir)
+    out, err = io.StringIO(), io.StringIO()
+    code = run_rule_tests([test_file], out, err)
+    assert (code, out.getvalue(), err.getvalue()) == (1, res.stdout, res.stderr)
 
 
 # The demo app's simulation, scraped every 15s: an hour healthy, then the leak, then a
@@ -344,7 +350,7 @@ def test_demo_leak_trips_the_pack_in_promtool(tmp_path: Path) -> None:
     path = tmp_path / "demo.yml"
     _demo_test_file(path)
     res = _promtool("test", "rules", path.name, cwd=tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert (res.returncode, res.stdout) == (0, "Unit Testing:  demo.yml\n  SUCCESS\n\n"), res.stderr
 
 
 def test_demo_leak_trips_the_pack_in_embedded_engine(tmp_path: Path) -> None:
@@ -352,4 +358,4 @@ def test_demo_leak_trips_the_pack_in_embedded_engine(tmp_path: Path) -> None:
     path = tmp_path / "demo.yml"
     _demo_test_file(path)
     code, out = _embedded(path)
-    assert code == 0, out
+    assert (code, out) == (0, f"Unit Testing:  {path}\n  SUCCESS\n\n")

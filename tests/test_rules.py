@@ -438,6 +438,31 @@ async def test_restore_gives_a_nearly_due_alert_the_grace_period(tmp_path: Path)
     assert alert.active_at == T0 + 50 * MIN
 
 
+async def test_for_state_file_is_written_only_when_it_changes(tmp_path: Path) -> None:
+    """An evaluation that changes no for state leaves the file alone; an active alert is
+    rewritten at every evaluation, since its last-seen time moves."""
+    store = Store(retention_ms=3_600_000, max_series=100)
+    engine = engine_for(tmp_path, store, CollectorRegistry())
+    group = engine.groups[0]
+    path = tmp_path / "state" / FILE_NAME
+    engine.restore(group, T0)
+    written = []
+    for step, value in enumerate([1, 1, 20, 20, 1]):
+        path.unlink(missing_ok=True)
+        feed(store, T0 + step * MIN, x=value)
+        await engine.iterate(group, T0 + step * MIN)
+        written.append(json.loads(path.read_text())["groups"] if path.exists() else None)
+    entry = {"alert": "Big", "labels": {"alertname": "Big", "pod": "a", "severity": "page"},
+             "active_at": (T0 + 2 * MIN) // 1000}  # fmt: skip
+    assert written == [
+        {group.key: []},
+        None,
+        {group.key: [{**entry, "seen": T0 + 2 * MIN}]},
+        {group.key: [{**entry, "seen": T0 + 3 * MIN}]},
+        {group.key: []},
+    ]
+
+
 def test_broken_state_file_is_ignored(
     tmp_path: Path, registry: CollectorRegistry, log_stream: io.StringIO
 ) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidecar.errors import RuleError
 from sidecar.model import is_stale
@@ -229,15 +231,18 @@ def test_value_mismatch_and_eval_error_text(tmp_path: Path) -> None:
 
 def test_unreadable_and_missing_files(tmp_path: Path) -> None:
     """A missing test file or rule file is reported, never raised."""
-    code, _, err = sidecar(tmp_path / "nope.yml")
-    assert (code, err) == (
+    assert sidecar(tmp_path / "nope.yml") == (
         1,
+        f"Unit Testing:  {tmp_path / 'nope.yml'}\n\n\n",
         f"  FAILED:\nopen {tmp_path / 'nope.yml'}: no such file or directory\n",
     )
     path = tmp_path / "t.yml"
     path.write_text("rule_files: [missing.yml]\ntests: [{interval: 1m}]\n", encoding="utf-8")
-    code, _, err = sidecar(path)
-    assert (code, err) == (0, f"  WARNING: no file match pattern {tmp_path / 'missing.yml'}\n")
+    assert sidecar(path) == (
+        0,
+        f"Unit Testing:  {path}\n  SUCCESS\n\n",
+        f"  WARNING: no file match pattern {tmp_path / 'missing.yml'}\n",
+    )
 
 
 @pytest.mark.parametrize(
@@ -291,11 +296,24 @@ def test_metric_notation() -> None:
         ('up{a=~"x"}', "expected \"=\" after label 'a'"),
         ("up{a=x}", "expected a quoted string for label 'a'"),
         ("up 1", "unexpected '1' after the metric"),
+        ('up{a="\\xZZ"}', 'invalid escape \\x in "\\xZZ"'),
+        ('up{a="\\400"}', 'invalid escape \\400 in "\\400"'),
+        ('up{a="\\U00110000"}', 'invalid escape \\U00110000 in "\\U00110000"'),
         ("", "expected a metric name or a label set, got ''"),
     ]:
         with pytest.raises(RuleError) as info:
             parse_metric(bad)
         assert str(info.value) == message
+
+
+@given(st.text(alphabet="up{}=~,\"'`\\ xuU07_", max_size=30))
+def test_hostile_metric_notation_never_crashes(text: str) -> None:
+    """Any text either parses to sorted labels or fails with RuleError."""
+    try:
+        labels = parse_metric(text)
+    except RuleError:
+        return
+    assert list(labels) == sorted(labels)
 
 
 def test_durations_print_as_go() -> None:
@@ -319,6 +337,7 @@ def test_durations_print_as_go() -> None:
     ]
 
 
+@pytest.mark.integration
 def test_the_command_runs_every_file_as_promtool_does() -> None:
     """`leak-sidecar test-rules` on every test file at once prints promtool's SUCCESS lines."""
     files = [str(p) for p in TEST_FILES]
@@ -334,6 +353,7 @@ def test_the_command_runs_every_file_as_promtool_does() -> None:
     assert ours.stdout == theirs.stdout
 
 
+@pytest.mark.integration
 def test_check_rules_command_accepts_the_shipped_pack() -> None:
     """`leak-sidecar check-rules rules/*.yml` agrees with `promtool check rules`."""
     pack = sorted(str(p) for p in (RULES_DIR.parent.parent / "rules").glob("*.yml"))

@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.errors import RuleError
-from sidecar.gofmt import go_float, go_format_e, go_quote, go_sprintf, go_title
+from sidecar.gofmt import (
+    go_float,
+    go_format_e,
+    go_quote,
+    go_rfc3339,
+    go_sprintf,
+    go_time,
+    go_title,
+)
 from sidecar.templates import TemplateData, compile_template
 
 DATA = TemplateData(
@@ -73,6 +81,8 @@ def expand(text: str, data: TemplateData = DATA) -> str:
         ("a  {{- 1 -}}  b", "a1b"),
         ("{{/* a comment */}}kept", "kept"),
         ("{{ 0x10 }} {{ 1e3 }} {{ 'a' }} {{ 1.5 }}", "16 1000 97 1.5"),
+        ('{{ "\\101\\x42\\u00e9\\U0001F600\\\\\\"\\t" }}', 'ABé😀\\"\t'),
+        ("{{ '\\'' }} {{ '\\x41' }}", "39 65"),
         ("{{ $value | }}", "1.234567e+06"),
         ('{{ (printf "%s!" $labels.job) }}', "orders!"),
     ],
@@ -162,6 +172,11 @@ def test_run_time_failure_is_prometheus_error_text(text: str, want: str) -> None
         ("{{ (1 }}", "template: __alert_Leak:1: unclosed left paren"),
         ("{{ 1 | 2 }}", "template: __alert_Leak:1: non executable command in pipeline stage 2"),
         ("{{ nil }}", "template: __alert_Leak:1: nil is not a command"),
+        ('{{ "\\xZZ" }}', "template: __alert_Leak:1: invalid syntax"),
+        ('{{ "\\400" }}', "template: __alert_Leak:1: invalid syntax"),
+        ('{{ "\\ud800" }}', "template: __alert_Leak:1: invalid syntax"),
+        ('{{ "\\U00110000" }}', "template: __alert_Leak:1: invalid syntax"),
+        ("{{ '\\\"' }}", "template: __alert_Leak:1: invalid syntax"),
         (
             '{{ query "up" | first | value }}',
             'template: __alert_Leak:1: function "query" is not supported by the embedded engine',
@@ -183,7 +198,7 @@ def test_parse_errors_name_the_problem(text: str, message: str) -> None:
     assert str(info.value) == message
 
 
-@given(st.text(alphabet='{}$.|()" abcx1-/*\n', max_size=40))
+@given(st.text(alphabet="{}$.|()\"'\\ abcxuU1-/*\n", max_size=40))
 def test_hostile_templates_never_crash(text: str) -> None:
     """Any text either fails to compile with RuleError or expands to a string."""
     try:
@@ -230,3 +245,16 @@ def test_go_format_e_quote_title_and_sprintf_markers() -> None:
     assert go_sprintf("%t %x %X %c %05.1f %+d", [True, "hi", 255, 65, 2.25, 5]) == (
         "true 6869 FF A 002.2 +5"
     )
+
+
+@pytest.mark.parametrize(
+    ("ms", "string", "rfc3339"),
+    [
+        (0, "1970-01-01 00:00:00 +0000 UTC", "1970-01-01T00:00:00Z"),
+        (1_700_000_040_120, "2023-11-14 22:14:00.12 +0000 UTC", "2023-11-14T22:14:00.12Z"),
+        (-1, "1969-12-31 23:59:59.999 +0000 UTC", "1969-12-31T23:59:59.999Z"),
+    ],
+)
+def test_go_times(ms: int, string: str, rfc3339: str) -> None:
+    """Times print as Go's Time.String and its JSON form: fraction without trailing zeros."""
+    assert (go_time(ms), go_rfc3339(ms)) == (string, rfc3339)
