@@ -40,6 +40,7 @@ __all__ = [
     "Config",
     "Duration",
     "LogConfig",
+    "PositiveDuration",
     "RetryConfig",
     "RouteConfig",
     "RulesConfig",
@@ -103,6 +104,8 @@ def _listen(value: str) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+"""For intervals, timeouts and backoffs: zero would spin a loop or time out at once."""
 Url = Annotated[str, AfterValidator(_url)]
 UrlPath = Annotated[str, AfterValidator(_path)]
 Positive = Annotated[int, Field(gt=0)]
@@ -116,9 +119,11 @@ class RetryConfig(_Model):
     """A bounded retry policy: exponential backoff with jitter, capped in attempts and time."""
 
     attempts: Positive = Field(3, description="Total tries, the first included.")
-    initial_backoff: Duration = Field(0.1, description="Wait before the first retry.")
-    max_backoff: Duration = Field(2.0, description="Cap on one wait, jitter included.")
-    max_elapsed: Duration = Field(10.0, description="Give up once this much time has passed.")
+    initial_backoff: PositiveDuration = Field(0.1, description="Wait before the first retry.")
+    max_backoff: PositiveDuration = Field(2.0, description="Cap on one wait, jitter included.")
+    max_elapsed: PositiveDuration = Field(
+        10.0, description="Give up once this much time has passed."
+    )
 
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -176,9 +181,9 @@ class AppConfig(_Model):
 class ScrapeConfig(_Model):
     """How the expvar endpoint is read."""
 
-    interval: Duration = Field(15.0, description="Prometheus's default scrape interval.")
-    timeout: Duration = Field(5.0, description="Covers the whole body; below the interval.")
-    max_interval: Duration = Field(
+    interval: PositiveDuration = Field(15.0, description="Prometheus's default scrape interval.")
+    timeout: PositiveDuration = Field(5.0, description="Covers the whole body; below the interval.")
+    max_interval: PositiveDuration = Field(
         120.0, description="The interval may stretch up to this when scrapes cost the app."
     )
     cost_fraction: float = Field(
@@ -244,7 +249,7 @@ class ScrapeConfig(_Model):
 class StoreConfig(_Model):
     """Bounds on the history the rules read."""
 
-    max_retention: Duration = Field(
+    max_retention: PositiveDuration = Field(
         3600.0 + 300.0, description="Cap on longest rule range + 5m lookback."
     )
     max_series: Positive = Field(20000, description="All origins together.")
@@ -257,7 +262,7 @@ class RulesConfig(_Model):
         default_factory=lambda: ["rules/*.yml"],
         description="Globs of Prometheus rule files; the repository's rules/ by default.",
     )
-    evaluation_interval: Duration = Field(15.0, description="Prometheus's default.")
+    evaluation_interval: PositiveDuration = Field(15.0, description="Prometheus's default.")
     external_labels: dict[str, str] = Field(
         default_factory=dict,
         description="Added to every alert sent, as Prometheus's global external_labels; "
@@ -265,7 +270,9 @@ class RulesConfig(_Model):
         "sidecar's identity: a delivered alert carrying one of them with another value is "
         "about another pod and is never acted on.",
     )
-    resend_delay: Duration = Field(60.0, description="Prometheus's --rules.alert.resend-delay.")
+    resend_delay: PositiveDuration = Field(
+        60.0, description="Prometheus's --rules.alert.resend-delay."
+    )
     alertmanager_url: Url | None = Field(
         None, description="Send alerts to Alertmanager's v2 API instead of in process."
     )
@@ -323,7 +330,7 @@ _DEFAULT_COOLDOWNS: dict[Literal["circuit_break", "cache_flush"], float] = {
 class ActionsConfig(_Model):
     """Calls to the app."""
 
-    timeout: Duration = Field(2.0, description="One call; a breaker must act fast.")
+    timeout: PositiveDuration = Field(2.0, description="One call; a breaker must act fast.")
     retry: RetryConfig = Field(
         default_factory=lambda: RetryConfig.model_validate(
             {"attempts": 4, "initial_backoff": "200ms", "max_backoff": "5s", "max_elapsed": "20s"}
@@ -383,7 +390,7 @@ class BreakerConfig(_Model):
         description="A grown open time is stretched by up to this fraction, so that the "
         "sidecars of a fleet do not reset their apps in lockstep.",
     )
-    check_interval: Duration = Field(
+    check_interval: PositiveDuration = Field(
         5.0, description="How often the automatic reset is re-checked: a small part of min_open."
     )
     dry_run: bool = Field(

@@ -78,6 +78,13 @@ BAD_CONFIGS = [
         "rules:\n  external_labels:\n    pod: ${NO_SUCH_VAR}\n",
         ["rules.external_labels.pod: environment variable NO_SUCH_VAR is not set"],
     ),
+    (
+        "rules:\n  evaluation_interval: 0s\nbreaker:\n  check_interval: 0s\n",
+        [
+            "rules.evaluation_interval: Input should be greater than 0, got '0s'",
+            "breaker.check_interval: Input should be greater than 0, got '0s'",
+        ],
+    ),
     ("- a\n- b\n", ["config: expected a mapping at the top of {path}, got list"]),
     ("token: abc\n", ["token: unknown key (set env LEAK_SIDECAR_TOKEN or server.token_file)"]),
     (
