@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 import structlog
@@ -12,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from sidecar.logs import configure
+from sidecar.supervisor import Sidecar
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +59,18 @@ def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         else:
             out.append(f"{prefix}{name}")
     return out
+
+
+@asynccontextmanager
+async def running(sidecar: Sidecar) -> AsyncIterator[Sidecar]:
+    """Run a whole sidecar in process until the block ends; it is listening inside."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(sidecar.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            await sidecar.started.wait()
+        yield sidecar
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await task

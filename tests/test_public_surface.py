@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import asyncio
 from pathlib import Path
 
 from aiohttp import web
-from conftest import config_keys
+from conftest import config_keys, running
 from prometheus_client import CollectorRegistry
 
 from sidecar.cli import _parser
@@ -112,11 +111,7 @@ async def test_routes_and_own_metrics(tmp_path: Path) -> None:
         }
     )
     registry = CollectorRegistry()
-    sidecar = Sidecar(cfg, registry=registry)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sidecar.run(stop))
-    try:
-        await asyncio.wait_for(sidecar.started.wait(), 10)
+    async with running(Sidecar(cfg, registry=registry)) as sidecar:
         assert isinstance(sidecar.app, web.Application)
         routes = sorted(
             {
@@ -128,9 +123,6 @@ async def test_routes_and_own_metrics(tmp_path: Path) -> None:
         assert routes == ROUTES
         own = sorted({m.name for m in registry.collect() if m.name.startswith("leak_sidecar_")})
         assert own == OWN_METRICS
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
 
 
 def test_config_keys() -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import aiohttp
 import yaml
 from actions_support import TOKEN, config, journal_entries
+from conftest import running
 from procs import alertmanager_config
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -99,17 +100,8 @@ def prometheus_config(sidecar_port: int, am_port: int, rule_files: list[Path]) -
 @asynccontextmanager
 async def running_sidecar(cfg: Config) -> AsyncIterator[str]:
     """The whole sidecar in process on real time; yields its base URL."""
-    sidecar = Sidecar(cfg)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sidecar.run(stop))
-    try:
-        async with asyncio.timeout(10):
-            await sidecar.started.wait()
+    async with running(Sidecar(cfg)) as sidecar:
         yield f"http://127.0.0.1:{sidecar.port}"
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
 
 
 def sidecar_config(tmp_path: Path, app_url: str, **sections: Any) -> Config:

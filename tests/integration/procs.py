@@ -1,4 +1,5 @@
-"""Real ``prometheus`` and ``prometheus-alertmanager`` processes for the integration tests.
+"""Real processes for the integration tests: ``prometheus``, ``prometheus-alertmanager``,
+and ``leak-sidecar run`` itself.
 
 Each one runs on 127.0.0.1 at a free port, with its config, data and log in a directory
 of the test's own, is waited for until ``/-/ready`` answers (bounded), and is stopped
@@ -9,22 +10,28 @@ off and every URL they are given is a loopback one, so nothing leaves the machin
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from conftest import free_port
 
 __all__ = [
+    "Command",
     "Running",
     "alertmanager",
     "alertmanager_config",
     "binary",
     "prometheus",
+    "sidecar_command",
 ]
 
 _START_ATTEMPTS = 3  # a free port can be taken before the process binds it: start again
@@ -188,3 +195,51 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@dataclass(frozen=True)
+class Command:
+    """`leak-sidecar run` as a child process, started and listening."""
+
+    proc: asyncio.subprocess.Process
+    url: str
+
+
+async def _copy(stream: asyncio.StreamReader, out: Any) -> None:
+    # Keep reading, so that the child never blocks on a full pipe.
+    while line := await stream.readline():
+        out.write(line)
+
+
+@asynccontextmanager
+async def sidecar_command(config: Path, log: Path, token: str) -> AsyncIterator[Command]:
+    """Run `leak-sidecar run --config CONFIG` (JSON logs) until it logs ``sidecar.started``.
+
+    Every line it prints goes to ``log``; its port comes from that event. On exit the
+    process is killed if it is still running.
+    """
+    env = {**os.environ, "LEAK_SIDECAR_TOKEN": token}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "run", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    with log.open("ab") as out:
+        copier: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    line = await proc.stdout.readline()
+                    assert line, f"the sidecar exited before it started; see {log}"
+                    out.write(line)
+                    event = json.loads(line)
+                    if event["event"] == "sidecar.started":
+                        break
+            copier = asyncio.create_task(_copy(proc.stdout, out))
+            yield Command(proc, f"http://127.0.0.1:{event['listen'].rpartition(':')[2]}")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            if copier is not None:
+                await copier

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from actions_support import AUTH, TOKEN, alert, demo_app, journal_entries, rig, until, webhook
+from procs import sidecar_command
 from prometheus_client import CollectorRegistry
 
 from sidecar.demo_app import DemoApp, Fault
@@ -107,48 +104,6 @@ async def test_real_timers_break_then_reset_after_min_open(
 # -- restart after SIGKILL ------------------------------------------------------------
 
 
-class _Sidecar:
-    """`leak-sidecar run` as a child process."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.url = f"http://127.0.0.1:{port}"
-
-
-async def _copy(stream: asyncio.StreamReader, log: Path) -> None:
-    # Keep reading, so that the child never blocks on a full pipe.
-    with log.open("ab") as out:
-        while line := await stream.readline():
-            out.write(line)
-
-
-@asynccontextmanager
-async def _sidecar(config: Path, log: Path) -> AsyncIterator[_Sidecar]:
-    env = {**os.environ, "LEAK_SIDECAR_TOKEN": TOKEN}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "run", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    copier: asyncio.Task[None] | None = None
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(20):
-            while True:
-                line = await proc.stdout.readline()
-                assert line, "the sidecar exited before it started"
-                event = json.loads(line)
-                if event["event"] == "sidecar.started":
-                    break
-        copier = asyncio.create_task(_copy(proc.stdout, log))
-        yield _Sidecar(proc, int(event["listen"].rpartition(":")[2]))
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        if copier is not None:
-            await copier
-
-
 def _config(tmp_path: Path, base_url: str) -> Path:
     path = tmp_path / "sidecar.yaml"
     path.write_text(
@@ -175,7 +130,7 @@ async def test_sigkill_after_ack_calls_once_more_on_restart_and_keeps_state(
     async with demo_app(demo) as (_, base_url), aiohttp.ClientSession() as http:
         config, log = _config(tmp_path, base_url), tmp_path / "sidecar.log"
         payload = webhook(alert("PoolSaturated", action="circuit_break"))
-        async with _sidecar(config, log) as sc:
+        async with sidecar_command(config, log, TOKEN) as sc:
             async with http.post(f"{sc.url}/alerts", json=payload, headers=AUTH) as resp:
                 assert resp.status == 200
                 [action] = (await resp.json())["actions"]
@@ -184,7 +139,7 @@ async def test_sigkill_after_ack_calls_once_more_on_restart_and_keeps_state(
             await sc.proc.wait()
         assert demo.calls == []  # the app never finished that call
 
-        async with _sidecar(config, log) as sc:
+        async with sidecar_command(config, log, TOKEN) as sc:
             await until(lambda: len(demo.calls) == 1)
             [call] = demo.calls
             assert (call.path, call.idempotency_key, call.status) == (BREAK, action["id"], 200)
@@ -209,7 +164,7 @@ async def test_sigkill_after_ack_calls_once_more_on_restart_and_keeps_state(
             sc.proc.send_signal(signal.SIGKILL)
             await sc.proc.wait()
 
-        async with _sidecar(config, log) as sc:
+        async with sidecar_command(config, log, TOKEN) as sc:
             async with http.get(f"{sc.url}/v1/circuit") as resp:
                 circuit = await resp.json()
             assert (circuit["state"], circuit["reason"], circuit["pending_actions"]) == (

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import running
 
 from sidecar.cli import main
 from sidecar.config import Config
@@ -74,28 +75,24 @@ async def test_detection_latency_is_within_scrape_eval_and_for(tmp_path: Path) -
         }
     )
     sidecar = Sidecar(cfg, clock=clock.wall, monotonic=clock.monotonic, sleep=clock.sleep)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sidecar.run(stop))
     try:
-        await asyncio.wait_for(sidecar.started.wait(), 10)
-        await clock.sleep(30)  # a few healthy scrapes first
-        keys_before = demo.vars()["cache_keys_total"]
-        rate = 2000.0
-        demo.sim.set_leak(LeakSettings(on=True, keys_per_second=rate, pool_per_second=0))
-        leak_on = clock.wall()
-        crossed = leak_on + (100000 - keys_before) / rate
-        async with asyncio.timeout(30):
-            while not demo.calls:  # noqa: ASYNC110 -- the app records calls as they come
-                await asyncio.sleep(0.02)
-        call = demo.calls[0]
-        assert call.path == "/v1/cache/flush"
-        latency = call.time - crossed
-        bound = cfg.scrape.interval + cfg.rules.evaluation_interval + 60.0
-        margin = 15.0  # app seconds: a quarter second of wall time at 60x
-        assert 60.0 <= latency <= bound + margin, (latency, bound)
+        async with running(sidecar):
+            await clock.sleep(30)  # a few healthy scrapes first
+            keys_before = demo.vars()["cache_keys_total"]
+            rate = 2000.0
+            demo.sim.set_leak(LeakSettings(on=True, keys_per_second=rate, pool_per_second=0))
+            leak_on = clock.wall()
+            crossed = leak_on + (100000 - keys_before) / rate
+            async with asyncio.timeout(30):
+                while not demo.calls:  # noqa: ASYNC110 -- the app records calls as they come
+                    await asyncio.sleep(0.02)
+            call = demo.calls[0]
+            assert call.path == "/v1/cache/flush"
+            latency = call.time - crossed
+            bound = cfg.scrape.interval + cfg.rules.evaluation_interval + 60.0
+            margin = 15.0  # app seconds: a quarter second of wall time at 60x
+            assert 60.0 <= latency <= bound + margin, (latency, bound)
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
         await runner.cleanup()
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import running
+from procs import sidecar_command
 from prometheus_client.parser import text_string_to_metric_families
 from status_support import Node, parse_html
 
@@ -62,13 +62,12 @@ async def test_metrics_follow_the_app_and_survive_its_death(
     """/metrics shows the app's numbers; when the app goes away target_up is 0 and we serve on."""
     app, runner = demo
     port = runner.addresses[0][1]
-    sidecar = Sidecar(_config(port, tmp_path))
-    stop = asyncio.Event()
-    task = asyncio.create_task(sidecar.run(stop))
-    await asyncio.wait_for(sidecar.started.wait(), 10)
-    base = f"http://127.0.0.1:{sidecar.port}"
     families: dict[str, Any] = {}
-    async with aiohttp.ClientSession() as http:
+    async with (
+        running(Sidecar(_config(port, tmp_path))) as sidecar,
+        aiohttp.ClientSession() as http,
+    ):
+        base = f"http://127.0.0.1:{sidecar.port}"
 
         async def scraped() -> bool:
             async with http.get(f"{base}/metrics") as resp:
@@ -106,8 +105,6 @@ async def test_metrics_follow_the_app_and_survive_its_death(
             assert resp.status == 200
         async with http.get(f"{base}/readyz") as resp:
             assert resp.status == 200
-    stop.set()
-    await asyncio.wait_for(task, 15)
 
 
 async def test_the_command_starts_and_stops_cleanly_on_sigterm(
@@ -123,34 +120,20 @@ async def test_the_command_starts_and_stops_cleanly_on_sigterm(
         f"state_dir: {tmp_path / 'state'}\n"
         "log:\n  format: json\n"
     )
-    env = {**os.environ, "LEAK_SIDECAR_TOKEN": "s3cret-token"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "run", "--config", str(cfg),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
+    log = tmp_path / "sidecar.log"
+    async with sidecar_command(cfg, log, "s3cret-token") as cmd, aiohttp.ClientSession() as http:
+        async with http.get(f"{cmd.url}/readyz") as resp:
+            assert resp.status == 200
+        async with http.post(f"{cmd.url}/v1/cache/flush", json={}) as resp:
+            assert resp.status == 401
+        cmd.proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
-            while True:
-                line = json.loads(await proc.stdout.readline())
-                if line["event"] == "sidecar.started":
-                    break
-        port = int(line["listen"].rpartition(":")[2])
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                assert resp.status == 200
-            async with http.post(f"http://127.0.0.1:{port}/v1/cache/flush", json={}) as resp:
-                assert resp.status == 401
-        proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(proc.communicate(), 20)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
-    events = [json.loads(x)["event"] for x in out.decode().splitlines() if x.startswith("{")]
+            assert await cmd.proc.wait() == 0
+    out = log.read_bytes()
+    events = [json.loads(x)["event"] for x in out.splitlines() if x.startswith(b"{")]
+    assert events.count("sidecar.started") == 1
     assert events[-1] == "sidecar.stopped"
-    assert b"s3cret-token" not in out + err
+    assert b"s3cret-token" not in out
 
 
 async def test_status_page_shows_the_live_state(
@@ -168,12 +151,8 @@ async def test_status_page_shows_the_live_state(
         tmp_path / "state",
         rules={"files": [str(rules)], "evaluation_interval": "1s"},
     )
-    sidecar = Sidecar(cfg)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sidecar.run(stop))
-    await asyncio.wait_for(sidecar.started.wait(), 10)
     page: dict[str, Node] = {}
-    async with aiohttp.ClientSession() as http:
+    async with running(Sidecar(cfg)) as sidecar, aiohttp.ClientSession() as http:
 
         async def firing() -> bool:
             async with http.get(f"http://127.0.0.1:{sidecar.port}/") as resp:
@@ -182,8 +161,6 @@ async def test_status_page_shows_the_live_state(
             return "firing" in page["doc"].by_id("rules-table").text()
 
         await _eventually(firing)
-    stop.set()
-    await asyncio.wait_for(task, 15)
     doc = page["doc"]
     assert doc.by_id("target-health").text() == "up"
     assert doc.by_id("breaker-state").text() == "closed"
