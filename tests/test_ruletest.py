@@ -337,33 +337,25 @@ def test_durations_print_as_go() -> None:
     ]
 
 
+def _ours_and_promtool(ours: list[str], theirs: list[str]) -> None:
+    """Both commands succeed and print the same standard output."""
+    run = [
+        subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        for argv in ([sys.executable, "-m", "sidecar", *ours], ["promtool", *theirs])
+    ]
+    assert [r.returncode for r in run] == [0, 0], run[0].stdout + run[0].stderr
+    assert run[0].stdout == run[1].stdout
+
+
 @pytest.mark.integration
 def test_the_command_runs_every_file_as_promtool_does() -> None:
-    """`leak-sidecar test-rules` on every test file at once prints promtool's SUCCESS lines."""
+    """`leak-sidecar test-rules` on every test file at once prints what promtool prints."""
     files = [str(p) for p in TEST_FILES]
-    ours = subprocess.run(
-        [sys.executable, "-m", "sidecar", "test-rules", *files],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    theirs = subprocess.run(
-        ["promtool", "test", "rules", *files],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert (ours.returncode, theirs.returncode) == (0, 0), ours.stdout + ours.stderr
-    assert ours.stdout == theirs.stdout
+    _ours_and_promtool(["test-rules", *files], ["test", "rules", *files])
 
 
 @pytest.mark.integration
 def test_check_rules_command_accepts_the_shipped_pack() -> None:
     """`leak-sidecar check-rules rules/*.yml` agrees with `promtool check rules`."""
     pack = sorted(str(p) for p in (RULES_DIR.parent.parent / "rules").glob("*.yml"))
-    ours = subprocess.run(
-        [sys.executable, "-m", "sidecar", "check-rules", *pack],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    theirs = subprocess.run(
-        ["promtool", "check", "rules", *pack],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert (ours.returncode, theirs.returncode) == (0, 0), ours.stdout + ours.stderr
-    assert ours.stdout == theirs.stdout
+    _ours_and_promtool(["check-rules", *pack], ["check", "rules", *pack])

@@ -70,8 +70,31 @@ def expand(template: str, match: Any, groupindex: dict[str, int], ngroups: int) 
     return "".join(out)
 
 
-class LabelReplace(Node):
-    """``label_replace(v, dst, replacement, src, regex)``."""
+class _Relabel(Node):
+    """A function that rewrites each element's labels, remembering each rewrite."""
+
+    arg: Node
+    error: str | None
+
+    def __init__(self) -> None:
+        self._relabelled = lru_cache(maxsize=MEMO_SIZE)(self._relabel)
+
+    def ev(self, ctx: Ctx) -> list[Elem]:
+        """Relabel every element; the result must still have distinct label sets."""
+        if self.error is not None:
+            raise PromQLError(self.error)
+        relabelled = self._relabelled
+        out = [(relabelled(ls), v) for ls, v in self.arg.ev(ctx)]
+        check_distinct(out)
+        return out
+
+    def _relabel(self, ls: LabelSet) -> LabelSet:
+        raise NotImplementedError
+
+
+class LabelReplace(_Relabel):
+    """``label_replace(v, dst, replacement, src, regex)``: where ``src`` matches ``regex``,
+    ``dst`` is set to the expanded replacement."""
 
     def __init__(self, arg: Node, dst: str, repl: str, src: str, regex: str) -> None:
         self.arg = arg
@@ -86,16 +109,7 @@ class LabelReplace(Node):
             self.error = f"invalid regular expression in label_replace(): {regex}"
         if self.error is None and not valid_label_name(dst):
             self.error = f"invalid destination label name in label_replace(): {dst}"
-        self._relabelled = lru_cache(maxsize=MEMO_SIZE)(self._relabel)
-
-    def ev(self, ctx: Ctx) -> list[Elem]:
-        """Relabel each element whose ``src`` value matches ``regex``."""
-        if self.error is not None:
-            raise PromQLError(self.error)
-        relabelled = self._relabelled
-        out = [(relabelled(ls), v) for ls, v in self.arg.ev(ctx)]
-        check_distinct(out)
-        return out
+        super().__init__()
 
     def _relabel(self, ls: LabelSet) -> LabelSet:
         d = dict(ls)
@@ -109,8 +123,9 @@ class LabelReplace(Node):
         return tuple(sorted(d.items()))
 
 
-class LabelJoin(Node):
-    """``label_join(v, dst, separator, src...)``."""
+class LabelJoin(_Relabel):
+    """``label_join(v, dst, separator, src...)``: the source values joined into ``dst``
+    (an empty result removes ``dst``)."""
 
     def __init__(self, arg: Node, dst: str, sep: str, srcs: list[str]) -> None:
         self.arg = arg
@@ -124,16 +139,7 @@ class LabelJoin(Node):
                 break
         if self.error is None and not valid_label_name(dst):
             self.error = f"invalid destination label name in label_join(): {dst}"
-        self._relabelled = lru_cache(maxsize=MEMO_SIZE)(self._relabel)
-
-    def ev(self, ctx: Ctx) -> list[Elem]:
-        """Join the source label values into ``dst`` (an empty result removes ``dst``)."""
-        if self.error is not None:
-            raise PromQLError(self.error)
-        relabelled = self._relabelled
-        out = [(relabelled(ls), v) for ls, v in self.arg.ev(ctx)]
-        check_distinct(out)
-        return out
+        super().__init__()
 
     def _relabel(self, ls: LabelSet) -> LabelSet:
         d = dict(ls)
