@@ -25,8 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sidecar.model import LabelSet
-from sidecar.promql import Query, compile_expr
+from sidecar.core.model import LabelSet
+from sidecar.rules.promql import Query, compile_expr
 from sidecar.store import Store
 
 SERIES_PER_METRIC = 8

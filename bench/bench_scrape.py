@@ -6,7 +6,7 @@ Go's Map format. Every measurement runs in a fresh subprocess so that one case's
 peak cannot hide another's; the parent only serves the bodies over 127.0.0.1.
 
 Modes, per body:
-  flatten  sidecar.expvar.flatten on a body already in memory (what the sidecar does)
+  flatten  sidecar.scrape.flatten.flatten on a body already in memory (what the sidecar does)
   http     Scraper.scrape_once over loopback: read, cap, decode, flatten, ingest
   orjson   orjson.loads of the whole body (the alternative decoder, for comparison)
   msgspec  msgspec.json.decode of the whole body into Python objects (same)
@@ -33,9 +33,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar.config import Config, ScrapeConfig
-from sidecar.expvar import flatten
-from sidecar.scrape import Scraper
+from sidecar.core.config import Config, ScrapeConfig
+from sidecar.scrape.flatten import flatten
+from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

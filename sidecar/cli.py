@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from sidecar import __version__
-from sidecar.config import ENV_CONFIG, Config, load
-from sidecar.errors import ConfigError
+from sidecar.core.config import ENV_CONFIG, Config, load
+from sidecar.core.errors import ConfigError
 
 __all__ = ["main"]
 
@@ -87,22 +87,22 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"{args.file}: OK")
         return EXIT_OK
     if args.command == "check-rules":
-        from sidecar.rulefile import check_rules  # noqa: PLC0415 -- PromQL loads only when needed
+        from sidecar.rules.files import check_rules  # noqa: PLC0415 -- PromQL loads only when needed
 
         return check_rules(args.files, sys.stdout, sys.stderr)
     if args.command == "test-rules":
-        from sidecar.ruletest import test_rules  # noqa: PLC0415
+        from sidecar.rules.unittest.runner import test_rules  # noqa: PLC0415
 
         return test_rules(args.files, sys.stdout, sys.stderr)
     if args.command == "demo":
-        from sidecar.demo import main as demo_main  # noqa: PLC0415
+        from sidecar.demo.narrator import main as demo_main  # noqa: PLC0415
 
         if not 1 <= args.speed <= 600:
             print(f"demo: --speed: expected 1 to 600, got {args.speed:g}", file=sys.stderr)
             return EXIT_CONFIG
         return demo_main(args.speed)
     if args.command == "demo-app":
-        from sidecar.demo_app import run_demo_app  # noqa: PLC0415
+        from sidecar.demo.app import run_demo_app  # noqa: PLC0415
 
         return run_demo_app(args.listen, args.leak, speed=args.speed)
     if args.command == "run":

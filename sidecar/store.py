@@ -19,7 +19,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from sidecar.model import STALE_NAN, LabelSet, is_stale, metric_name
+from sidecar.core.model import STALE_NAN, LabelSet, is_stale, metric_name
 
 __all__ = ["SCRAPE", "IngestResult", "Series", "Store"]
 

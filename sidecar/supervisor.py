@@ -11,38 +11,36 @@ accepting and finishes in-flight requests, running actions drain within
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import aiohttp
 import structlog
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
-from sidecar import logs, rules_api, status
-from sidecar.action_path import ActionPath, build_action_path
-from sidecar.config import Config
-from sidecar.errors import ConfigError, RuleError, SidecarError
-from sidecar.export import ExpvarCollector
-from sidecar.model import Alert, LabelSet, labelset
-from sidecar.notify import Deliver, Notifier, alertmanager_deliver
-from sidecar.promql import LOOKBACK_MS
-from sidecar.rulefile import load_patterns, longest_range_ms
-from sidecar.rules import RuleEngine
-from sidecar.scrape import Scraper
-from sidecar.server import build_app
+from sidecar.actions.path import ActionPath, build_action_path
+from sidecar.core import logs
+from sidecar.core.config import Config
+from sidecar.core.errors import ConfigError, RuleError, SidecarError
+from sidecar.core.loops import Loop, Sleep
+from sidecar.core.model import Alert, LabelSet, labelset
+from sidecar.rules.condition import Condition
+from sidecar.rules.engine import RuleEngine, runtime_groups
+from sidecar.rules.files import load_patterns, longest_range_ms
+from sidecar.rules.notify import Deliver, Notifier, alertmanager_deliver
+from sidecar.rules.promql import LOOKBACK_MS
+from sidecar.scrape.export import ExpvarCollector
+from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
-from sidecar.view import Condition, StatusAdapter
+from sidecar.web import actions_api, rules_api, status
+from sidecar.web.server import Server, build_app
+from sidecar.web.status import StatusAdapter
 
 __all__ = ["Sidecar", "memory_limit", "run"]
 
 log = structlog.get_logger(__name__)
-
-Sleep = Callable[[float], Awaitable[None]]
 
 MEMORY_LIMIT = "leak_sidecar_app_memory_limit_bytes"
 
@@ -93,8 +91,8 @@ class Sidecar:
             log.warning("store.retention_capped", wanted_ms=wanted_ms, cap_ms=cap_ms)
         self.store = Store(retention_ms=min(wanted_ms, cap_ms), max_series=cfg.store.max_series)
         self.started = asyncio.Event()
-        self.app: web.Application | None = None
-        """The HTTP application, once ``run`` has built it."""
+        self.server: Server | None = None
+        """The HTTP server, once ``run`` has built it."""
         self.port: int | None = None
         self._ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,7 +148,10 @@ class Sidecar:
             constants=self._constants(),
         )
         self.registry.register(ExpvarCollector(self.store, lambda: scraper.meta))
-        condition = Condition(scraper, self.store, clock=self.clock)
+        # Built once, shared: the engine evaluates these groups, the condition, the
+        # rules API and the status page read them.
+        groups = runtime_groups(self.groups, cfg.rules)
+        condition = Condition(scraper, self.store, groups, clock=self.clock)
         path = build_action_path(
             cfg, session=session, registry=self.registry, view=condition, clock=self.clock
         )
@@ -162,7 +163,7 @@ class Sidecar:
             sleep=self.sleep,
         )
         engine = RuleEngine(
-            self.groups,
+            groups,
             self.store,
             cfg.rules,
             registry=self.registry,
@@ -172,39 +173,44 @@ class Sidecar:
             monotonic=self.monotonic,
             sleep=self.sleep,
         )
-        condition.engine = engine
-        source = StatusAdapter(scraper, engine, path, self.store, clock=self.clock)
-        app = build_app(
-            registry=self.registry,
-            token=token,
-            max_body_bytes=int(cfg.server.max_body_bytes),
-            health=self._health,
-            ready=self._readiness,
-            routes=[*path.routes(), *rules_api.routes(engine), *status.routes(source)],
+        source = StatusAdapter(scraper, groups, path, self.store, clock=self.clock)
+        server = Server(
+            build_app(
+                registry=self.registry,
+                token=token,
+                max_body_bytes=int(cfg.server.max_body_bytes),
+                health=self._health,
+                ready=self._readiness,
+                routes=[
+                    *actions_api.path_routes(path, self.registry),
+                    *rules_api.routes(groups),
+                    *status.routes(source),
+                ],
+            ),
+            shutdown_grace=cfg.server.shutdown_grace,
         )
-        self.app = app
-        runner = web.AppRunner(
-            app, handle_signals=False, shutdown_timeout=cfg.server.shutdown_grace
-        )
+        self.server = server
+        loops: dict[str, Loop] = {
+            "scrape": scraper,
+            "rules": engine,
+            "notify": notifier,
+            "breaker": path,
+        }
         try:
             await path.start()
-            await runner.setup()
-            host, _, port = cfg.server.listen.rpartition(":")
-            await web.TCPSite(runner, host.strip("[]"), int(port)).start()
-            self.port = _bound_port(runner)
+            self.port = await server.start(cfg.server.listen)
             self._ready = True
             self.started.set()
-            log.info("sidecar.started", listen=f"{host}:{self.port}", rule_groups=len(self.groups))
+            host = cfg.server.listen.rpartition(":")[0]
+            log.info("sidecar.started", listen=f"{host}:{self.port}", rule_groups=len(groups))
             async with asyncio.TaskGroup() as tg:
                 self._tasks = [
-                    tg.create_task(_guard("scrape", scraper.run(stop), stop), name="scrape"),
-                    tg.create_task(_guard("rules", _until(engine.run(), stop), stop), name="rules"),
-                    tg.create_task(_guard("notify", notifier.run(stop), stop), name="notify"),
-                    tg.create_task(_guard("breaker", path.run(stop), stop), name="breaker"),
+                    tg.create_task(_guard(name, loop, stop), name=name)
+                    for name, loop in loops.items()
                 ]
         finally:
             self._ready = False
-            await asyncio.shield(_shutdown(runner, path, session))
+            await asyncio.shield(_shutdown(server, path, session))
             log.info("sidecar.stopped")
 
     def _deliver(self, path: ActionPath, session: aiohttp.ClientSession) -> Deliver:
@@ -218,44 +224,19 @@ class Sidecar:
         return in_process
 
 
-async def _until(loop: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
-    """Run a loop that has no stop event of its own until ``stop`` is set."""
-    task = asyncio.ensure_future(loop)
-    waiter = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return
-    task.result()
-
-
-async def _guard(name: str, loop: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+async def _guard(name: str, loop: Loop, stop: asyncio.Event) -> None:
     """A loop meant to run until stopped that returns early is a bug: make it a crash."""
-    await loop
+    await loop.run(stop)
     if not stop.is_set():
         log.error("sidecar.loop_returned", loop=name)
         raise SidecarError(f"the {name} loop returned while the sidecar was running")
 
 
-async def _shutdown(
-    runner: web.AppRunner, path: ActionPath, session: aiohttp.ClientSession
-) -> None:
+async def _shutdown(server: Server, path: ActionPath, session: aiohttp.ClientSession) -> None:
     # Stop accepting first, so nothing new is acknowledged; then let running calls finish.
-    await runner.cleanup()
+    await server.stop()
     await path.close()
     await session.close()
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    for addr in runner.addresses:
-        if isinstance(addr, tuple):
-            return int(addr[1])
-    raise RuntimeError("the server is not listening on a TCP address")
 
 
 def run(cfg: Config) -> int:

@@ -17,11 +17,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from sidecar.action_path import ActionPath, build_action_path
-from sidecar.config import Config
-from sidecar.demo_app import DemoApp, serve
-from sidecar.model import Alert
-from sidecar.server import build_app
+from sidecar.actions.path import ActionPath, build_action_path
+from sidecar.core.config import Config
+from sidecar.core.model import Alert
+from sidecar.demo.app import DemoApp, serve
+from sidecar.web import actions_api
+from sidecar.web.server import build_app
 
 TOKEN = "s3cret-token-value"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -187,7 +188,7 @@ async def rig(
             max_body_bytes=int(cfg.server.max_body_bytes),
             health=lambda: (True, "running"),
             ready=lambda: (True, "ready"),
-            routes=path.routes(),
+            routes=actions_api.path_routes(path, registry),
         )
         async with TestClient(TestServer(server_app, host="127.0.0.1")) as client:
             try:

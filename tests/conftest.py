@@ -13,7 +13,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from sidecar.logs import configure
+from sidecar.core.logs import configure
 from sidecar.supervisor import Sidecar
 
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from sidecar.promql import query_vector
-from sidecar.seriesdesc import parse_series
+from sidecar.rules.promql import query_vector
+from sidecar.rules.unittest.series import parse_series
 from sidecar.store import Store
 
 __all__ = ["load", "values"]

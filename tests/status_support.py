@@ -10,9 +10,11 @@ from html.parser import HTMLParser
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar.model import LabelSet, labelset
-from sidecar.server import build_app
-from sidecar.status import (
+from sidecar.core.model import LabelSet, labelset
+from sidecar.store import Store
+from sidecar.web.server import build_app
+from sidecar.web.status import routes
+from sidecar.web.status_view import (
     ActionRecord,
     ActiveAlert,
     BreakerEvent,
@@ -20,10 +22,8 @@ from sidecar.status import (
     RuleStatus,
     StatusView,
     TargetStatus,
-    chart_series,
-    routes,
 )
-from sidecar.store import Store
+from sidecar.web.svgchart import chart_series
 
 NOW = 1_700_000_000_000
 """2023-11-14T22:13:20Z."""

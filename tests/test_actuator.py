@@ -16,10 +16,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from sidecar.actions import Action
-from sidecar.actuator import Actuator, Outcome
-from sidecar.demo_app import DemoApp, Fault
-from sidecar.model import Alert, fingerprint
+from sidecar.actions.action import Action
+from sidecar.actions.actuator import Actuator, Outcome
+from sidecar.core.model import Alert, fingerprint
+from sidecar.demo.app import DemoApp, Fault
 
 LABELS = {"alertname": "PoolSaturated", "action": "circuit_break", "callback": "http://evil/"}
 ACTION = Action(

@@ -12,9 +12,9 @@ from actions_support import AUTH, STARTS, View, alert, rig, until, webhook
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from sidecar.breaker import Breaker, CircuitState
-from sidecar.config import BreakerConfig
-from sidecar.model import Alert, fingerprint
+from sidecar.actions.breaker import Breaker, CircuitState
+from sidecar.core.config import BreakerConfig
+from sidecar.core.model import Alert, fingerprint
 
 NOW = 1_000_000
 MIN = 60_000

@@ -18,9 +18,9 @@ import yaml
 
 import sidecar
 from sidecar.cli import main as cli_main
-from sidecar.config import Config, load
-from sidecar.demo_sim import Simulation
-from sidecar.errors import ConfigError
+from sidecar.core.config import Config, load
+from sidecar.core.errors import ConfigError
+from sidecar.demo.sim import Simulation
 
 ROOT = Path(__file__).parent.parent
 CHART = ROOT / "charts" / "leak-sidecar"
@@ -278,7 +278,7 @@ def _docker_includes(path: str, patterns: list[str]) -> bool:
         ("pyproject.toml", True),
         ("README.md", True),
         ("sidecar/cli.py", True),
-        ("sidecar/promql/__init__.py", True),
+        ("sidecar/rules/promql/__init__.py", True),
         ("config/sidecar.yaml", True),
         ("rules/leaks.yml", True),
         ("rules/__init__.py", True),

@@ -10,8 +10,8 @@ from conftest import config_keys
 
 from sidecar import __version__
 from sidecar.cli import main
-from sidecar.config import Config, format_duration, load, parse_duration
-from sidecar.errors import ConfigError
+from sidecar.core.config import Config, format_duration, load, parse_duration
+from sidecar.core.errors import ConfigError
 
 TOKEN_ENV = {"LEAK_SIDECAR_TOKEN": "s3cret"}
 

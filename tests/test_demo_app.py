@@ -16,8 +16,8 @@ import aiohttp
 import orjson
 import pytest
 
-from sidecar import demo_app
-from sidecar.demo_app import (
+from sidecar.demo import app as demo_app
+from sidecar.demo.app import (
     DEMO_APP,
     Call,
     DemoApp,
@@ -509,7 +509,7 @@ def test_run_demo_app_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture
 async def start_demo_app(listen: str) -> asyncio.subprocess.Process:
     """``run_demo_app(listen, leak=True)`` in a child process, its log on a pipe."""
     code = (
-        "import sys; from sidecar.demo_app import run_demo_app; "
+        "import sys; from sidecar.demo.app import run_demo_app; "
         f"sys.exit(run_demo_app({listen!r}, True))"
     )
     return await asyncio.create_subprocess_exec(

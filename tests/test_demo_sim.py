@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.demo_sim import LeakSettings, Simulation
+from sidecar.demo.sim import LeakSettings, Simulation
 
 GO_VARS = Path(__file__).parent / "fixtures" / "goapp" / "vars.json"
 WALL = 1_800_000_000.0

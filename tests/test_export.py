@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.export import ExpvarCollector
-from sidecar.model import MetricMeta, labelset
+from sidecar.core.model import MetricMeta, labelset
+from sidecar.scrape.export import ExpvarCollector
 from sidecar.store import Store
 
 

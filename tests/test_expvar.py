@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from sidecar import memstats
-from sidecar.config import MapConfig, ScrapeConfig
-from sidecar.errors import ScrapeError
-from sidecar.expvar import Flattened, family_of, flatten, sanitize
-from sidecar.expvar_json import count_members
-from sidecar.model import MetricMeta
+from sidecar.core.config import MapConfig, ScrapeConfig
+from sidecar.core.errors import ScrapeError
+from sidecar.core.model import MetricMeta
+from sidecar.scrape import memstats
+from sidecar.scrape.flatten import Flattened, family_of, flatten, sanitize
+from sidecar.scrape.jsonscan import count_members
 
 GOAPP = Path(__file__).parent / "fixtures" / "goapp"
 DOCS = Path(__file__).parent.parent / "docs" / "scrape.md"
@@ -434,10 +434,11 @@ def test_invalid_utf8_in_a_member_skips_only_that_member() -> None:
     """A nested object with a key that is not UTF-8 is skipped; the rest is exported."""
     f = flatten(b'{"a": {"\xff": 1}, "b": 2}', cfg())
     assert samples(f) == {("b", ()): 2.0}
-    assert f.warnings == (
-        "'a': not decodable, skipped: "
-        "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
-    )
+    # The decoder's own words follow (they change between msgspec releases): ours are pinned.
+    (warning,) = f.warnings
+    prefix = "'a': not decodable, skipped: "
+    assert warning.startswith(prefix)
+    assert len(warning) > len(prefix)
 
 
 # -- configured maps ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.history import ActionEvent, History, Transition
+from sidecar.actions.history import ActionEvent, History, Transition
 
 
 def test_actions_are_newest_first_with_attempts_and_outcome() -> None:

@@ -15,9 +15,9 @@ from actions_support import alert, journal_entries, rig, webhook
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from sidecar.demo_app import DemoApp, Fault
-from sidecar.errors import JournalError
-from sidecar.journal import JOURNAL_FILE, Journal
+from sidecar.actions.journal import JOURNAL_FILE, Journal
+from sidecar.core.errors import JournalError
+from sidecar.demo.app import DemoApp, Fault
 
 
 def _names(directory: Path) -> list[str]:

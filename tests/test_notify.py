@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar.config import RetryConfig
-from sidecar.errors import ActionUnavailable
-from sidecar.model import Alert
-from sidecar.notify import Notifier, alertmanager_deliver, alertmanager_payload
+from sidecar.core.config import RetryConfig
+from sidecar.core.errors import ActionUnavailable
+from sidecar.core.model import Alert
+from sidecar.rules.notify import Notifier, alertmanager_deliver, alertmanager_payload
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 RETRY = RetryConfig.model_validate(

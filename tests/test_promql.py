@@ -10,8 +10,8 @@ import math
 
 import pytest
 
-from sidecar.model import STALE_NAN
-from sidecar.promql import LOOKBACK_MS, Query, Sample, compile_expr, query_vector
+from sidecar.core.model import STALE_NAN
+from sidecar.rules.promql import LOOKBACK_MS, Query, Sample, compile_expr, query_vector
 from sidecar.store import Store
 from tests.promql_support import load, values
 

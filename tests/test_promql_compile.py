@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.errors import RuleError
-from sidecar.promql import PromQLError, compile_expr, unsupported_constructs
-from sidecar.promql.gomath import go_exp, go_log, go_log2, go_log10, go_pow
+from sidecar.core.errors import RuleError
+from sidecar.rules.promql import PromQLError, compile_expr, unsupported_constructs
+from sidecar.rules.promql.gomath import go_exp, go_log, go_log2, go_log10, go_pow
 
 
 def test_syntax_error_is_a_rule_error_with_the_expression() -> None:

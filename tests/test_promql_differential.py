@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.model import LabelSet
-from sidecar.promql import query_vector
+from sidecar.core.model import LabelSet
+from sidecar.rules.promql import query_vector
 from tests.promql_support import load
 
 EXPRS = [

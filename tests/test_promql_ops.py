@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sidecar.promql import PromQLError, Sample, query_vector
+from sidecar.rules.promql import PromQLError, Sample, query_vector
 from sidecar.store import Store
 from tests.promql_support import load, values
 

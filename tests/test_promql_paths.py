@@ -10,10 +10,10 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import STALE_NAN
-from sidecar.promql import compile_expr
-from sidecar.promql.rangefuncs import RANGE_KERNELS, Env
-from sidecar.promql.regression import linear_regression
+from sidecar.core.model import STALE_NAN
+from sidecar.rules.promql import compile_expr
+from sidecar.rules.promql.rangefuncs import RANGE_KERNELS, Env
+from sidecar.rules.promql.regression import linear_regression
 from sidecar.store import Store
 
 _floats = st.one_of(

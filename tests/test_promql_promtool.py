@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.model import LabelSet
-from sidecar.promql import query_vector
-from sidecar.rulefile import parse_duration_ms
-from sidecar.seriesdesc import parse_metric
+from sidecar.core.model import LabelSet
+from sidecar.rules.files import parse_duration_ms
+from sidecar.rules.promql import query_vector
+from sidecar.rules.unittest.series import parse_metric
 from tests.promql_support import load
 
 RULES = Path(__file__).parent / "rules"

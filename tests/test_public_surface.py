@@ -15,7 +15,7 @@ from conftest import config_keys, running
 from prometheus_client import CollectorRegistry
 
 from sidecar.cli import _parser
-from sidecar.config import Config
+from sidecar.core.config import Config
 from sidecar.supervisor import Sidecar
 
 ROOT = Path(__file__).parent.parent
@@ -85,7 +85,7 @@ LOG_EVENTS = [
     "rules.evaluation_crashed", "rules.evaluation_failed", "rules.for_state_invalid",
     "rules.for_state_loaded", "rules.for_state_restored", "rules.for_state_unreadable",
     "rules.for_state_write_failed", "rules.iterations_missed", "rules.loaded",
-    "rules.loop_returned", "rules.no_files_matched", "rules.sample_rejected",
+    "rules.no_files_matched", "rules.sample_rejected",
     "rules.send_failed", "rules.series_refused",
     "scrape.bug", "scrape.failed", "scrape.interval_changed", "scrape.retry_scheduled",
     "scrape.target_down", "scrape.target_up", "scrape.warnings",
@@ -112,11 +112,12 @@ async def test_routes_and_own_metrics(tmp_path: Path) -> None:
     )
     registry = CollectorRegistry()
     async with running(Sidecar(cfg, registry=registry)) as sidecar:
-        assert isinstance(sidecar.app, web.Application)
+        assert sidecar.server is not None
+        assert isinstance(sidecar.server.app, web.Application)
         routes = sorted(
             {
                 (r.method, r.resource.canonical)
-                for r in sidecar.app.router.routes()
+                for r in sidecar.server.app.router.routes()
                 if r.resource is not None and r.method != "HEAD"
             }
         )

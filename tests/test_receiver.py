@@ -15,11 +15,10 @@ from actions_support import AUTH, STARTS, TOKEN, alert, rig, webhook
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
-from sidecar import actions_api
-from sidecar.config import ActionsConfig
-from sidecar.model import Alert, fingerprint
-from sidecar.receiver import Receiver
-from sidecar.routing import Route, Router
+from sidecar.actions.routing import Route, Router
+from sidecar.core.config import ActionsConfig
+from sidecar.core.model import Alert, fingerprint
+from sidecar.web import actions_api, alerts_api
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 JSON = {**AUTH, "Content-Type": "application/json"}
@@ -510,8 +509,7 @@ async def test_action_path_metric_names_are_pinned(
 def test_action_path_routes_are_pinned() -> None:
     """POST /alerts and the operator API, exactly."""
     receiver_routes = [
-        (r.method, r.path)
-        for r in Receiver(Router(ActionsConfig()), MagicMock(), CollectorRegistry()).routes()
+        (r.method, r.path) for r in alerts_api.routes(MagicMock(), CollectorRegistry())
     ]
     api_routes = [(r.method, r.path) for r in actions_api.routes(MagicMock())]
     assert receiver_routes + api_routes == [

@@ -1,7 +1,7 @@
 """The leak rule pack (rules/leaks.yml) and its unit tests (tests/rules/pack_*.yml).
 
 The same test files run through the real ``promtool test rules`` and through the
-sidecar's embedded engine (``sidecar.ruletest.test_rules``): a rule file means the same
+sidecar's embedded engine (``sidecar.rules.unittest.runner.test_rules``): a rule file means the same
 thing in Prometheus and in the sidecar. Mutations of the pack prove that each guard in
 it is pinned by a test, and a run of the demo app's simulation proves that the pack
 fires on the demo's leak and never on its healthy hour.
@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.config import ScrapeConfig, parse_duration
-from sidecar.demo_app import render_expvar
-from sidecar.demo_sim import LeakSettings, Simulation
-from sidecar.expvar import flatten
-from sidecar.ruletest import test_rules as run_rule_tests
+from sidecar.core.config import ScrapeConfig, parse_duration
+from sidecar.demo.app import render_expvar
+from sidecar.demo.sim import LeakSettings, Simulation
+from sidecar.rules.unittest.runner import test_rules as run_rule_tests
+from sidecar.scrape.flatten import flatten
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "rules" / "leaks.yml"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.errors import RuleError
-from sidecar.rulefile import (
+from sidecar.core.errors import RuleError
+from sidecar.rules.files import (
     check_rules,
     expand_patterns,
     load_patterns,

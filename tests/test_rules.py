@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.alerting import AlertingRule, AlertState
-from sidecar.config import RulesConfig
-from sidecar.model import Alert, LabelSet, fingerprint
-from sidecar.rulefile import GroupSpec, load_rules
-from sidecar.rules import Group, RuleEngine, build_groups, eval_group
-from sidecar.rulestate import FILE_NAME
+from sidecar.core.config import RulesConfig
+from sidecar.core.model import Alert, LabelSet, fingerprint
+from sidecar.rules.alerting import AlertingRule, AlertState
+from sidecar.rules.engine import Group, RuleEngine, build_groups, eval_group, runtime_groups
+from sidecar.rules.files import GroupSpec, load_rules
+from sidecar.rules.forstate import FILE_NAME
 from sidecar.store import Store
 
 MIN = 60_000
@@ -198,7 +198,7 @@ class _Stop(Exception):
 
 async def run_until_stopped(engine: RuleEngine) -> None:
     with pytest.raises(ExceptionGroup) as info:
-        await engine.run()
+        await engine.run(asyncio.Event())
     assert info.group_contains(_Stop)
 
 
@@ -230,7 +230,8 @@ async def test_schedule_is_slotted_and_alerts_are_sent(
         {"evaluation_interval": "1m", "external_labels": {"cluster": "eu", "region": "r1"},
          "external_url": "https://sidecar.example.com", "resend_delay": "1m"}
     )  # fmt: skip
-    engine = RuleEngine(specs(tmp_path, RECORD), store, cfg, registry=registry, send=send,
+    engine = RuleEngine(runtime_groups(specs(tmp_path, RECORD), cfg), store, cfg,
+                        registry=registry, send=send,
                         state_dir=None, clock=fake.clock, monotonic=fake.monotonic,
                         sleep=fake.sleep)  # fmt: skip
     await run_until_stopped(engine)
@@ -286,7 +287,8 @@ async def test_slow_evaluation_never_stacks(tmp_path: Path, registry: CollectorR
 
     store = Store(retention_ms=3_600_000, max_series=100)
     cfg = RulesConfig.model_validate({"evaluation_interval": "1m"})
-    engine = RuleEngine(specs(tmp_path, RECORD), store, cfg, registry=registry, send=slow_send,
+    engine = RuleEngine(runtime_groups(specs(tmp_path, RECORD), cfg), store, cfg,
+                        registry=registry, send=slow_send,
                         state_dir=None, clock=fake.clock, monotonic=fake.monotonic,
                         sleep=fake.sleep)  # fmt: skip
     await run_until_stopped(engine)
@@ -316,7 +318,8 @@ async def test_failed_send_and_failed_rule_do_not_stop_the_engine(
     store = Store(retention_ms=3_600_000, max_series=100)
     store.ingest(T0, {ls(__name__="a", pod="p"): 1, ls(__name__="b", pod="p"): 1})
     cfg = RulesConfig.model_validate({"evaluation_interval": "1m"})
-    engine = RuleEngine(specs(tmp_path, text), store, cfg, registry=registry, send=broken_send,
+    engine = RuleEngine(runtime_groups(specs(tmp_path, text), cfg), store, cfg,
+                        registry=registry, send=broken_send,
                         state_dir=None, clock=fake.clock, monotonic=fake.monotonic,
                         sleep=fake.sleep)  # fmt: skip
     await run_until_stopped(engine)
@@ -340,20 +343,43 @@ async def test_failed_send_and_failed_rule_do_not_stop_the_engine(
     assert len(next(iter(store.by_name("tick")))) == 3
 
 
-async def test_engine_without_rules_idles_until_cancelled(registry: CollectorRegistry) -> None:
-    """With no rule files the engine's loop waits instead of returning."""
+async def test_engine_without_rules_idles_until_stopped(registry: CollectorRegistry) -> None:
+    """With no rule files the engine's loop waits for ``stop`` instead of returning."""
 
     async def send(alerts: list[Alert]) -> None:
         return None
 
     engine = RuleEngine([], Store(retention_ms=1, max_series=1), RulesConfig(),
                         registry=registry, send=send, state_dir=None)  # fmt: skip
-    task = asyncio.create_task(engine.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
     await asyncio.sleep(0.01)
     assert not task.done()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
+    stop.set()
+    async with asyncio.timeout(5):
         await task
+
+
+async def test_engine_stops_between_evaluations(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """Setting ``stop`` ends the engine's loop while its groups wait for their next slot."""
+
+    async def send(alerts: list[Alert]) -> None:
+        return None
+
+    cfg = RulesConfig.model_validate({"evaluation_interval": "1h"})
+    store = Store(retention_ms=3_600_000, max_series=100)
+    engine = RuleEngine(runtime_groups(specs(tmp_path, RECORD), cfg), store, cfg,
+                        registry=registry, send=send, state_dir=None)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    stop.set()
+    async with asyncio.timeout(5):
+        await task
+    assert list(store.by_name("tick")) == []
 
 
 FOR_10M = ALERT.replace("for: 2m", "for: 10m")
@@ -364,7 +390,8 @@ def engine_for(tmp_path: Path, store: Store, registry: CollectorRegistry, **cfg:
         return None
 
     config = RulesConfig.model_validate({"evaluation_interval": "1m", **cfg})
-    return RuleEngine(specs(tmp_path, FOR_10M), store, config, registry=registry, send=send,
+    return RuleEngine(runtime_groups(specs(tmp_path, FOR_10M), config), store, config,
+                      registry=registry, send=send,
                       state_dir=tmp_path / "state")  # fmt: skip
 
 

@@ -10,12 +10,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from sidecar.config import RulesConfig
-from sidecar.model import Alert
-from sidecar.rulefile import load_rules
-from sidecar.rules import RuleEngine
-from sidecar.rules_api import routes
+from sidecar.core.config import RulesConfig
+from sidecar.core.model import Alert
+from sidecar.rules.engine import RuleEngine, runtime_groups
+from sidecar.rules.files import load_rules
 from sidecar.store import Store
+from sidecar.web.rules_api import routes
 
 T0 = 1_700_000_040_000
 RULES = """\
@@ -48,7 +48,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Ap
 
     clock_ms = [T0]
     engine = RuleEngine(
-        load_rules([str(path)]),
+        runtime_groups(load_rules([str(path)]), RulesConfig()),
         store,
         RulesConfig(),
         registry=CollectorRegistry(),
@@ -59,7 +59,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Ap
     )
     await engine.iterate(engine.groups[0], T0)
     app = web.Application()
-    app.router.add_routes(routes(engine))
+    app.router.add_routes(routes(engine.groups))
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
         yield c
 

@@ -13,11 +13,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.errors import RuleError
-from sidecar.model import is_stale
-from sidecar.ruletest import test_rules as run_rule_tests
-from sidecar.ruletest_format import go_duration, model_duration
-from sidecar.seriesdesc import parse_metric, parse_values
+from sidecar.core.errors import RuleError
+from sidecar.core.model import is_stale
+from sidecar.rules.unittest.report import go_duration, model_duration
+from sidecar.rules.unittest.runner import test_rules as run_rule_tests
+from sidecar.rules.unittest.series import parse_metric, parse_values
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 

@@ -17,12 +17,12 @@ from aiohttp import web
 from conftest import free_port
 from prometheus_client import CollectorRegistry
 
-from sidecar import scrape as scrape_module
-from sidecar.config import Config
-from sidecar.errors import ScrapeError
-from sidecar.expvar import flatten
-from sidecar.model import is_stale, labelset
-from sidecar.scrape import Scraper
+from sidecar.core.config import Config
+from sidecar.core.errors import ScrapeError
+from sidecar.core.model import is_stale, labelset
+from sidecar.scrape import scraper as scrape_module
+from sidecar.scrape.flatten import flatten
+from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
 
 GO_VARS = (Path(__file__).parent / "fixtures" / "goapp" / "vars.json").read_bytes()

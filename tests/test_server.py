@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.server import build_app
+from sidecar.web.server import build_app
 
 calls: list[bytes] = []
 

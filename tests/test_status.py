@@ -23,8 +23,11 @@ from status_support import (
     status_app,
 )
 
-from sidecar.model import labelset
-from sidecar.status import (
+from sidecar.core.model import labelset
+from sidecar.store import Store
+from sidecar.web.status import routes
+from sidecar.web.status_render import format_labels, format_value, render_page
+from sidecar.web.status_view import (
     ActionRecord,
     ActiveAlert,
     BreakerEvent,
@@ -32,11 +35,8 @@ from sidecar.status import (
     RuleStatus,
     StatusView,
     TargetStatus,
-    chart_series,
-    routes,
 )
-from sidecar.status_render import format_labels, format_value, render_page
-from sidecar.store import Store
+from sidecar.web.svgchart import chart_series
 
 Client = TestClient[web.Request, web.Application]
 CSP = (

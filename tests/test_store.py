@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.model import STALE_NAN, is_stale, labelset
+from sidecar.core.model import STALE_NAN, is_stale, labelset
 from sidecar.store import SCRAPE, Store
 
 A = labelset({"__name__": "a"})

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.config import Config
-from sidecar.errors import ConfigError, SidecarError
+from sidecar.core.config import Config
+from sidecar.core.errors import ConfigError, SidecarError
 from sidecar.supervisor import _guard, memory_limit
 
 BASE = {"server": {"listen": "127.0.0.1:0"}, "rules": {"files": []}}
@@ -77,13 +77,14 @@ def test_run_refuses_rules_it_cannot_evaluate(
 async def test_a_loop_that_returns_while_running_is_a_crash() -> None:
     """A loop meant to run until stopped that returns early raises, so the process exits 1."""
 
-    async def quits() -> None:
-        return None
+    class Quits:
+        async def run(self, stop: asyncio.Event) -> None:
+            return None
 
     stop = asyncio.Event()
     with pytest.raises(
         SidecarError, match="the scrape loop returned while the sidecar was running"
     ):
-        await _guard("scrape", quits(), stop)
+        await _guard("scrape", Quits(), stop)
     stop.set()
-    await _guard("scrape", quits(), stop)  # returning after stop is the normal end
+    await _guard("scrape", Quits(), stop)  # returning after stop is the normal end

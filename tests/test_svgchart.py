@@ -7,9 +7,9 @@ import math
 import pytest
 from status_support import HOSTILE, parse_html
 
-from sidecar.model import STALE_NAN, LabelSet, labelset
+from sidecar.core.model import STALE_NAN, LabelSet, labelset
 from sidecar.store import Series, Store
-from sidecar.svgchart import ChartSeries, chart_series, downsample, render_chart, si
+from sidecar.web.svgchart import ChartSeries, chart_series, downsample, render_chart, si
 
 LABELS = labelset({"__name__": "heap_bytes", "pod": "a"})
 

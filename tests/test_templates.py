@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.errors import RuleError
-from sidecar.gofmt import (
+from sidecar.core.errors import RuleError
+from sidecar.gocompat.gofmt import (
     go_float,
     go_format_e,
     go_quote,
@@ -18,7 +18,7 @@ from sidecar.gofmt import (
     go_time,
     go_title,
 )
-from sidecar.templates import TemplateData, compile_template
+from sidecar.rules.templates.expand import TemplateData, compile_template
 
 DATA = TemplateData(
     labels={"__name__": "up", "instance": "cache-0.example.com:9120", "job": "orders"},

@@ -20,9 +20,9 @@ from procs import alertmanager_config
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from sidecar.config import Config
-from sidecar.journal import JOURNAL_FILE
-from sidecar.rulefile import load_rules
+from sidecar.actions.journal import JOURNAL_FILE
+from sidecar.core.config import Config
+from sidecar.rules.files import load_rules
 from sidecar.supervisor import Sidecar
 
 __all__ = [

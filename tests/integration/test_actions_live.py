@@ -15,7 +15,7 @@ from actions_support import AUTH, TOKEN, alert, demo_app, journal_entries, rig, 
 from procs import sidecar_command
 from prometheus_client import CollectorRegistry
 
-from sidecar.demo_app import DemoApp, Fault
+from sidecar.demo.app import DemoApp, Fault
 
 pytestmark = pytest.mark.integration
 

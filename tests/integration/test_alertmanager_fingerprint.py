@@ -22,8 +22,8 @@ from aiohttp import web
 from procs import alertmanager, alertmanager_config
 from prometheus_client import CollectorRegistry
 
-from sidecar.model import fingerprint
-from sidecar.receiver import parse_payload
+from sidecar.actions.receiver import parse_payload
+from sidecar.core.model import fingerprint
 
 pytestmark = pytest.mark.integration
 

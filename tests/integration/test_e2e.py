@@ -11,9 +11,9 @@ import pytest
 from conftest import running
 
 from sidecar.cli import main
-from sidecar.config import Config
-from sidecar.demo import CompressedClock, run_demo
-from sidecar.demo_app import DemoApp, LeakSettings, serve
+from sidecar.core.config import Config
+from sidecar.demo.app import DemoApp, LeakSettings, serve
+from sidecar.demo.narrator import CompressedClock, run_demo
 from sidecar.supervisor import Sidecar
 
 SPEED = 60.0

@@ -43,8 +43,8 @@ from fleet_support import (
 from procs import alertmanager, prometheus
 from prometheus_client.samples import Sample
 
-from sidecar.demo_app import LeakSettings
-from sidecar.model import fingerprint
+from sidecar.core.model import fingerprint
+from sidecar.demo.app import LeakSettings
 
 pytestmark = pytest.mark.integration
 

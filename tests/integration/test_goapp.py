@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.config import ScrapeConfig
-from sidecar.expvar import flatten
+from sidecar.core.config import ScrapeConfig
+from sidecar.scrape.flatten import flatten
 
 pytestmark = pytest.mark.integration
 

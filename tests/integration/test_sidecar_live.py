@@ -17,8 +17,8 @@ from procs import sidecar_command
 from prometheus_client.parser import text_string_to_metric_families
 from status_support import Node, parse_html
 
-from sidecar.config import Config
-from sidecar.demo_app import DEMO_APP, DemoApp, serve
+from sidecar.core.config import Config
+from sidecar.demo.app import DEMO_APP, DemoApp, serve
 from sidecar.supervisor import Sidecar
 
 FROZEN = 5000.0  # the demo app's clock stands still: its numbers are exact

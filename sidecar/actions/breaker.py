@@ -1,0 +1,251 @@
+"""The circuit state machine: closed, open (by an alert or by hand), held (by hand).
+
+::
+
+              alert fires / manual break              manual break, hold
+    closed ---------------------------------> open ---------------------> held
+      ^  ^                                    |  |                          |
+      |  +---- auto-reset: every holding -----+  |                          |
+      |        alert resolved, min_open passed,  |                          |
+      |        condition cleared on fresh data   |                          |
+      +---------------- manual reset ------------+--------------------------+
+
+Transitions are pure: each takes a ``CircuitState`` and returns the next, so that the
+dispatcher can plan a whole delivery, journal it, and only then ``commit`` it. A
+resolution is not enough to reset: the injected ``ConditionView`` must also say the
+condition is false on fresh data, because an alert that resolved since its target went
+away (no data) says nothing about the leak. Opening again within ``probation`` of a
+reset doubles the time it stays open (with jitter, up to ``max_open``), as Envoy grows
+an ejection's duration, so that a flapping condition does not flap the app.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol, cast, get_args
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from sidecar.actions.action import alert_from_json, alert_json, alert_names
+from sidecar.core.config import BreakerConfig
+from sidecar.core.model import Alert
+from sidecar.core.times import iso
+
+__all__ = [
+    "STATES",
+    "Breaker",
+    "CircuitState",
+    "ConditionView",
+    "Holder",
+    "SourceKind",
+    "StateName",
+]
+
+StateName = Literal["closed", "open", "held"]
+SourceKind = Literal["alert", "operator"]
+STATES: tuple[StateName, ...] = get_args(StateName)
+_SOURCES: tuple[SourceKind, ...] = get_args(SourceKind)
+
+
+class ConditionView(Protocol):
+    """The sidecar's own view of an alert's condition."""
+
+    def cleared(self, alert: Alert) -> bool:
+        """True only with fresh data on which the alert's condition is false."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """An alert that holds the circuit open (until it resolves and clears)."""
+
+    key: str
+    """Its fingerprint: one holder per alert, the latest instance."""
+    alert: Alert
+
+    @property
+    def resolved(self) -> bool:
+        """Whether its resolved notification has come."""
+        return self.alert.status == "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitState:
+    """Everything the breaker knows; journaled on every change, restored at start."""
+
+    state: StateName = "closed"
+    since_ms: int = 0
+    reason: str = "initial state"
+    source: SourceKind = "operator"
+    holders: tuple[Holder, ...] = ()
+    open_until_ms: int | None = None
+    """Earliest automatic reset; None while closed or held."""
+    level: int = 0
+    """How many times in a row it opened again within probation of a reset."""
+    last_reset_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal record."""
+        return {
+            "state": self.state,
+            "since": self.since_ms,
+            "reason": self.reason,
+            "source": self.source,
+            "holders": [alert_json(h.alert) for h in self.holders],
+            "open_until": self.open_until_ms,
+            "level": self.level,
+            "last_reset": self.last_reset_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CircuitState:
+        """Read back a journal record (``KeyError``/``ValueError`` on a damaged one)."""
+        state, source = data["state"], data["source"]
+        if state not in STATES or source not in _SOURCES:
+            raise ValueError(f"unknown circuit state {state!r} or source {source!r}")
+        alerts = [alert_from_json(a) for a in data["holders"]]
+        return cls(
+            state=cast(StateName, state),
+            since_ms=int(data["since"]),
+            reason=str(data["reason"]),
+            source=cast(SourceKind, source),
+            holders=tuple(Holder(a.identity(), a) for a in alerts),
+            open_until_ms=None if data["open_until"] is None else int(data["open_until"]),
+            level=int(data["level"]),
+            last_reset_ms=None if data["last_reset"] is None else int(data["last_reset"]),
+        )
+
+    def view(self) -> dict[str, Any]:
+        """What GET /v1/circuit shows."""
+        return {
+            "state": self.state,
+            "since": iso(self.since_ms),
+            "reason": self.reason,
+            "source": self.source,
+            "held_by": [alert_json(h.alert) for h in self.holders],
+            "earliest_reset": None if self.open_until_ms is None else iso(self.open_until_ms),
+        }
+
+
+class Breaker:
+    """Owns the committed ``CircuitState`` and computes transitions from any state."""
+
+    def __init__(
+        self,
+        cfg: BreakerConfig,
+        view: ConditionView,
+        registry: CollectorRegistry,
+        *,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.cfg = cfg
+        self._view = view
+        self._random = random
+        self.state = CircuitState()
+        self._gauge = Gauge(
+            "leak_sidecar_circuit_state",
+            "Circuit state of the app as the sidecar drives it, one-hot over the states.",
+            ["state"],
+            registry=registry,
+        )
+        self._show(self.state)
+
+    def commit(self, state: CircuitState) -> None:
+        """Make ``state`` the current state (after it has been journaled)."""
+        self.state = state
+        self._show(state)
+
+    def _show(self, state: CircuitState) -> None:
+        for name in STATES:
+            self._gauge.labels(name).set(1 if name == state.state else 0)
+
+    def _open_for_ms(self, level: int) -> int:
+        if level == 0:
+            return round(self.cfg.min_open * 1000)
+        # Jitter only ever lengthens, so that min_open stays a minimum.
+        grown = self.cfg.min_open * (1 << level) * (1 + self.cfg.jitter * self._random())
+        return round(min(grown, self.cfg.max_open) * 1000)
+
+    def _opening(
+        self, s: CircuitState, now: int, reason: str, source: SourceKind, held: bool
+    ) -> CircuitState:
+        recent = s.last_reset_ms is not None and now - s.last_reset_ms < self.cfg.probation * 1000
+        level = s.level + 1 if recent else 0
+        return replace(
+            s,
+            state="held" if held else "open",
+            since_ms=now,
+            reason=reason,
+            source=source,
+            open_until_ms=None if held else now + self._open_for_ms(level),
+            level=level,
+        )
+
+    def fire(self, s: CircuitState, alert: Alert, now: int) -> tuple[CircuitState, bool]:
+        """A ``circuit_break`` alert fires; True when this opens the circuit (call the app)."""
+        holders = _holding(s.holders, alert)
+        if s.state != "closed":
+            return replace(s, holders=holders), False
+        reason = f"alert {alert_names((alert,))} firing"
+        opened = self._opening(s, now, reason, "alert", held=False)
+        return replace(opened, holders=holders), True
+
+    def resolve(self, s: CircuitState, alert: Alert) -> CircuitState:
+        """A holding alert resolved: remember it; the reset waits for ``tick``."""
+        if all(h.key != alert.identity() for h in s.holders):
+            return s
+        return replace(s, holders=_holding(s.holders, alert))
+
+    def manual_break(self, s: CircuitState, reason: str, hold: bool, now: int) -> CircuitState:
+        """An operator breaks; ``hold`` keeps it open until a manual reset."""
+        if s.state == "closed":
+            return self._opening(s, now, reason, "operator", held=hold)
+        if s.state == "held" or hold:
+            # Holding an open circuit stops its automatic reset; it stays open since then.
+            return replace(s, state="held", reason=reason, source="operator", open_until_ms=None)
+        until = max(s.open_until_ms or now, now + self._open_for_ms(s.level))
+        return replace(s, reason=reason, source="operator", open_until_ms=until)
+
+    def reset(self, s: CircuitState, reason: str, source: SourceKind, now: int) -> CircuitState:
+        """Close the circuit, forget its holders, and start probation."""
+        return replace(
+            s,
+            state="closed",
+            since_ms=now,
+            reason=reason,
+            source=source,
+            holders=(),
+            open_until_ms=None,
+            last_reset_ms=now,
+        )
+
+    def blocked(self, s: CircuitState, now: int) -> str | None:
+        """Why an automatic reset cannot happen now, or None when it is due."""
+        if s.state != "open":
+            return "closed" if s.state == "closed" else "held by an operator"
+        firing = [h for h in s.holders if not h.resolved]
+        if firing:
+            return f"{len(firing)} holding alert(s) still firing"
+        if s.open_until_ms is not None and now < s.open_until_ms:
+            return "min_open not passed"
+        stale = alert_names(h.alert for h in s.holders if not self._view.cleared(h.alert))
+        if stale:
+            return f"condition not cleared on fresh data for {stale}"
+        return None
+
+
+def _holding(holders: tuple[Holder, ...], alert: Alert) -> tuple[Holder, ...]:
+    """Holders with ``alert`` recorded, one per fingerprint.
+
+    A newer instance of the same alert (a later ``startsAt``) replaces the older one,
+    whose resolution may never be sent; news about an older instance is ignored.
+    """
+    key = alert.identity()
+    for h in holders:
+        if h.key == key:
+            if alert.starts_at < h.alert.starts_at:
+                return holders
+            return tuple(Holder(key, alert) if x.key == key else x for x in holders)
+    return (*holders, Holder(key, alert))

@@ -1,0 +1,397 @@
+"""From routed alerts and operator requests to journaled actions running in the background.
+
+Every action, whoever asked, goes through ``Dispatcher``: under one lock it deduplicates
+alert instances, applies cooldowns, plans the breaker's transitions, writes the whole
+decision as one journal entry (fsynced), and only then commits it in memory and starts
+the calls. A journal failure leaves nothing half-done: nothing is committed and the
+caller answers 503, so that Alertmanager retries.
+
+The journal's entries carry, each optionally: ``actions`` (accepted, not yet finished),
+``done`` (their outcomes), ``circuit`` (the breaker's new state), ``seen`` (alert
+instances handled) and ``cooldowns`` (when an action last ran). Replaying them at start
+restores the breaker, the dedupe and cooldown memory, and resumes unfinished calls with
+their original ids, hence their original ``Idempotency-Key``.
+
+Calls run in tasks this object owns. Breaks and resets run one after another, in the
+order decided, so that a reset never overtakes the break it undoes; flushes run
+beside them. ``drain`` lets the supervisor wait for them at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+
+from sidecar.actions.action import Action, alert_names, instance_key, new_action_id
+from sidecar.actions.actuator import Actuator
+from sidecar.actions.breaker import Breaker, CircuitState
+from sidecar.actions.history import ActionEvent, History, Transition
+from sidecar.actions.journal import Journal
+from sidecar.actions.routing import Route
+from sidecar.core.config import ActionsConfig
+from sidecar.core.errors import JournalError, clip
+from sidecar.core.loops import pause
+from sidecar.core.model import ActionKind, Alert
+from sidecar.core.times import now_ms
+
+__all__ = ["Delivery", "Dispatcher"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What came of one delivery of alerts."""
+
+    actions: tuple[Action, ...] = ()
+    duplicates: int = 0
+    cooled_down: int = 0
+
+
+@dataclass(slots=True)
+class _Plan:
+    state: CircuitState
+    seen: dict[str, int] = field(default_factory=dict)
+    cooldowns: dict[str, int] = field(default_factory=dict)
+    calls: dict[ActionKind, list[Alert]] = field(
+        default_factory=lambda: {"circuit_break": [], "cache_flush": []}
+    )
+    """The alerts each call of this delivery is made for; breaks first."""
+    duplicates: int = 0
+    cooled_down: int = 0
+
+
+class Dispatcher:
+    """Decides, journals and starts actions; restores itself from the journal."""
+
+    def __init__(
+        self,
+        cfg: ActionsConfig,
+        journal: Journal,
+        breaker: Breaker,
+        actuator: Actuator,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = new_action_id,
+    ) -> None:
+        self._cfg = cfg
+        self.journal = journal
+        self.breaker = breaker
+        self._actuator = actuator
+        self._clock = clock
+        self._new_id = new_id
+        self._lock = asyncio.Lock()
+        self._seen: dict[str, int] = {}
+        self._cooldowns: dict[str, int] = {}
+        self.pending: dict[str, Action] = {}
+        """Journaled actions whose call has not finished, in the order decided."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.history = History()
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._waiting: str | None = None
+        self._dedupe = Counter(
+            "leak_sidecar_dedupe_total",
+            "Alert notifications ignored because the same alert instance was already handled.",
+            registry=registry,
+        )
+        self._cooldown = Counter(
+            "leak_sidecar_cooldown_skipped_total",
+            "Alerts that asked for an action while its cooldown was running.",
+            ["action"],
+            registry=registry,
+        )
+
+    def _now(self) -> int:
+        """The injected clock in integer milliseconds."""
+        return now_ms(self._clock())
+
+    # -- alerts ---------------------------------------------------------------------
+
+    async def apply(self, routed: Sequence[tuple[Alert, Route]], source: str) -> Delivery:
+        """Act on routed alerts; raises ``JournalError`` (nothing done) if it cannot journal."""
+        async with self._lock:
+            now = self._now()
+            self._expire(now)
+            plan = _Plan(self.breaker.state)
+            for alert, route in routed:
+                self._plan_alert(plan, alert, route, now)
+            actions = [
+                self._action(kind, f"alert {alert_names(alerts)} firing", source, alerts, now)
+                for kind, alerts in plan.calls.items()
+                if alerts
+            ]
+            changed = plan.state != self.breaker.state
+            if plan.seen or changed or actions:
+                await self._record(
+                    now, actions, plan.state if changed else None, plan.seen, plan.cooldowns
+                )
+            return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
+
+    def _plan_alert(self, plan: _Plan, alert: Alert, route: Route, now: int) -> None:
+        if route.action in ("none", "invalid", "foreign"):
+            return
+        instance = instance_key(alert)
+        key = f"{instance}:{alert.status}"
+        # A firing notification that arrives after its own resolution is stale news.
+        late = alert.status == "firing" and f"{instance}:resolved" in self._seen
+        if late or key in self._seen or key in plan.seen:
+            plan.duplicates += 1
+            self._dedupe.inc()
+            log.debug("alert.duplicate", alert_key=key)
+            return
+        plan.seen[key] = now
+        if alert.status == "resolved":
+            if route.action == "circuit_break":
+                plan.state = self.breaker.resolve(plan.state, alert)
+            return
+        if route.action == "cache_flush":
+            if not self._cooling(plan, route, alert, now):
+                plan.calls["cache_flush"].append(alert)
+                plan.cooldowns[route.cooldown_key] = now
+            return
+        # The cooldown limits calls: joining a circuit that is open already calls nothing.
+        if plan.state.state == "closed" and self._cooling(plan, route, alert, now):
+            return
+        plan.state, opened = self.breaker.fire(plan.state, alert, now)
+        if opened:
+            plan.cooldowns[route.cooldown_key] = now
+        # Alerts that join a circuit this very delivery opened ride on the same call.
+        if opened or plan.calls["circuit_break"]:
+            plan.calls["circuit_break"].append(alert)
+
+    def _cooling(self, plan: _Plan, route: Route, alert: Alert, now: int) -> bool:
+        if route.cooldown_key in plan.cooldowns:
+            return False  # decided in this delivery: joins the same call
+        last = self._cooldowns.get(route.cooldown_key)
+        if last is None or now - last >= route.cooldown * 1000:
+            return False
+        plan.cooled_down += 1
+        self._cooldown.labels(route.action).inc()
+        log.info(
+            "alert.cooldown",
+            action=route.action,
+            alertname=clip(alert.labels.get("alertname", ""), 100),
+            cooldown_key=route.cooldown_key,
+            seconds_left=round((last + route.cooldown * 1000 - now) / 1000, 3),
+        )
+        return True
+
+    # -- operators and the timer ----------------------------------------------------
+
+    async def manual_break(self, reason: str, hold: bool) -> tuple[Action, CircuitState]:
+        """An operator's break: always calls the app, even when already open."""
+        async with self._lock:
+            now = self._now()
+            state = self.breaker.manual_break(self.breaker.state, reason, hold, now)
+            action = self._action("circuit_break", reason, "operator", [], now)
+            await self._record(now, [action], state)
+            return action, state
+
+    async def manual_reset(self, reason: str) -> tuple[Action, CircuitState]:
+        """An operator's reset: closes from any state, a hold included."""
+        async with self._lock:
+            now = self._now()
+            state = self.breaker.reset(self.breaker.state, reason, "operator", now)
+            action = self._action("circuit_reset", reason, "operator", [], now)
+            await self._record(now, [action], state)
+            return action, state
+
+    async def manual_flush(self, reason: str) -> Action:
+        """An operator's flush: not limited by the cooldown, but starts it."""
+        async with self._lock:
+            now = self._now()
+            action = self._action("cache_flush", reason, "operator", [], now)
+            await self._record(now, [action], None, cooldowns={"cache_flush": now})
+            return action
+
+    async def tick(self) -> Action | None:
+        """Reset the circuit automatically when due; returns the reset action if so."""
+        async with self._lock:
+            now = self._now()
+            s = self.breaker.state
+            blocked = self.breaker.blocked(s, now)
+            if blocked is not None:
+                if blocked != self._waiting and s.state == "open":
+                    log.info("circuit.reset_waiting", why=blocked)
+                self._waiting = blocked
+                return None
+            self._waiting = None
+            reason = "every holding alert resolved and its condition cleared"
+            state = self.breaker.reset(s, reason, "alert", now)
+            alerts = [h.alert for h in s.holders]
+            action = self._action("circuit_reset", reason, "breaker", alerts, now)
+            await self._record(now, [action], state)
+            return action
+
+    async def run(self, stop: asyncio.Event, interval: float) -> None:
+        """Call ``tick`` every ``interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            # A journal failure is logged by the journal; the next tick tries again.
+            with contextlib.suppress(JournalError):
+                await self.tick()
+            await pause(stop, interval)
+
+    # -- journal and tasks ----------------------------------------------------------
+
+    def _action(
+        self, kind: ActionKind, reason: str, source: str, alerts: Sequence[Alert], now: int
+    ) -> Action:
+        return Action(self._new_id(), kind, reason, source, tuple(alerts), now)
+
+    async def _record(
+        self,
+        now: int,
+        actions: Sequence[Action],
+        state: CircuitState | None,
+        seen: dict[str, int] | None = None,
+        cooldowns: dict[str, int] | None = None,
+    ) -> None:
+        entry: dict[str, Any] = {"at": now}
+        if actions:
+            entry["actions"] = [a.to_json() for a in actions]
+        if state is not None:
+            entry["circuit"] = state.to_json()
+        if seen:
+            entry["seen"] = seen
+        if cooldowns:
+            entry["cooldowns"] = cooldowns
+        await self.journal.append(entry)
+        # Journaled: from here on, commit and act.
+        self._seen.update(seen or {})
+        self._cooldowns.update(cooldowns or {})
+        if state is not None:
+            self._log_transition(self.breaker.state, state)
+            self.breaker.commit(state)
+        for a in actions:
+            self.pending[a.id] = a
+            self._start(a)
+        if self._journal_too_big():
+            # A failure is logged; the old journal is intact and appends go on.
+            with contextlib.suppress(JournalError):
+                await self.journal.rewrite(self._live)
+
+    def _journal_too_big(self) -> bool:
+        j = self.journal
+        # Measured against the live state too, so that a large live state cannot make
+        # every delivery compact.
+        too_long = j.entries > self._cfg.journal_max_entries
+        return too_long or j.size > max(int(self._cfg.journal_max_bytes), 2 * j.compacted_size)
+
+    def _log_transition(self, old: CircuitState, new: CircuitState) -> None:
+        if old.state == new.state and old.since_ms == new.since_ms:
+            return
+        self.history.transition(Transition(new.since_ms, new.state, new.reason, new.source))
+        log.warning(
+            f"circuit.{new.state}",
+            previous=old.state,
+            reason=new.reason,
+            source=new.source,
+            open_until=new.open_until_ms,
+            level=new.level,
+        )
+
+    def _expire(self, now: int) -> None:
+        horizon = now - round(self._cfg.dedupe_ttl * 1000)
+        # Insertion order is first-seen order: the oldest are at the front.
+        while self._seen:
+            key, at = next(iter(self._seen.items()))
+            if at >= horizon and len(self._seen) <= self._cfg.dedupe_max:
+                return
+            del self._seen[key]
+
+    def _live(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "at": self._now(),
+                "circuit": self.breaker.state.to_json(),
+                "seen": self._seen,
+                "cooldowns": self._cooldowns,
+                "actions": [a.to_json() for a in self.pending.values()],
+            }
+        ]
+
+    def _start(self, action: Action) -> None:
+        self.history.started(
+            ActionEvent(action.created_ms, action.id, action.kind, action.source, action.reason)
+        )
+        lane = "flush" if action.kind == "cache_flush" else "circuit"
+        task = asyncio.create_task(
+            self._run(action, self._lanes.get(lane)), name=f"action-{action.kind}-{action.id}"
+        )
+        self._lanes[lane] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, action: Action, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            # wait, not await: neither call's cancellation may spread to the other.
+            await asyncio.wait([previous])
+        try:
+            outcome = await self._actuator.run(action, lambda: self.history.attempted(action.id))
+        except Exception as exc:  # a bug must not kill the lane; it is logged
+            log.error("action.crashed", action=action.kind, action_id=action.id, exc_info=exc)
+            return  # stays in the journal: the next start tries again
+        self.pending.pop(action.id, None)
+        self.history.finished(action.id, outcome)
+        # A failure is logged; a restart repeats the call with the same Idempotency-Key.
+        with contextlib.suppress(JournalError):
+            await self.journal.append(
+                {"at": self._now(), "done": [{"id": action.id, "outcome": outcome}]}
+            )
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for running calls; cancel the rest (journaled)."""
+        tasks = set(self._tasks)
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("action.drain_cancelled", count=len(late))
+            await asyncio.gather(*late, return_exceptions=True)
+
+    # -- restart --------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Rebuild state from the journal, compact it, and resume unfinished calls."""
+        circuit: CircuitState | None = None
+        for entry in self.journal.replay():
+            try:
+                actions = [Action.from_json(a) for a in entry.get("actions", ())]
+                done = [str(d["id"]) for d in entry.get("done", ())]
+                state = CircuitState.from_json(entry["circuit"]) if "circuit" in entry else None
+                seen = {str(k): int(v) for k, v in entry.get("seen", {}).items()}
+                cooldowns = {str(k): int(v) for k, v in entry.get("cooldowns", {}).items()}
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("journal.corrupt_entry", error=str(exc))
+                continue
+            self.pending.update((a.id, a) for a in actions)
+            for action_id in done:
+                self.pending.pop(action_id, None)
+            circuit = state or circuit
+            self._seen.update(seen)
+            self._cooldowns.update(cooldowns)
+        now = self._now()
+        self.breaker.commit(
+            circuit or CircuitState(since_ms=now, reason="started without a journal")
+        )
+        self._expire(now)
+        log.info(
+            "journal.replayed",
+            circuit=self.breaker.state.state,
+            pending=len(self.pending),
+            seen=len(self._seen),
+        )
+        await self.journal.rewrite(self._live)
+        for action in self.pending.values():
+            log.warning("action.resumed", action=action.kind, action_id=action.id)
+            self._start(action)

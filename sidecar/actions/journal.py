@@ -1,0 +1,178 @@
+"""An append-only journal of JSON lines on disk: written and fsynced before we acknowledge.
+
+Each line is one self-contained entry (a JSON object), so an entry is written whole or,
+when the process dies mid-write, leaves a damaged last line that replay skips with a
+``journal.corrupt_line`` warning: a delivery is journaled entirely or not at all. What
+the entries mean is the dispatcher's business; this module only appends, reads back,
+and compacts: the live state is rewritten to a temporary file, fsynced, renamed over
+the journal, and the directory fsynced, so that a crash at any point leaves either the
+old journal or the new one.
+
+Disk I/O runs in a worker thread (``asyncio.to_thread``) under one lock, so that the
+event loop keeps serving while fsync waits for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+
+from sidecar.core.errors import JournalError, clip
+
+__all__ = ["JOURNAL_FILE", "Journal"]
+
+log = structlog.get_logger(__name__)
+
+JOURNAL_FILE = "journal.jsonl"
+
+Entry = dict[str, Any]
+
+
+class Journal:
+    """One journal file under ``state_dir``; ``open`` it, then ``replay``, ``append``."""
+
+    def __init__(self, state_dir: Path, registry: CollectorRegistry) -> None:
+        self.path = state_dir / JOURNAL_FILE
+        self.entries = 0
+        """Lines in the file now: the dispatcher compacts past a bound."""
+        self.size = 0
+        """Bytes in the file now (as far as this process wrote them)."""
+        self.compacted_size = 0
+        """Bytes of the last compaction: the live state's size."""
+        self._lock = asyncio.Lock()
+        self._fd: int | None = None
+        self._torn = False
+        self._corrupt = Counter(
+            "leak_sidecar_journal_corrupt_lines_total",
+            "Journal lines skipped at replay because they were damaged or truncated.",
+            registry=registry,
+        )
+        self._failures = Counter(
+            "leak_sidecar_journal_write_failures_total",
+            "Journal writes that failed; the deliveries they carried were refused with 503.",
+            registry=registry,
+        )
+
+    def replay(self) -> Iterator[Entry]:
+        """Every readable entry in order; damaged lines are skipped with a warning."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise JournalError(self.path, f"cannot read journal {self.path}: {exc}") from exc
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                entry, error = None, str(exc)
+            else:
+                error = "" if isinstance(entry, dict) else "not a JSON object"
+            if error:
+                self._corrupt.inc()
+                log.warning(
+                    "journal.corrupt_line", path=str(self.path), line=number, error=clip(error, 200)
+                )
+                continue
+            yield entry
+
+    async def append(self, entry: Entry) -> None:
+        """Write one entry and fsync it; ``JournalError`` when the disk refused."""
+        data = orjson.dumps(entry) + b"\n"
+        async with self._lock:
+            try:
+                await _finish(asyncio.to_thread(self._write, data))
+            except OSError as exc:
+                self._failures.inc()
+                # The failed write may have left half a line: start the next one afresh.
+                self._torn = True
+                log.error("journal.write_failed", path=str(self.path), error=str(exc))
+                raise JournalError(self.path, f"cannot write journal {self.path}: {exc}") from exc
+            self.entries += 1
+            self.size += len(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        _write_all(self._fd, b"\n" + data if self._torn else data)
+        os.fsync(self._fd)
+        self._torn = False
+
+    async def rewrite(self, live: Callable[[], list[Entry]]) -> None:
+        """Replace the journal with the entries ``live()`` returns, atomically.
+
+        ``live`` is called under the lock, so no append lands between the snapshot and
+        the swap.
+        """
+        async with self._lock:
+            entries = live()
+            data = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+            try:
+                await _finish(asyncio.to_thread(self._swap, data))
+            except OSError as exc:
+                self._failures.inc()
+                log.error("journal.compaction_failed", path=str(self.path), error=str(exc))
+                raise JournalError(self.path, f"cannot compact journal {self.path}: {exc}") from exc
+            self.entries = len(entries)
+            self.size = self.compacted_size = len(data)
+            log.info("journal.compacted", path=str(self.path), entries=len(entries))
+
+    def _swap(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        # The rename is durable only once the directory entry is.
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._close_fd()
+        self._torn = False
+
+    async def close(self) -> None:
+        """Close the file once any write in progress is done; the next append reopens it."""
+        async with self._lock:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # os.write may write less than asked (a signal, a full disk): go on from there.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+async def _finish(work: Awaitable[None]) -> None:
+    """Await disk work that a cancellation must not cut short.
+
+    A thread cannot be cancelled: were the lock released while it still writes, a
+    compaction or ``close`` could swap the file under it.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.shield(task)
+        raise

@@ -1,0 +1,70 @@
+"""Every retry policy of the sidecar is built here, from a ``RetryConfig``.
+
+Retry only the named transient errors; stop on attempts or on elapsed time, whichever
+comes first; exponential backoff with full jitter, capped; re-raise the last error; make
+every scheduled retry visible (a log event and a counter). Never tenacity's bare
+defaults: they retry forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from sidecar.core.config import RetryConfig
+from sidecar.core.loops import Sleep
+
+__all__ = ["Sleep", "retrying"]
+
+
+log = structlog.get_logger(__name__)
+
+
+def retrying(
+    cfg: RetryConfig,
+    transient: tuple[type[BaseException], ...],
+    *,
+    event: str,
+    on_retry: Callable[[RetryCallState], None] | None = None,
+    sleep: Sleep | None = None,
+    **log_context: object,
+) -> AsyncRetrying:
+    """An ``AsyncRetrying`` for ``async for attempt in ...`` loops.
+
+    ``event`` is the log event emitted before each sleep (e.g. ``action.retry_scheduled``),
+    with the attempt number, the wait and the error; ``on_retry`` counts it.
+    """
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            event,
+            attempt=state.attempt_number,
+            wait_seconds=round(wait, 3),
+            error=str(exc),
+            **log_context,
+        )
+        if on_retry is not None:
+            on_retry(state)
+
+    kwargs: dict[str, object] = {}
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    return AsyncRetrying(
+        retry=retry_if_exception_type(transient),
+        stop=stop_after_attempt(cfg.attempts) | stop_after_delay(cfg.max_elapsed),
+        wait=wait_random_exponential(multiplier=cfg.initial_backoff, max=cfg.max_backoff),
+        before_sleep=before_sleep,
+        reraise=True,
+        **kwargs,  # type: ignore[arg-type]
+    )

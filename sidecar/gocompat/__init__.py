@@ -1,0 +1,8 @@
+"""Go's and Prometheus's text, byte for byte, where it shows through to users.
+
+Owns: Go's number, string and time formatting (``gofmt``) and strict, position-aware
+YAML decoding with Go's error wording (``yamlnode``), so that rule files and rule tests
+read and fail as they do in promtool.
+
+May import: ``core``.
+"""

@@ -1,0 +1,280 @@
+"""Series selection: label matchers, the matched-series cache, instant and range windows.
+
+A selector keeps the series it matched and rebuilds that list only when the store's
+``generation`` moves (a series was added or removed), so a rule evaluated every few
+seconds costs one dictionary check per selector, not a scan of the store. Matched series
+are kept in the store's order, which is the order they were created in, as Prometheus
+orders them by series reference (it matters for the last bits of ``sum``/``stdvar`` and
+for ``topk`` ties).
+
+Regular expressions are RE2 (the google-re2 binding), the engine Go's ``regexp`` follows,
+anchored at both ends as Prometheus anchors them.
+
+Windows follow Prometheus 2.42: an instant selector takes the newest sample at or before
+``t - offset`` if it is at most ``lookback`` old (a sample exactly ``lookback`` old is
+still seen) and is not a staleness marker; a range selector takes the samples in
+``[t - offset - range, t - offset]`` (both ends closed), staleness markers dropped.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from math import isnan
+from operator import lt
+from typing import Any
+
+import re2  # type: ignore[import-untyped]
+
+from sidecar.core.model import LabelSet, is_stale
+from sidecar.rules.promql.values import NAME, Elem, PromQLError, drop_name
+from sidecar.store import Series, Store
+
+__all__ = ["Matcher", "Selector", "Window", "compile_regex"]
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+def compile_regex(pattern: str) -> Any:
+    """Compile ``pattern`` anchored as Prometheus anchors it (``^(?:pattern)$``)."""
+    try:
+        return re2.compile("^(?:" + pattern + ")$", _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise PromQLError(f"invalid regular expression {pattern!r}: {detail}") from exc
+
+
+class Matcher:
+    """One label matcher: ``name op "value"`` with op one of ``=``, ``!=``, ``=~``, ``!~``."""
+
+    __slots__ = ("match", "name", "op", "value")
+
+    def __init__(self, name: str, op: str, value: str) -> None:
+        self.name = name
+        self.op = op
+        self.value = value
+        self.match: Callable[[str], bool]
+        if op == "=":
+            self.match = value.__eq__
+        elif op == "!=":
+            self.match = value.__ne__
+        else:
+            rx = compile_regex(value)
+            if op == "=~":
+                self.match = lambda s: rx.fullmatch(s) is not None
+            else:
+                self.match = lambda s: rx.fullmatch(s) is None
+
+    def __repr__(self) -> str:
+        return f"{self.name}{self.op}{self.value!r}"
+
+
+class _Meta:
+    """What a selector remembers of one series between evaluations: where staleness
+    markers and counter resets are, found by scanning each new sample once, so that a
+    window can be checked for them by bisection instead of by a pass over its samples."""
+
+    __slots__ = ("dropped", "prev", "reset_ts", "scanned", "stale_ts")
+
+    def __init__(self, labels: LabelSet) -> None:
+        self.dropped = drop_name(labels)
+        self.scanned = -(2**63)
+        self.prev: float | None = None
+        self.stale_ts: array[int] = array("q")
+        self.reset_ts: array[int] = array("q")
+        """Times of samples lower than the non-stale sample before them (kept only for
+        selectors of counter functions: a gauge would add one for every dip)."""
+
+
+class Window:
+    """The samples of one series inside a range: ``ts[i:j]`` and ``vs[i:j]``, and whether
+    a value in it is lower than the one before (``None``: not known, look)."""
+
+    __slots__ = ("i", "j", "resets", "ts", "vs")
+
+    def __init__(self) -> None:
+        self.ts: Any = ()
+        self.vs: Any = ()
+        self.i = 0
+        self.j = 0
+        self.resets: bool | None = None
+
+
+class Selector:
+    """The series matched by a set of matchers, cached per store generation."""
+
+    __slots__ = (
+        "_metas",
+        "_series",
+        "_store",
+        "_store_gen",
+        "matchers",
+        "name",
+        "rest",
+        "track_resets",
+    )
+
+    def __init__(self, matchers: list[Matcher], *, track_resets: bool = False) -> None:
+        self.matchers = matchers
+        self.track_resets = track_resets
+        """Index counter resets between evaluations (for rate, increase, resets)."""
+        self.name: str | None = None
+        rest = []
+        for m in matchers:
+            if self.name is None and m.name == NAME and m.op == "=":
+                self.name = m.value
+            else:
+                rest.append(m)
+        self.rest = rest
+        self._store: Store | None = None
+        self._store_gen = -1
+        self._series: list[Series] = []
+        self._metas: list[_Meta] = []
+
+    @property
+    def fixed_name(self) -> bool:
+        """True when every matched series has the same ``__name__``."""
+        return self.name is not None
+
+    def series(self, store: Store) -> list[Series]:
+        """The matched series, oldest first."""
+        if store is not self._store or store.generation != self._store_gen:
+            self._rebuild(store)
+        return self._series
+
+    def metas(self, store: Store) -> list[_Meta]:
+        """Per-series bookkeeping, parallel to ``series(store)``."""
+        if store is not self._store or store.generation != self._store_gen:
+            self._rebuild(store)
+        return self._metas
+
+    def _rebuild(self, store: Store) -> None:
+        candidates = store.by_name(self.name) if self.name is not None else iter(store)
+        rest = self.rest
+        found = []
+        for s in candidates:
+            if rest:
+                d = dict(s.labels)
+                if not all(m.match(d.get(m.name, "")) for m in rest):
+                    continue
+            found.append(s)
+        old = dict(zip(self._series, self._metas, strict=True)) if self._store is store else {}
+        self._series = found
+        self._metas = [old.get(s) or _Meta(s.labels) for s in found]
+        self._store = store
+        self._store_gen = store.generation
+
+    def instant(self, store: Store, ref: int, lookback: int) -> list[Elem]:
+        """Each matched series' newest sample at or before ``ref``, if fresh and not stale."""
+        lo = ref - lookback
+        out = []
+        for s in self.series(store):
+            ts = s.ts
+            n = len(ts)
+            if n == s.head:
+                continue
+            if ts[n - 1] <= ref:
+                k = n - 1
+            else:
+                k = bisect_right(ts, ref, s.head) - 1
+                if k < s.head:
+                    continue
+            if ts[k] < lo:
+                continue
+            v = s.vs[k]
+            if isnan(v) and is_stale(v):
+                continue
+            out.append((s.labels, v))
+        return out
+
+    def instant_with_time(
+        self, store: Store, ref: int, lookback: int
+    ) -> list[tuple[LabelSet, int]]:
+        """Like ``instant`` but each element carries its sample's timestamp (``timestamp()``)."""
+        lo = ref - lookback
+        out = []
+        for s in self.series(store):
+            k = bisect_right(s.ts, ref, s.head) - 1
+            if k < s.head or s.ts[k] < lo:
+                continue
+            v = s.vs[k]
+            if isnan(v) and is_stale(v):
+                continue
+            out.append((s.labels, s.ts[k]))
+        return out
+
+
+def scan_stale(s: Series, meta: _Meta, track_resets: bool) -> None:
+    """Record the staleness markers (and, if asked, the counter resets) that arrived since
+    the last scan."""
+    ts = s.ts
+    n = len(ts)
+    if n == s.head or ts[n - 1] <= meta.scanned:
+        return
+    k = bisect_right(ts, meta.scanned, s.head)
+    vs = s.vs
+    chunk = vs[k:n]
+    prev = meta.prev
+    if not isnan(sum(chunk)):
+        # No NaN, so no staleness marker: only look for drops, at C speed first.
+        drop = track_resets and (
+            (prev is not None and chunk[0] < prev) or any(map(lt, chunk[1:], chunk[:-1]))
+        )
+        if drop:
+            for idx in range(k, n):
+                v = vs[idx]
+                if prev is not None and v < prev:
+                    meta.reset_ts.append(ts[idx])
+                prev = v
+        meta.prev = chunk[-1]
+    else:
+        for idx in range(k, n):
+            v = vs[idx]
+            if isnan(v) and is_stale(v):
+                meta.stale_ts.append(ts[idx])
+                continue
+            if track_resets and prev is not None and v < prev:
+                meta.reset_ts.append(ts[idx])
+            prev = v
+        meta.prev = prev
+    meta.scanned = ts[n - 1]
+    first = ts[s.head]
+    for marks in (meta.stale_ts, meta.reset_ts):
+        if marks and marks[0] < first:
+            del marks[: bisect_left(marks, first)]
+
+
+def fill_window(s: Series, meta: _Meta, lo: int, hi: int, w: Window, *, track_resets: bool) -> bool:
+    """Point ``w`` at the non-stale samples of ``s`` in ``[lo, hi]``; False if there are none."""
+    ts = s.ts
+    head = s.head
+    i = bisect_left(ts, lo, head)
+    j = bisect_right(ts, hi, i)
+    if i == j:
+        return False
+    stale = meta.stale_ts
+    if stale and bisect_right(stale, hi) > bisect_left(stale, lo):
+        # Rare: a staleness marker inside the window. Copy the window without it.
+        vs = s.vs
+        kt = []
+        kv = []
+        for idx in range(i, j):
+            v = vs[idx]
+            if isnan(v) and is_stale(v):
+                continue
+            kt.append(ts[idx])
+            kv.append(v)
+        if not kt:
+            return False
+        w.ts, w.vs, w.i, w.j, w.resets = kt, kv, 0, len(kt), None
+        return True
+    if track_resets:
+        resets = meta.reset_ts
+        # A reset at the window's first sample compares with one outside it: not counted.
+        w.resets = bool(resets) and bisect_right(resets, ts[j - 1]) > bisect_right(resets, ts[i])
+    else:
+        w.resets = None
+    w.ts, w.vs, w.i, w.j = ts, s.vs, i, j
+    return True

@@ -1,0 +1,426 @@
+"""The scrape loop: GET the app's expvar endpoint, flatten it, feed the store, adapt.
+
+Every ``scrape.interval`` the ``Scraper`` fetches ``app.base_url + app.expvar_path``
+with ``scrape.timeout`` covering the whole answer (a server that trickles bytes times
+out) and ``scrape.max_body_bytes`` counted while the body streams in. Refused
+connections, timeouts, resets and 5xx/429 answers are retried within the interval
+(``sidecar.core.retry``), unless the target is already known down: a dead app is probed once
+per interval, not hammered. A success is ingested into the store, which stales the
+series that vanished; a failure stales every scrape series and is counted by reason.
+The target's state changes are logged (``scrape.target_down``, ``scrape.target_up``),
+not every failure.
+
+Reading Go's /debug/vars is not free for the app: it stops the world for
+``runtime.ReadMemStats`` and renders every expvar map. When a scrape costs more than
+``scrape.cost_fraction`` of the interval, or the body passes ``scrape.soft_body_bytes``,
+the effective interval doubles (up to ``scrape.max_interval``); after three scrapes cheap
+enough for half the interval it halves again, down to ``scrape.interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import aiohttp
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from tenacity import RetryCallState
+
+from sidecar.core.config import Config, format_duration
+from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
+from sidecar.core.loops import Sleep, pause
+from sidecar.core.model import LabelSet, MetricMeta, ScrapeFacts, Snapshot, labelset
+from sidecar.core.retry import retrying
+from sidecar.core.times import now_ms
+from sidecar.scrape.flatten import COLLAPSE_REASONS, DROP_REASONS, Flattened, flatten
+from sidecar.store import Store
+
+OWN = "sidecar"
+"""Store origin of the series the scraper writes about the scrape itself."""
+
+__all__ = ["ERROR_REASONS", "Scraper"]
+
+log = structlog.get_logger(__name__)
+
+ERROR_REASONS = (
+    "refused",
+    "connect",
+    "connection",
+    "timeout",
+    "http_3xx",
+    "http_4xx",
+    "http_5xx",
+    "http",
+    "body_too_large",
+    "invalid_json",
+    "not_object",
+    "too_deep",
+    "too_many_keys",
+    "internal",
+)
+"""Every ``reason`` label of ``leak_sidecar_scrape_errors_total``."""
+
+_TRANSIENT_REASONS = ("refused", "connect", "connection", "timeout", "http_4xx", "http_5xx")
+_CHUNK = 64 * 1024
+# Scrapes this cheap in a row before the interval steps back down: no flapping.
+_CHEAP_STREAK = 3
+
+
+class Scraper:
+    """Scrapes the app's expvar endpoint into ``store``; ``run`` loops until stopped.
+
+    ``session`` is the process's one ``aiohttp.ClientSession``; the scraper never closes it.
+    ``clock`` gives wall time for sample timestamps, ``monotonic`` measures durations,
+    ``sleep`` waits between scrapes and between retries (tests pass recording fakes).
+    ``constants`` are series written with every scrape beside the sidecar's own (e.g.
+    the app's memory limit), so that embedded rules see them as Prometheus would.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        session: aiohttp.ClientSession,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        constants: Mapping[LabelSet, float] | None = None,
+    ) -> None:
+        self._cfg = config.scrape
+        self._constants = dict(constants or {})
+        self._store = store
+        self._session = session
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self.url = config.app.base_url + config.app.expvar_path
+        self.interval = self._cfg.interval
+        """The effective interval, stretched while scrapes are costly."""
+        self.snapshot: Snapshot | None = None
+        """The last successful scrape."""
+        self.last = ScrapeFacts(url=self.url, interval_s=self.interval)
+        self.timeout_s = self._cfg.timeout
+        self._timeout = aiohttp.ClientTimeout(total=self._cfg.timeout)
+        self._cheap = 0
+        self._attempt_s = 0.0
+        self._seen_bytes: int | None = None
+        self._warnings: tuple[str, ...] = ()
+        self._metrics(registry)
+
+    @property
+    def meta(self) -> dict[str, MetricMeta]:
+        """Metric metadata of the last successful scrape, for the exporter."""
+        return self.snapshot.meta if self.snapshot is not None else {}
+
+    def _metrics(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, registry=registry)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        self._m_up = gauge(
+            "leak_sidecar_target_up",
+            "1 if the last scrape of the app's expvar endpoint succeeded, 0 if it failed.",
+        )
+        self._m_duration = gauge(
+            "leak_sidecar_scrape_duration_seconds",
+            "How long the last scrape took, retries and decoding included.",
+        )
+        self._m_body = gauge(
+            "leak_sidecar_scrape_body_bytes",
+            "Size of the last expvar body read; a growing body is itself a leak signal.",
+        )
+        self._m_series = gauge(
+            "leak_sidecar_series", "Number of samples the last successful scrape produced."
+        )
+        self._m_interval = gauge(
+            "leak_sidecar_scrape_interval_seconds",
+            "Effective scrape interval: scrape.interval, stretched while scrapes are costly.",
+        )
+        self._m_interval.set(self.interval)
+        self._m_scrapes = counter(
+            "leak_sidecar_scrapes", "Scrapes of the app's expvar endpoint, failed ones included."
+        )
+        self._m_errors = counter(
+            "leak_sidecar_scrape_errors",
+            "Scrapes of the app's expvar endpoint that failed, by reason.",
+            ("reason",),
+        )
+        self._m_retries = counter(
+            "leak_sidecar_scrape_retries",
+            "Scrape attempts retried after a transient failure, by reason.",
+            ("reason",),
+        )
+        self._m_collapsed = counter(
+            "leak_sidecar_scrape_objects_collapsed",
+            "Expvar objects exported as <name>_keys instead of being expanded, by reason.",
+            ("reason",),
+        )
+        self._m_collisions = counter(
+            "leak_sidecar_scrape_name_collisions",
+            "Expvar values dropped because another one already took their metric name.",
+        )
+        self._m_dropped = counter(
+            "leak_sidecar_scrape_series_dropped",
+            "Samples of the app not kept because a cap was reached, by reason.",
+            ("reason",),
+        )
+        # Every label value exists from the start, so that rate() works on the first error.
+        for reason in ERROR_REASONS:
+            self._m_errors.labels(reason)
+        for reason in _TRANSIENT_REASONS:
+            self._m_retries.labels(reason)
+        for reason in COLLAPSE_REASONS:
+            self._m_collapsed.labels(reason)
+        for reason in (*DROP_REASONS, "store_full"):
+            self._m_dropped.labels(reason)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Scrape every effective interval until ``stop`` is set."""
+        while not stop.is_set():
+            started = self._monotonic()
+            try:
+                await self.scrape_once()
+            except ScrapeError:
+                pass  # counted, logged on state change and staled by scrape_once
+            except Exception as exc:  # the loop must outlive any bug
+                log.exception("scrape.bug", url=self.url, error=clip(repr(exc)))
+            await pause(stop, max(0.0, self.interval - (self._monotonic() - started)), self._sleep)
+
+    async def scrape_once(self) -> Snapshot:
+        """Scrape once: ingest and return the snapshot, or stale, count, raise ``ScrapeError``."""
+        started = self._monotonic()
+        t = now_ms(self._clock())
+        self._m_scrapes.inc()
+        self._attempt_s = 0.0
+        self._seen_bytes = None
+        try:
+            body = await self._fetch()
+            decode_started = self._monotonic()
+            flat = await asyncio.to_thread(flatten, body, self._cfg)
+            decode_s = self._monotonic() - decode_started
+        except ScrapeError as exc:
+            self._failed(t, started, exc)
+            raise
+        except Exception as exc:
+            error = ScrapeError("internal", f"scrape failed unexpectedly: {clip(repr(exc))}")
+            log.exception("scrape.bug", url=self.url, error=clip(repr(exc)))
+            self._failed(t, started, error)
+            raise error from exc
+        snapshot = Snapshot(t, flat.samples, flat.meta, len(body), flat.warnings)
+        self._succeeded(snapshot, flat, started, self._attempt_s + decode_s)
+        return snapshot
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _fetch(self) -> bytearray:
+        policy = self._cfg.retry
+        # Retries fit in the interval: the last one can still time out before the next tick.
+        budget = max(0.0, min(policy.max_elapsed, self.interval - self._cfg.timeout))
+        attempts = 1 if self.last.up is False else policy.attempts
+        policy = policy.model_copy(update={"max_elapsed": budget, "attempts": attempts})
+        async for attempt in retrying(
+            policy,
+            (ScrapeTransient,),
+            event="scrape.retry_scheduled",
+            on_retry=self._on_retry,
+            sleep=self._sleep,
+            url=self.url,
+        ):
+            with attempt:
+                return await self._get()
+        raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
+
+    def _on_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self._m_retries.labels(exc.reason if isinstance(exc, ScrapeError) else "internal").inc()
+
+    async def _get(self) -> bytearray:
+        started = self._monotonic()
+        url = self.url
+        try:
+            # The ClientTimeout keeps the shared session's settings out of the scrape, but
+            # aiohttp rounds a total of 5s or more up to the next whole second: the outer
+            # asyncio.timeout holds scrape.timeout exactly.
+            async with asyncio.timeout(self._cfg.timeout):
+                async with self._session.get(
+                    url,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    headers={"Accept": "application/json"},
+                ) as resp:
+                    if resp.status != 200:
+                        raise _status_error(url, resp.status, resp.reason)
+                    return await self._read(resp)
+        except TimeoutError as exc:
+            raise ScrapeTransient(
+                "timeout",
+                f"no complete answer from {url} within scrape.timeout "
+                f"({format_duration(self._cfg.timeout)})",
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            raise ScrapeTransient(
+                "refused" if refused else "connect", f"cannot connect to {url}: {clip(exc, 200)}"
+            ) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise ScrapeTransient(
+                "connection", f"connection to {url} failed: {clip(exc, 200)}"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ScrapeError("http", f"bad answer from {url}: {clip(exc, 200)}") from exc
+        finally:
+            self._attempt_s += self._monotonic() - started
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytearray:
+        limit = int(self._cfg.max_body_bytes)
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            self._seen_bytes = declared
+            raise ScrapeError(
+                "body_too_large",
+                f"{self.url} announces {declared} bytes, more than scrape.max_body_bytes ({limit})",
+            )
+        # One growing buffer, decoded in place: no second copy of a large body.
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                self._seen_bytes = len(body)
+                raise ScrapeError(
+                    "body_too_large",
+                    f"{self.url} sent more than scrape.max_body_bytes ({limit} bytes); "
+                    "raise it or export less",
+                )
+        return body
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _succeeded(self, snap: Snapshot, flat: Flattened, started: float, cost: float) -> None:
+        result = self._store.ingest(snap.timestamp_ms, snap.samples)
+        self.snapshot = snap
+        duration = self._monotonic() - started
+        self._m_up.set(1)
+        self._m_duration.set(duration)
+        self._m_body.set(snap.body_bytes)
+        self._m_series.set(len(snap.samples))
+        for reason, n in flat.collapsed.items():
+            self._m_collapsed.labels(reason).inc(n)
+        self._m_collisions.inc(flat.collisions)
+        for reason, n in flat.dropped.items():
+            self._m_dropped.labels(reason).inc(n)
+        self._m_dropped.labels("store_full").inc(result.refused)
+        if self.last.up is not True:
+            log.info("scrape.target_up", url=self.url, series=len(snap.samples))
+        if flat.warnings != self._warnings:
+            if flat.warnings:
+                log.warning("scrape.warnings", url=self.url, warnings=list(flat.warnings))
+            self._warnings = flat.warnings
+        self.last = replace(
+            self.last,
+            up=True,
+            time_ms=snap.timestamp_ms,
+            duration_s=duration,
+            body_bytes=snap.body_bytes,
+            series=len(snap.samples),
+            reason="",
+            error="",
+        )
+        self._adapt(cost, snap.body_bytes)
+        self._ingest_own(snap.timestamp_ms, 1.0, duration, snap.body_bytes)
+
+    def _ingest_own(self, t: int, up: float, duration: float, body: int | None) -> None:
+        """Write what Prometheus would see of the sidecar, so embedded rules can use it.
+
+        Prometheus scraping the sidecar gets these as ``leak_sidecar_*`` metrics; the
+        embedded engine reads the same names from the store, as Prometheus reads ``up``.
+        """
+        own = {
+            _TARGET_UP: up,
+            _SCRAPE_DURATION: duration,
+            _SCRAPE_INTERVAL: self.interval,
+            **self._constants,
+        }
+        if body is not None:
+            own[_BODY_BYTES] = float(body)
+        self._store.ingest(t, own, origin=OWN)
+
+    def _failed(self, t: int, started: float, exc: ScrapeError) -> None:
+        self._store.mark_stale(t)
+        duration = self._monotonic() - started
+        self._m_up.set(0)
+        self._m_duration.set(duration)
+        self._m_errors.labels(exc.reason).inc()
+        if self._seen_bytes is not None:
+            self._m_body.set(self._seen_bytes)
+        log.debug("scrape.failed", url=self.url, reason=exc.reason, error=str(exc))
+        if self.last.up is not False:
+            log.warning("scrape.target_down", url=self.url, reason=exc.reason, error=str(exc))
+        self.last = replace(
+            self.last,
+            up=False,
+            time_ms=t,
+            duration_s=duration,
+            body_bytes=self._seen_bytes,
+            reason=exc.reason,
+            error=str(exc),
+        )
+        self._adapt(self._attempt_s, self._seen_bytes)
+        self._ingest_own(t, 0.0, duration, self._seen_bytes)
+
+    def _adapt(self, cost: float, body_bytes: int | None) -> None:
+        """Stretch the interval while scrapes are costly; step back once they are cheap."""
+        cfg = self._cfg
+        old = self.interval
+        big = body_bytes is not None and body_bytes > cfg.soft_body_bytes
+        if big or cost > cfg.cost_fraction * old:
+            self._cheap = 0
+            new = min(old * 2, cfg.max_interval)
+            reason = "body_bytes" if big else "cost"
+        elif old > cfg.interval and cost <= cfg.cost_fraction * old / 4:
+            # Cheap enough that half the interval would still cost at most half the budget.
+            self._cheap += 1
+            if self._cheap < _CHEAP_STREAK:
+                return
+            self._cheap = 0
+            new = max(old / 2, cfg.interval)
+            reason = "cheap"
+        else:
+            self._cheap = 0
+            return
+        if new == old:
+            return
+        self.interval = new
+        self._m_interval.set(new)
+        self.last = replace(self.last, interval_s=new)
+        log.info(
+            "scrape.interval_changed",
+            url=self.url,
+            old_seconds=old,
+            new_seconds=new,
+            reason=reason,
+            cost_seconds=round(cost, 6),
+            body_bytes=body_bytes,
+        )
+
+
+_TARGET_UP = labelset({"__name__": "leak_sidecar_target_up"})
+_SCRAPE_DURATION = labelset({"__name__": "leak_sidecar_scrape_duration_seconds"})
+_SCRAPE_INTERVAL = labelset({"__name__": "leak_sidecar_scrape_interval_seconds"})
+_BODY_BYTES = labelset({"__name__": "leak_sidecar_scrape_body_bytes"})
+
+
+def _status_error(url: str, status: int, text: str | None) -> ScrapeError:
+    reason = f"http_{status // 100}xx" if 300 <= status < 600 else "http"
+    message = f"{url} answered {status} {clip(text or '', 100)}".rstrip()
+    if status >= 500 or status == 429:
+        return ScrapeTransient(reason, message)
+    return ScrapeError(reason, message)

@@ -1,0 +1,9 @@
+"""Web: the sidecar's HTTP face. The only stage that imports ``aiohttp.web``.
+
+Owns: the server, its auth and size-limit middleware and probes (``server``), POST
+/alerts (``alerts_api``), the operator API (``actions_api``), the Prometheus-shaped rule
+and alert API (``rules_api``) and the status page (``status``, ``status_view``,
+``status_render``, ``svgchart``).
+
+May import: ``scrape``, ``rules``, ``actions``, ``store``, ``gocompat``, ``core``.
+"""

@@ -1,0 +1,135 @@
+"""The operator's API: see the circuit, break, reset and flush by hand.
+
+``GET /v1/circuit`` shows the state, since when, why, who asked, the alerts holding it
+open and the earliest automatic reset. The POSTs (authenticated by the server like
+every POST) go through the same dispatcher as alerts: the same journal, actuator,
+metrics and log. Their bodies are optional JSON objects (every field has a default);
+unknown fields are refused, since a misspelt ``hold`` must not silently mean false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sidecar.actions.action import Action
+from sidecar.actions.breaker import CircuitState
+from sidecar.actions.dispatch import Dispatcher
+from sidecar.actions.path import ActionPath
+from sidecar.core.errors import JournalError, validation_message
+from sidecar.core.times import iso
+from sidecar.web import alerts_api
+from sidecar.web.server import json_error, refuse_non_json
+
+__all__ = ["BreakRequest", "FlushRequest", "ResetRequest", "path_routes", "routes"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BreakRequest(_Request):
+    """Body of POST /v1/circuit/break."""
+
+    reason: str = Field("manual break", min_length=1, max_length=500)
+    # Strict: "yes" or 1 must not pass for true in a request that decides an outage.
+    hold: bool = Field(False, strict=True, description="Stay open until a manual reset.")
+
+
+class ResetRequest(_Request):
+    """Body of POST /v1/circuit/reset."""
+
+    reason: str = Field("manual reset", min_length=1, max_length=500)
+
+
+class FlushRequest(_Request):
+    """Body of POST /v1/cache/flush."""
+
+    reason: str = Field("manual flush", min_length=1, max_length=500)
+
+
+_R = TypeVar("_R", bound=_Request)
+
+_Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def _body(request: web.Request, model: type[_R]) -> _R | web.Response:
+    """The request body as ``model``, or the 415/422 answer that refuses it."""
+    body = await request.read()
+    if not body.strip():
+        return model()
+    refused = refuse_non_json(request)
+    if refused is not None:
+        return refused
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        return json_error(422, f"invalid request body: {validation_message(exc)}")
+
+
+def _accepting(model: type[_R], act: Callable[[_R], Awaitable[dict[str, Any]]]) -> _Handler:
+    """A POST handler: validate the body, ``act`` on it, answer 202 with what it returns."""
+
+    async def handle(request: web.Request) -> web.Response:
+        req = await _body(request, model)
+        if isinstance(req, web.Response):
+            return req
+        try:
+            accepted = await act(req)
+        except JournalError:
+            return json_error(503, "cannot journal the action, nothing was done; retry later")
+        return web.json_response({"status": "accepted", **accepted}, status=202)
+
+    return handle
+
+
+def _action_view(action: Action) -> dict[str, Any]:
+    return {
+        "id": action.id,
+        "action": action.kind,
+        "reason": action.reason,
+        "created": iso(action.created_ms),
+    }
+
+
+def routes(dispatcher: Dispatcher, *, dry_run: bool = False) -> list[web.RouteDef]:
+    """The operator routes, bound to ``dispatcher``."""
+
+    def circuit(state: CircuitState) -> dict[str, Any]:
+        return {
+            **state.view(),
+            "dry_run": dry_run,
+            "pending_actions": [_action_view(a) for a in dispatcher.pending.values()],
+        }
+
+    async def get_circuit(request: web.Request) -> web.Response:
+        return web.json_response(circuit(dispatcher.breaker.state))
+
+    async def do_break(req: BreakRequest) -> dict[str, Any]:
+        action, state = await dispatcher.manual_break(req.reason, req.hold)
+        return {"action": _action_view(action), "circuit": circuit(state)}
+
+    async def do_reset(req: ResetRequest) -> dict[str, Any]:
+        action, state = await dispatcher.manual_reset(req.reason)
+        return {"action": _action_view(action), "circuit": circuit(state)}
+
+    async def do_flush(req: FlushRequest) -> dict[str, Any]:
+        return {"action": _action_view(await dispatcher.manual_flush(req.reason))}
+
+    return [
+        web.get("/v1/circuit", get_circuit),
+        web.post("/v1/circuit/break", _accepting(BreakRequest, do_break)),
+        web.post("/v1/circuit/reset", _accepting(ResetRequest, do_reset)),
+        web.post("/v1/cache/flush", _accepting(FlushRequest, do_flush)),
+    ]
+
+
+def path_routes(path: ActionPath, registry: CollectorRegistry) -> list[web.RouteDef]:
+    """The whole action path over HTTP: ``POST /alerts`` and the operator API."""
+    return alerts_api.routes(path.receiver, registry) + routes(
+        path.dispatcher, dry_run=path.cfg.breaker.dry_run
+    )

@@ -1,0 +1,182 @@
+"""The status page, GET /: what the sidecar sees and did, on one server-rendered page.
+
+``StatusAdapter`` builds the page's ``StatusView`` (``web.status_view``) from the
+stages' state on each request; ``status_render`` turns it into HTML.
+
+The page is plain HTML with inline CSS and inline SVG: no script, no external asset, so
+it works through a port-forward, in a locked-down browser and in a terminal browser.
+Every string on it may come from an attacker (label values are chosen by the app and by
+alert senders), so the renderer escapes at every interpolation and the response carries
+a Content-Security-Policy that forbids scripts in case one ever slips through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from sidecar.actions.path import ActionPath
+from sidecar.core.model import labelset
+from sidecar.core.times import now_ms
+from sidecar.rules.alerting import AlertingRule, AlertState
+from sidecar.rules.condition import ScrapeView
+from sidecar.rules.engine import Group
+from sidecar.store import Store
+from sidecar.web.status_render import render_page
+from sidecar.web.status_view import (
+    ActionRecord,
+    ActiveAlert,
+    BreakerEvent,
+    BreakerStatus,
+    RuleHealth,
+    RuleState,
+    RuleStatus,
+    StatusSource,
+    StatusView,
+    TargetStatus,
+)
+from sidecar.web.svgchart import chart_series
+
+__all__ = ["StatusAdapter", "routes", "rule_metric_names"]
+
+_RECENT = 20  # actions and transitions shown on the page
+_STATES: dict[AlertState, RuleState] = {
+    AlertState.INACTIVE: "inactive",
+    AlertState.PENDING: "pending",
+    AlertState.FIRING: "firing",
+}
+
+
+def rule_metric_names(groups: Sequence[Group]) -> list[str]:
+    """Every metric name the loaded rules select, in rule order, once each."""
+    names: dict[str, None] = {}
+    for g in groups:
+        for rule in g.rules:
+            names.update(dict.fromkeys(sorted(rule.spec.query.metric_names)))
+    return list(names)
+
+
+# Defence in depth behind the escaping: even injected markup could not run a script,
+# load anything or send a form anywhere.
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def routes(source: StatusSource, *, refresh_s: int = 10) -> list[web.RouteDef]:
+    """GET / (and HEAD /): the status page, reloading itself every ``refresh_s`` (0: never)."""
+    if refresh_s < 0:
+        raise ValueError(f"refresh_s must be 0 (off) or positive, got {refresh_s}")
+
+    async def page(request: web.Request) -> web.Response:
+        body = render_page(source.status(), refresh_s=refresh_s)
+        return web.Response(text=body, content_type="text/html", charset="utf-8", headers=_HEADERS)
+
+    return [web.get("/", page)]
+
+
+class StatusAdapter:
+    """Implements the status page's ``StatusSource``."""
+
+    def __init__(
+        self,
+        scraper: ScrapeView,
+        groups: Sequence[Group],
+        path: ActionPath,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._scraper = scraper
+        self._groups = groups
+        self._path = path
+        self._store = store
+        self._clock = clock
+        self._names = rule_metric_names(groups)
+
+    def status(self) -> StatusView:
+        """The page's whole content, read now."""
+        now = now_ms(self._clock())
+        last = self._scraper.last
+        target = TargetStatus(
+            url=last.url,
+            health=last.health,
+            last_scrape_ms=last.time_ms,
+            duration_s=last.duration_s,
+            body_bytes=last.body_bytes,
+            series=last.series,
+            error=last.error,
+            interval_s=last.interval_s,
+        )
+        rules: list[RuleStatus] = []
+        alerts: list[ActiveAlert] = []
+        for g in self._groups:
+            for rule in g.rules:
+                health: RuleHealth = (
+                    "ok" if rule.health == "ok" else ("err" if rule.health == "err" else "unknown")
+                )
+                state: RuleState | None = None
+                if isinstance(rule, AlertingRule):
+                    state = _STATES[rule.state()]
+                    alerts.extend(
+                        ActiveAlert(
+                            labels=a.labels,
+                            state="firing" if a.state == AlertState.FIRING else "pending",
+                            since_ms=a.active_at,
+                            value=a.value,
+                            summary=dict(a.annotations).get("summary", ""),
+                        )
+                        for a in rule.active_alerts()
+                    )
+                rules.append(
+                    RuleStatus(
+                        group=g.spec.name,
+                        name=rule.name,
+                        kind="alerting" if state is not None else "recording",
+                        expr=rule.spec.expr,
+                        state=state,
+                        health=health,
+                        last_value=rule.last_value,
+                        last_eval_ms=rule.evaluation_at,
+                        last_error=rule.last_error,
+                    )
+                )
+        circuit = self._path.breaker.state
+        history = self._path.dispatcher.history
+        breaker = BreakerStatus(
+            state=circuit.state,
+            since_ms=circuit.since_ms or None,
+            reason=circuit.reason,
+            source=circuit.source,
+            holders=tuple(labelset(h.alert.labels) for h in circuit.holders),
+            earliest_reset_ms=circuit.open_until_ms,
+            dry_run=self._path.cfg.breaker.dry_run,
+            history=tuple(
+                BreakerEvent(t.at_ms, t.state, t.reason, t.source)  # type: ignore[arg-type]
+                for t in history.transitions()[:_RECENT]
+            ),
+        )
+        actions = tuple(
+            ActionRecord(e.at_ms, e.kind, e.source, e.reason, e.outcome, e.attempts)
+            for e in history.actions()[:_RECENT]
+        )
+        charts = chart_series(
+            self._store, self._names, now_ms=now, window_ms=self._store.retention_ms
+        )
+        return StatusView(
+            now_ms=now,
+            target=target,
+            rules=tuple(rules),
+            alerts=tuple(alerts),
+            breaker=breaker,
+            actions=actions,
+            charts=charts,
+        )

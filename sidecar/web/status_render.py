@@ -1,0 +1,393 @@
+"""HTML for the status page: a ``StatusView`` in, one self-contained document out.
+
+Markup is built with ``_el``, which escapes every child and every attribute value unless
+it is already ``_Html`` (made by ``_el`` itself or by the chart renderer): escaping is the
+default and forgetting it is not possible by omission. Long foreign text is clipped.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Sequence
+
+from sidecar.core.config import format_duration
+from sidecar.core.errors import clip
+from sidecar.core.model import LabelSet, metric_name
+from sidecar.core.times import ms_to_datetime
+from sidecar.web.status_view import (
+    ActionRecord,
+    ActiveAlert,
+    BreakerStatus,
+    RuleStatus,
+    StatusView,
+    TargetStatus,
+)
+from sidecar.web.svgchart import ChartSeries, render_chart
+
+__all__ = ["format_labels", "format_value", "render_page"]
+
+_NONE = "\u2014"  # an em dash: "no value" reads better than an empty cell
+
+# Badge tone per state word: the word is always printed, the colour only repeats it.
+_TONE = {
+    "up": "good",
+    "ok": "good",
+    "closed": "good",
+    "success": "good",
+    "down": "bad",
+    "err": "bad",
+    "firing": "bad",
+    "open": "bad",
+    "rejected": "bad",
+    "gave_up": "bad",
+    "held": "held",
+    "pending": "warn",
+    "dry_run": "warn",
+    "dry-run": "warn",
+}
+
+_CSS = """
+:root{--fg:#1f2328;--mute:#59636e;--line:#d1d9e0;--bg:#fff;--head:#f6f8fa}
+*{box-sizing:border-box}
+body{margin:0;padding:12px 16px;font:14px/1.4 system-ui,sans-serif;color:var(--fg);
+ background:var(--bg)}
+header{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 16px;
+ border-bottom:2px solid var(--line);padding-bottom:8px}
+h1{font-size:20px;margin:0}
+h2{font-size:16px;margin:16px 0 6px}
+h3{font-size:14px;margin:10px 0 4px}
+section{overflow-x:auto}
+.summary{display:flex;flex-wrap:wrap;gap:6px 12px;margin:0;padding:0;list-style:none}
+.muted,.gen{color:var(--mute)}
+.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:0 24px}
+table{border-collapse:collapse;width:100%;margin:0 0 4px}
+th,td{border:1px solid var(--line);padding:3px 6px;text-align:left;vertical-align:top}
+thead th,table.kv th{background:var(--head);font-weight:600}
+table.kv th{width:11em;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+code,.lbl{font:12px/1.3 ui-monospace,monospace;overflow-wrap:anywhere}
+.lbl{display:inline-block;background:var(--head);border:1px solid var(--line);
+ border-radius:3px;padding:0 4px;margin:1px 2px 1px 0}
+.expr{display:block;color:var(--mute)}
+.err{color:#a40e26;overflow-wrap:anywhere}
+.badge{display:inline-block;min-width:4.5em;text-align:center;padding:0 6px;
+ border-radius:3px;font-weight:600;color:#fff;background:#6e7781}
+.good{background:#1a7f37}.bad{background:#cf222e}.warn{background:#9a6700}.held{background:#8250df}
+.empty{color:var(--mute);font-style:italic;margin:4px 0}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(380px,100%),1fr));gap:12px}
+figure{margin:0;border:1px solid var(--line);padding:4px 6px}
+figcaption{font-size:12px;overflow-wrap:anywhere}
+svg.chart{display:block;width:100%;height:auto}
+svg .frame{fill:none;stroke:var(--line)}
+svg .line{fill:none;stroke:#0969da;stroke-width:1.5;stroke-linejoin:round}
+svg .dot{fill:#0969da}
+svg text{font:11px ui-monospace,monospace;fill:var(--mute)}
+"""
+
+
+class _Html(str):
+    """Text that is already markup; everything else is escaped on the way in."""
+
+    __slots__ = ()
+
+
+def _iso(ms: int) -> str:
+    return ms_to_datetime(ms).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _esc(value: object) -> _Html:
+    if isinstance(value, _Html):
+        return value
+    return _Html(html.escape(str(value), quote=True))
+
+
+def _cat(parts: Iterable[object]) -> _Html:
+    return _Html("".join(_esc(p) for p in parts if p is not None))
+
+
+def _el(tag: str, *children: object, **attrs: object) -> _Html:
+    """``<tag attrs>children</tag>``; ``class_`` is ``class``, ``aria_label`` is ``aria-label``."""
+    names = "".join(
+        f' {k.rstrip("_").replace("_", "-")}="{_esc(v)}"' for k, v in attrs.items() if v is not None
+    )
+    return _Html(f"<{tag}{names}>{_cat(children)}</{tag}>")
+
+
+def format_value(v: float | None) -> str:
+    """A sample value as Prometheus prints it: integers whole, others to 6 digits."""
+    if v is None:
+        return _NONE
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:.6g}"
+
+
+def format_labels(labels: LabelSet) -> str:
+    """A label set in PromQL's selector form: ``name{a="x", b="y"}`` (values as given)."""
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels if k != "__name__")
+    return f"{metric_name(labels)}{{{inner}}}" if inner else metric_name(labels) or "{}"
+
+
+def _badge(word: str, ident: str | None = None) -> _Html:
+    tone = _TONE.get(word, "")
+    return _el("span", word, class_=f"badge {tone}".strip(), id=ident)
+
+
+def _when(now: int, ms: int | None) -> _Html:
+    """A relative time (``12s ago``, ``in 4m``) with the exact instant in ``datetime``/title."""
+    if ms is None:
+        return _Html(_NONE)
+    delta = round((now - ms) / 1000)
+    text = f"{format_duration(delta)} ago" if delta >= 0 else f"in {format_duration(-delta)}"
+    stamp = _iso(ms)
+    return _el("time", text, datetime=stamp, title=stamp)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return _NONE
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit} ({n} B)"
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return _NONE
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _chips(labels: LabelSet, skip: Iterable[str] = ()) -> _Html:
+    skipped = set(skip)
+    return _cat(
+        _el("span", f'{k}="{clip(v)}"', class_="lbl") for k, v in labels if k not in skipped
+    )
+
+
+def _kv(rows: Iterable[tuple[str, str, object]]) -> _Html:
+    """A two-column table of (id, heading, cell) rows."""
+    body = _cat(
+        _el("tr", _el("th", head, scope="row"), _el("td", cell, id=ident))
+        for ident, head, cell in rows
+    )
+    return _el("table", _el("tbody", body), class_="kv")
+
+
+def _table(ident: str, heads: Iterable[str], rows: Iterable[Iterable[_Html]]) -> _Html:
+    thead = _el("thead", _el("tr", _cat(_el("th", h, scope="col") for h in heads)))
+    tbody = _el("tbody", _cat(_el("tr", _cat(row)) for row in rows))
+    return _el("table", thead, tbody, id=ident)
+
+
+def _table_or_note(
+    ident: str, heads: Iterable[str], rows: Sequence[Iterable[_Html]], note_id: str, note: str
+) -> _Html:
+    """The table of ``rows``, or with none the ``note`` that says why the page shows none."""
+    if not rows:
+        return _el("p", note, class_="empty", id=note_id)
+    return _table(ident, heads, rows)
+
+
+def _section(ident: str, title: str, *body: object) -> _Html:
+    return _el("section", _el("h2", title, id=f"{ident}-h"), *body, aria_labelledby=f"{ident}-h")
+
+
+def _target(now: int, t: TargetStatus) -> _Html:
+    return _section(
+        "target",
+        "Target",
+        _kv(
+            [
+                ("target-url", "Expvar URL", _el("code", clip(t.url))),
+                ("target-health", "Health", _badge(t.health)),
+                ("target-last-scrape", "Last scrape", _when(now, t.last_scrape_ms)),
+                ("target-duration", "Duration", _seconds(t.duration_s)),
+                ("target-body", "Body size", _bytes(t.body_bytes)),
+                ("target-series", "Series", _NONE if t.series is None else str(t.series)),
+                (
+                    "target-interval",
+                    "Interval",
+                    _NONE if t.interval_s is None else format_duration(t.interval_s),
+                ),
+                (
+                    "target-error",
+                    "Last error",
+                    _el("span", clip(t.error), class_="err") if t.error else _NONE,
+                ),
+            ]
+        ),
+    )
+
+
+def _breaker(now: int, b: BreakerStatus) -> _Html:
+    holders = _cat(_el("div", _chips(h)) for h in b.holders) if b.holders else _Html(_NONE)
+    mode = _badge("dry-run") if b.dry_run else _Html("live")
+    history = [
+        (
+            _el("td", _when(now, e.at_ms)),
+            _el("td", _badge(e.state)),
+            _el("td", clip(e.source)),
+            _el("td", clip(e.reason)),
+        )
+        for e in b.history
+    ]
+    return _section(
+        "breaker",
+        "Circuit breaker",
+        _kv(
+            [
+                ("breaker-state", "State", _badge(b.state)),
+                ("breaker-mode", "Mode", mode),
+                ("breaker-since", "Since", _when(now, b.since_ms)),
+                ("breaker-reason", "Reason", clip(b.reason) or _NONE),
+                ("breaker-source", "Source", clip(b.source) or _NONE),
+                ("breaker-holders", "Held open by", holders),
+                ("breaker-reset", "Earliest auto-reset", _when(now, b.earliest_reset_ms)),
+            ]
+        ),
+        _el("h3", "Recent changes", class_="muted"),
+        _table_or_note(
+            "breaker-history",
+            ("When", "State", "Source", "Reason"),
+            history,
+            "breaker-history-empty",
+            "No state changes yet.",
+        ),
+    )
+
+
+def _alerts(now: int, alerts: tuple[ActiveAlert, ...]) -> _Html:
+    rows = [
+        (
+            _el("td", clip(dict(a.labels).get("alertname", _NONE))),
+            _el("td", _badge(a.state)),
+            _el("td", _when(now, a.since_ms)),
+            _el("td", format_value(a.value), class_="num"),
+            _el("td", _chips(a.labels, ("alertname",))),
+            _el("td", clip(a.summary)),
+        )
+        for a in alerts
+    ]
+    heads = ("Alert", "State", "Since", "Value", "Labels", "Summary")
+    return _section(
+        "alerts",
+        f"Active alerts ({len(alerts)})",
+        _table_or_note("alerts-table", heads, rows, "alerts-empty", "No pending or firing alerts."),
+    )
+
+
+def _rules(now: int, rules: tuple[RuleStatus, ...]) -> _Html:
+    rows = [
+        (
+            _el("td", clip(r.group)),
+            _el("td", _el("strong", clip(r.name)), _el("code", clip(r.expr), class_="expr")),
+            _el("td", _badge(r.state) if r.state else _Html("recording")),
+            _el("td", _badge(r.health)),
+            _el("td", format_value(r.last_value), class_="num"),
+            _el("td", _when(now, r.last_eval_ms)),
+            _el("td", clip(r.last_error), class_="err"),
+        )
+        for r in rules
+    ]
+    heads = ("Group", "Rule", "State", "Health", "Last value", "Evaluated", "Last error")
+    return _section(
+        "rules",
+        f"Rules ({len(rules)})",
+        _table_or_note("rules-table", heads, rows, "rules-empty", "No rules loaded."),
+    )
+
+
+def _actions(now: int, actions: tuple[ActionRecord, ...]) -> _Html:
+    rows = [
+        (
+            _el("td", _when(now, a.at_ms)),
+            _el("td", clip(a.action)),
+            _el("td", clip(a.source)),
+            _el("td", clip(a.reason)),
+            _el("td", _badge(clip(a.outcome))),
+            _el("td", str(a.attempts), class_="num"),
+            _el("td", clip(a.error), class_="err"),
+        )
+        for a in actions
+    ]
+    heads = ("When", "Action", "Source", "Reason", "Outcome", "Attempts", "Error")
+    return _section(
+        "actions",
+        "Recent actions",
+        _table_or_note("actions-table", heads, rows, "actions-empty", "No actions yet."),
+    )
+
+
+def _chart(index: int, c: ChartSeries) -> _Html:
+    name = clip(format_labels(c.labels))
+    last = _NONE if c.last is None else format_value(c.last[1])
+    note = " (stale)" if c.stale else ""
+    return _el(
+        "figure",
+        _el(
+            "figcaption",
+            _el("code", name),
+            " ",
+            _el("span", f"last {last}{note}, {c.samples} samples", class_="muted"),
+        ),
+        _Html(render_chart(c, name)),
+        id=f"chart-{index}",
+    )
+
+
+def _charts(view: StatusView) -> _Html:
+    cs = view.charts
+    if not cs.series:
+        body = _el("p", "No series to chart.", class_="empty", id="charts-empty")
+    else:
+        grid = _el("div", _cat(_chart(i, c) for i, c in enumerate(cs.series)), class_="charts")
+        more = (
+            _el("p", f"{cs.omitted} more series not shown.", class_="muted", id="charts-omitted")
+            if cs.omitted
+            else None
+        )
+        body = _cat((grid, more))
+    return _section("charts", "Series the rules read", body)
+
+
+def _summary(view: StatusView) -> _Html:
+    firing = sum(1 for a in view.alerts if a.state == "firing")
+    generated = _iso(view.now_ms)
+    return _el(
+        "ul",
+        _el("li", "target ", _badge(view.target.health, "summary-target")),
+        _el("li", "circuit ", _badge(view.breaker.state, "summary-circuit")),
+        _el("li", _el("span", f"{firing} firing", id="summary-firing")),
+        _el("li", "generated ", _el("time", generated, datetime=generated)),
+        class_="summary",
+    )
+
+
+def render_page(view: StatusView, *, refresh_s: int = 10) -> str:
+    """The whole document for ``view``; ``refresh_s`` 0 leaves out the reload."""
+    now = view.now_ms
+    refresh = _Html(f'<meta http-equiv="refresh" content="{int(refresh_s)}">') if refresh_s else ""
+    main = _el(
+        "main",
+        _el("div", _target(now, view.target), _breaker(now, view.breaker), class_="cols"),
+        _alerts(now, view.alerts),
+        _rules(now, view.rules),
+        _actions(now, view.actions),
+        _charts(view),
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"{refresh}<title>leak-sidecar status</title><style>{_CSS}</style></head>"
+        f"<body>{_el('header', _el('h1', 'leak-sidecar'), _summary(view))}{main}</body></html>"
+    )
