@@ -83,10 +83,12 @@ class Sidecar:
         self.monotonic = monotonic
         self.sleep = sleep
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.groups = load_patterns(cfg.rules.files)
+        # Built once, shared: the engine evaluates these groups; the breaker's condition,
+        # the rules API and the status page read them.
+        self.groups = runtime_groups(load_patterns(cfg.rules.files), cfg.rules)
         self.memory_limit = memory_limit(cfg)
         cap_ms = round(cfg.store.max_retention * 1000)
-        wanted_ms = longest_range_ms(self.groups) + LOOKBACK_MS
+        wanted_ms = longest_range_ms([g.spec for g in self.groups]) + LOOKBACK_MS
         if wanted_ms > cap_ms:
             log.warning("store.retention_capped", wanted_ms=wanted_ms, cap_ms=cap_ms)
         self.store = Store(retention_ms=min(wanted_ms, cap_ms), max_series=cfg.store.max_series)
@@ -148,9 +150,7 @@ class Sidecar:
             constants=self._constants(),
         )
         self.registry.register(ExpvarCollector(self.store, lambda: scraper.meta))
-        # Built once, shared: the engine evaluates these groups, the condition, the
-        # rules API and the status page read them.
-        groups = runtime_groups(self.groups, cfg.rules)
+        groups = self.groups
         condition = Condition(scraper, self.store, groups, clock=self.clock)
         path = build_action_path(
             cfg, session=session, registry=self.registry, view=condition, clock=self.clock

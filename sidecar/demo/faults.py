@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sidecar.core.loops import pause
+
 __all__ = ["Fault", "FaultQueue", "drop"]
 
 
@@ -94,16 +96,7 @@ class FaultQueue:
         """Sit out the fault's delay; False when the app began shutting down meanwhile."""
         if fault is None or not fault.delay:
             return True
-        waits = [
-            asyncio.ensure_future(self._sleep(fault.delay)),
-            asyncio.ensure_future(self.closing.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-        return not self.closing.is_set()
+        return not await pause(self.closing, fault.delay, self._sleep)
 
 
 async def drop(

@@ -160,7 +160,8 @@ async def run_demo(
                 result.calls = dict(watcher.counts)
         finally:
             stop.set()
-            await asyncio.wait_for(task, 30)
+            async with asyncio.timeout(30):
+                await task
             await runner.cleanup()
     result.app_s = clock.elapsed()
     return result

@@ -1,14 +1,12 @@
 """The scrape loop: GET the app's expvar endpoint, flatten it, feed the store, adapt.
 
 Every ``scrape.interval`` the ``Scraper`` fetches ``app.base_url + app.expvar_path``
-with ``scrape.timeout`` covering the whole answer (a server that trickles bytes times
-out) and ``scrape.max_body_bytes`` counted while the body streams in. Refused
-connections, timeouts, resets and 5xx/429 answers are retried within the interval
-(``sidecar.core.retry``), unless the target is already known down: a dead app is probed once
-per interval, not hammered. A success is ingested into the store, which stales the
-series that vanished; a failure stales every scrape series and is counted by reason.
-The target's state changes are logged (``scrape.target_down``, ``scrape.target_up``),
-not every failure.
+(``scrape.fetch``: bounded in time and size). Refused connections, timeouts, resets and
+5xx/429 answers are retried within the interval (``core.retry``), unless the target is
+already known down: a dead app is probed once per interval, not hammered. A success is
+ingested into the store, which stales the series that vanished; a failure stales every
+scrape series and is counted by reason. The target's state changes are logged
+(``scrape.target_down``, ``scrape.target_up``), not every failure.
 
 Reading Go's /debug/vars is not free for the app: it stops the world for
 ``runtime.ReadMemStats`` and renders every expvar map. When a scrape costs more than
@@ -29,12 +27,13 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from tenacity import RetryCallState
 
-from sidecar.core.config import Config, format_duration
+from sidecar.core.config import Config
 from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
 from sidecar.core.loops import Sleep, pause
 from sidecar.core.model import LabelSet, MetricMeta, ScrapeFacts, Snapshot, labelset
 from sidecar.core.retry import retrying
 from sidecar.core.times import now_ms
+from sidecar.scrape.fetch import ERROR_REASONS, TRANSIENT_REASONS, BodyTooLarge, fetch
 from sidecar.scrape.flatten import COLLAPSE_REASONS, DROP_REASONS, Flattened, flatten
 from sidecar.store import Store
 
@@ -45,26 +44,6 @@ __all__ = ["ERROR_REASONS", "Scraper"]
 
 log = structlog.get_logger(__name__)
 
-ERROR_REASONS = (
-    "refused",
-    "connect",
-    "connection",
-    "timeout",
-    "http_3xx",
-    "http_4xx",
-    "http_5xx",
-    "http",
-    "body_too_large",
-    "invalid_json",
-    "not_object",
-    "too_deep",
-    "too_many_keys",
-    "internal",
-)
-"""Every ``reason`` label of ``leak_sidecar_scrape_errors_total``."""
-
-_TRANSIENT_REASONS = ("refused", "connect", "connection", "timeout", "http_4xx", "http_5xx")
-_CHUNK = 64 * 1024
 # Scrapes this cheap in a row before the interval steps back down: no flapping.
 _CHEAP_STREAK = 3
 
@@ -174,7 +153,7 @@ class Scraper:
         # Every label value exists from the start, so that rate() works on the first error.
         for reason in ERROR_REASONS:
             self._m_errors.labels(reason)
-        for reason in _TRANSIENT_REASONS:
+        for reason in TRANSIENT_REASONS:
             self._m_retries.labels(reason)
         for reason in COLLAPSE_REASONS:
             self._m_collapsed.labels(reason)
@@ -245,62 +224,19 @@ class Scraper:
 
     async def _get(self) -> bytearray:
         started = self._monotonic()
-        url = self.url
         try:
-            # The ClientTimeout keeps the shared session's settings out of the scrape, but
-            # aiohttp rounds a total of 5s or more up to the next whole second: the outer
-            # asyncio.timeout holds scrape.timeout exactly.
-            async with asyncio.timeout(self._cfg.timeout):
-                async with self._session.get(
-                    url,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    headers={"Accept": "application/json"},
-                ) as resp:
-                    if resp.status != 200:
-                        raise _status_error(url, resp.status, resp.reason)
-                    return await self._read(resp)
-        except TimeoutError as exc:
-            raise ScrapeTransient(
-                "timeout",
-                f"no complete answer from {url} within scrape.timeout "
-                f"({format_duration(self._cfg.timeout)})",
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(exc.os_error, ConnectionRefusedError)
-            raise ScrapeTransient(
-                "refused" if refused else "connect", f"cannot connect to {url}: {clip(exc, 200)}"
-            ) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise ScrapeTransient(
-                "connection", f"connection to {url} failed: {clip(exc, 200)}"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise ScrapeError("http", f"bad answer from {url}: {clip(exc, 200)}") from exc
+            return await fetch(
+                self._session,
+                self.url,
+                within=self._cfg.timeout,
+                client_timeout=self._timeout,
+                limit=int(self._cfg.max_body_bytes),
+            )
+        except BodyTooLarge as exc:
+            self._seen_bytes = exc.seen_bytes
+            raise
         finally:
             self._attempt_s += self._monotonic() - started
-
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytearray:
-        limit = int(self._cfg.max_body_bytes)
-        declared = resp.content_length
-        if declared is not None and declared > limit:
-            self._seen_bytes = declared
-            raise ScrapeError(
-                "body_too_large",
-                f"{self.url} announces {declared} bytes, more than scrape.max_body_bytes ({limit})",
-            )
-        # One growing buffer, decoded in place: no second copy of a large body.
-        body = bytearray()
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            body += chunk
-            if len(body) > limit:
-                self._seen_bytes = len(body)
-                raise ScrapeError(
-                    "body_too_large",
-                    f"{self.url} sent more than scrape.max_body_bytes ({limit} bytes); "
-                    "raise it or export less",
-                )
-        return body
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -416,11 +352,3 @@ _TARGET_UP = labelset({"__name__": "leak_sidecar_target_up"})
 _SCRAPE_DURATION = labelset({"__name__": "leak_sidecar_scrape_duration_seconds"})
 _SCRAPE_INTERVAL = labelset({"__name__": "leak_sidecar_scrape_interval_seconds"})
 _BODY_BYTES = labelset({"__name__": "leak_sidecar_scrape_body_bytes"})
-
-
-def _status_error(url: str, status: int, text: str | None) -> ScrapeError:
-    reason = f"http_{status // 100}xx" if 300 <= status < 600 else "http"
-    message = f"{url} answered {status} {clip(text or '', 100)}".rstrip()
-    if status >= 500 or status == 429:
-        return ScrapeTransient(reason, message)
-    return ScrapeError(reason, message)

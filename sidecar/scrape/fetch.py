@@ -1,0 +1,119 @@
+"""One GET of the app's expvar endpoint: bounded in time and size, every failure named.
+
+``scrape.timeout`` covers the whole answer (a server that trickles bytes times out) and
+``scrape.max_body_bytes`` is counted while the body streams in, so a huge or endless
+answer is cut off without being held. Each failure is a ``ScrapeError`` whose
+``reason`` is one of ``ERROR_REASONS``; refused connections, timeouts, resets and
+5xx/429 answers are ``ScrapeTransient``: a retry within the interval may cure them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from sidecar.core.config import format_duration
+from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
+
+__all__ = ["ERROR_REASONS", "TRANSIENT_REASONS", "BodyTooLarge", "fetch"]
+
+ERROR_REASONS = (
+    "refused",
+    "connect",
+    "connection",
+    "timeout",
+    "http_3xx",
+    "http_4xx",
+    "http_5xx",
+    "http",
+    "body_too_large",
+    "invalid_json",
+    "not_object",
+    "too_deep",
+    "too_many_keys",
+    "internal",
+)
+"""Every ``reason`` label of ``leak_sidecar_scrape_errors_total``."""
+TRANSIENT_REASONS = ("refused", "connect", "connection", "timeout", "http_4xx", "http_5xx")
+"""The reasons a retry is tried for (429 is a 4xx that asks for one)."""
+
+_CHUNK = 64 * 1024
+
+
+class BodyTooLarge(ScrapeError):
+    """The body passed ``scrape.max_body_bytes``; ``seen_bytes`` is how much was seen."""
+
+    def __init__(self, message: str, seen_bytes: int) -> None:
+        super().__init__("body_too_large", message)
+        self.seen_bytes = seen_bytes
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    within: float,
+    client_timeout: aiohttp.ClientTimeout,
+    limit: int,
+) -> bytearray:
+    """GET ``url`` and return its body within ``within`` seconds, or raise a
+    ``ScrapeError`` naming the reason."""
+    try:
+        # The ClientTimeout keeps the shared session's settings out of the scrape, but
+        # aiohttp rounds a total of 5s or more up to the next whole second: the outer
+        # asyncio.timeout holds scrape.timeout exactly.
+        async with asyncio.timeout(within):
+            async with session.get(
+                url,
+                timeout=client_timeout,
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+            ) as resp:
+                if resp.status != 200:
+                    raise _status_error(url, resp.status, resp.reason)
+                return await _read(url, resp, limit)
+    except TimeoutError as exc:
+        raise ScrapeTransient(
+            "timeout",
+            f"no complete answer from {url} within scrape.timeout ({format_duration(within)})",
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        refused = isinstance(exc.os_error, ConnectionRefusedError)
+        raise ScrapeTransient(
+            "refused" if refused else "connect", f"cannot connect to {url}: {clip(exc, 200)}"
+        ) from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        raise ScrapeTransient(
+            "connection", f"connection to {url} failed: {clip(exc, 200)}"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ScrapeError("http", f"bad answer from {url}: {clip(exc, 200)}") from exc
+
+
+async def _read(url: str, resp: aiohttp.ClientResponse, limit: int) -> bytearray:
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(
+            f"{url} announces {declared} bytes, more than scrape.max_body_bytes ({limit})",
+            declared,
+        )
+    # One growing buffer, decoded in place: no second copy of a large body.
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(
+                f"{url} sent more than scrape.max_body_bytes ({limit} bytes); "
+                "raise it or export less",
+                len(body),
+            )
+    return body
+
+
+def _status_error(url: str, status: int, text: str | None) -> ScrapeError:
+    reason = f"http_{status // 100}xx" if 300 <= status < 600 else "http"
+    message = f"{url} answered {status} {clip(text or '', 100)}".rstrip()
+    if status >= 500 or status == 429:
+        return ScrapeTransient(reason, message)
+    return ScrapeError(reason, message)
