@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# leak-sidecar: build a wheel in one stage, install it into a clean slim image in the next.
+# leak-sidecar: build a wheel in one stage, install it into a clean slim image in the next,
+# with its dependencies exactly as requirements/runtime.txt pins and hashes them.
 #
 #   docker build -t leak-sidecar:0.1.0 .
 #   docker run --rm -e LEAK_SIDECAR_TOKEN=... -p 9120:9120 leak-sidecar:0.1.0
@@ -15,8 +16,8 @@ COPY pyproject.toml README.md ./
 COPY sidecar/ sidecar/
 # The rule pack ships inside the package too (sidecar.pack), for `leak-sidecar demo`.
 COPY rules/ rules/
-# Wheels for the package and every dependency, so the final stage installs offline.
-RUN pip wheel --wheel-dir /wheels .
+# The package alone: its dependencies come from the lock, in the final stage.
+RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:${PYTHON_VERSION}-slim
 LABEL org.opencontainers.image.title="leak-sidecar" \
@@ -26,9 +27,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-# The wheels are bind-mounted, not copied: they never become a layer of the image.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels leak-sidecar \
+# The lock and the wheel are bind-mounted, not copied: they never become a layer of the image.
+# Every pinned release has a wheel for CPython 3.11 on glibc x86_64 and arm64, so binaries
+# only: nothing is compiled, and a missing wheel fails the build instead of building from source.
+RUN --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
+    --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --require-hashes --only-binary :all: -r /tmp/runtime.txt \
+    && pip install --no-deps --no-index /wheels/leak_sidecar-*.whl \
     && groupadd --gid 65532 nonroot \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin nonroot \
