@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from sidecar import __version__
-from sidecar.core.config import ENV_CONFIG, Config, load
+from sidecar.core.config import Config
+from sidecar.core.config_load import ENV_CONFIG, load
 from sidecar.core.errors import ConfigError
 
 __all__ = ["main"]

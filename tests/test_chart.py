@@ -18,7 +18,8 @@ import yaml
 
 import sidecar
 from sidecar.cli import main as cli_main
-from sidecar.core.config import Config, load
+from sidecar.core.config import Config
+from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
 from sidecar.demo.sim import Simulation
 

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 from conftest import config_keys
+from pydantic import TypeAdapter, ValidationError
 
 from sidecar import __version__
 from sidecar.cli import main
-from sidecar.core.config import Config, format_duration, load, parse_duration
+from sidecar.core.config import Config
+from sidecar.core.config_fields import Duration
+from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
 
 TOKEN_ENV = {"LEAK_SIDECAR_TOKEN": "s3cret"}
@@ -24,24 +27,41 @@ def test_shipped_config_is_valid_and_equals_the_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("5s", 5.0), ("10m", 600.0), ("1h30m", 5400.0), ("500ms", 0.5), ("1d", 86400.0), ("0s", 0.0)],
+    [("5s", 5.0), ("10m", 600.0), ("1h30m", 5400.0), ("500ms", 0.5), ("1d", 86400.0), ("0", 0.0)],
 )
-def test_parse_duration_accepts_prometheus_syntax(text: str, seconds: float) -> None:
-    """Durations use Prometheus's unit syntax."""
-    assert parse_duration(text) == seconds
+def test_duration_fields_read_prometheus_syntax_as_seconds(text: str, seconds: float) -> None:
+    """A duration field takes Prometheus's syntax, a bare 0 included, and holds seconds."""
+    assert TypeAdapter(Duration).validate_python(text) == seconds
 
 
 @pytest.mark.parametrize("bad", ["", "5", "5 s", "1m1h", "-5s", "1.5s", 5, None, True])
-def test_parse_duration_rejects_everything_else(bad: object) -> None:
+def test_duration_fields_refuse_everything_else(bad: object) -> None:
     """Bare numbers, wrong order, signs and fractions are not durations."""
-    with pytest.raises(ValueError, match="expected a duration such as 15s, 10m or 1h30m"):
-        parse_duration(bad)
+    with pytest.raises(ValidationError) as info:
+        TypeAdapter(Duration).validate_python(bad)
+    assert [e["msg"] for e in info.value.errors()] == [
+        f"Value error, expected a duration such as 15s, 10m or 1h30m, got {bad!r}"
+    ]
 
 
-def test_format_duration_round_trips() -> None:
-    """format_duration prints what parse_duration reads."""
-    for text in ("1h30m", "5s", "250ms", "2m3s"):
-        assert format_duration(parse_duration(text)) == text
+def test_zero_is_refused_only_where_a_field_must_be_positive(tmp_path: Path) -> None:
+    """A bare '0' is a duration: a cooldown may be zero, an interval may not."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("actions:\n  cooldowns:\n    cache_flush: '0'\n")
+    assert load(cfg, TOKEN_ENV).actions.cooldowns["cache_flush"] == 0.0
+    cfg.write_text("scrape:\n  interval: '0'\n")
+    with pytest.raises(ConfigError) as info:
+        load(cfg, TOKEN_ENV)
+    assert info.value.problems == ["scrape.interval: Input should be greater than 0, got '0'"]
+
+
+def test_a_duration_past_292_years_is_out_of_range(tmp_path: Path) -> None:
+    """Prometheus's limit holds in config too, with its own message."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("actions:\n  dedupe_ttl: 300y\n")
+    with pytest.raises(ConfigError) as info:
+        load(cfg, TOKEN_ENV)
+    assert info.value.problems == ["actions.dedupe_ttl: expected a duration up to 292y, got '300y'"]
 
 
 BAD_CONFIGS = [

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from sidecar.core.durations import parse_duration_ms
 from sidecar.core.model import LabelSet
-from sidecar.rules.files import parse_duration_ms
 from sidecar.rules.promql import query_vector
 from sidecar.rules.unittest.series import parse_metric
 from tests.promql_support import load

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.core.config import ScrapeConfig, parse_duration
+from sidecar.core.config import ScrapeConfig
+from sidecar.core.durations import parse_duration
 from sidecar.demo.app import render_expvar
 from sidecar.demo.sim import LeakSettings, Simulation
 from sidecar.rules.unittest.runner import test_rules as run_rule_tests

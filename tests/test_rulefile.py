@@ -221,6 +221,13 @@ def test_template_error_is_a_load_error(tmp_path: Path) -> None:
             'rules.yml: 3:15: group "a": invalid \'interval\': not a valid duration string: "1x"',
         ),
         (
+            "groups:\n  - name: a\n    rules:\n      - alert: A\n        expr: up\n"
+            "        for: ''\n        keep_firing_for: 300y\n",
+            'rules.yml: 6:14: group "a", rule 1, "A": invalid \'for\': empty duration string\n'
+            'rules.yml: 7:26: group "a", rule 1, "A": invalid \'keep_firing_for\': '
+            "duration out of range",
+        ),
+        (
             "groups:\n  - name: a\n    limit: lots\n    rules: []\n",
             "rules.yml: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `lots` into int",
         ),

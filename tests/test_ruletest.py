@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from sidecar.core.errors import RuleError
 from sidecar.core.model import is_stale
-from sidecar.rules.unittest.report import go_duration, model_duration
 from sidecar.rules.unittest.runner import test_rules as run_rule_tests
 from sidecar.rules.unittest.series import parse_metric, parse_values
 
@@ -149,6 +148,15 @@ tests:
     alert_rule_test:
       - eval_time: 5m
         exp_alerts: []
+""",
+    "empty_eval_time": """\
+rule_files: [rules.yml]
+tests:
+  - interval: 1m
+    promql_expr_test:
+      - expr: x
+        eval_time: ''
+        exp_samples: []
 """,
     "unknown_field": """\
 rule_files: [rules.yml]
@@ -316,25 +324,16 @@ def test_hostile_metric_notation_never_crashes(text: str) -> None:
     assert list(labels) == sorted(labels)
 
 
-def test_durations_print_as_go() -> None:
-    """Eval times print as model.Duration, evaluation steps as time.Duration."""
-    assert [
-        model_duration(ms) for ms in (0, 90_000, 3_600_000, 86_400_000, 500, 7 * 86_400_000)
-    ] == [
-        "0s",
-        "1m30s",
-        "1h",
-        "1d",
-        "500ms",
-        "1w",
-    ]
-    assert [go_duration(ms) for ms in (0, 60_000, 90_500, 3_600_000, 500)] == [
-        "0s",
-        "1m0s",
-        "1m30.5s",
-        "1h0m0s",
-        "500ms",
-    ]
+def test_an_empty_eval_time_fails_as_in_promtool(tmp_path: Path) -> None:
+    """An explicit '' eval_time is Prometheus's empty duration, not zero."""
+    (tmp_path / "rules.yml").write_text(RULES, encoding="utf-8")
+    path = tmp_path / "empty_eval_time.yml"
+    path.write_text(FAILING["empty_eval_time"], encoding="utf-8")
+    assert sidecar(path) == (
+        1,
+        f"Unit Testing:  {path}\n\n\n",
+        "  FAILED:\nempty duration string\n",
+    )
 
 
 def _ours_and_promtool(ours: list[str], theirs: list[str]) -> None:

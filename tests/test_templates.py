@@ -13,9 +13,7 @@ from sidecar.gocompat.gofmt import (
     go_float,
     go_format_e,
     go_quote,
-    go_rfc3339,
     go_sprintf,
-    go_time,
     go_title,
 )
 from sidecar.rules.templates.expand import TemplateData, compile_template
@@ -64,6 +62,7 @@ def expand(text: str, data: TemplateData = DATA) -> str:
         ("{{ $labels.instance | stripPort }}", "cache-0.example.com"),
         ('{{ stripDomain "cache-0.example.com:9120" }}', "cache-0:9120"),
         ('{{ parseDuration "1m30s" }}', "90"),
+        ('{{ parseDuration "0" }} {{ parseDuration "1y1ms" }}', "0 3.1536000001e+07"),
         ('{{ tableLink "up > 1" }}', "/graph?g0.expr=up+%3E+1&g0.tab=1"),
         ("{{ if gt $value 100.0 }}big{{ else }}small{{ end }}", "big"),
         ('{{ if eq $labels.job "x" }}x{{ else if eq $labels.job "orders" }}o{{ end }}', "o"),
@@ -149,6 +148,19 @@ def test_humanize_family(value: float, humanize: str, h1024: str, duration: str)
             '__alert_Leak:1:115: executing "__alert_Leak" at <reReplaceAll "(" "" "x">: '
             "error calling reReplaceAll: error parsing regexp: missing ), unterminated "
             "subpattern at position 0: `(`>",
+        ),
+        *(
+            (
+                f'{{{{ parseDuration "{arg}" }}}}',
+                "<error expanding template: error executing template __alert_Leak: template: "
+                f'__alert_Leak:1:115: executing "__alert_Leak" at <parseDuration "{arg}">: '
+                f"error calling parseDuration: {message}>",
+            )
+            for arg, message in [
+                ("", "empty duration string"),
+                ("1x", 'not a valid duration string: "1x"'),
+                ("300y", "duration out of range"),
+            ]
         ),
     ],
 )
@@ -245,16 +257,3 @@ def test_go_format_e_quote_title_and_sprintf_markers() -> None:
     assert go_sprintf("%t %x %X %c %05.1f %+d", [True, "hi", 255, 65, 2.25, 5]) == (
         "true 6869 FF A 002.2 +5"
     )
-
-
-@pytest.mark.parametrize(
-    ("ms", "string", "rfc3339"),
-    [
-        (0, "1970-01-01 00:00:00 +0000 UTC", "1970-01-01T00:00:00Z"),
-        (1_700_000_040_120, "2023-11-14 22:14:00.12 +0000 UTC", "2023-11-14T22:14:00.12Z"),
-        (-1, "1969-12-31 23:59:59.999 +0000 UTC", "1969-12-31T23:59:59.999Z"),
-    ],
-)
-def test_go_times(ms: int, string: str, rfc3339: str) -> None:
-    """Times print as Go's Time.String and its JSON form: fraction without trailing zeros."""
-    assert (go_time(ms), go_rfc3339(ms)) == (string, rfc3339)

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from sidecar.actions.action import Action
 from sidecar.core.config import ActionsConfig, AppConfig
+from sidecar.core.durations import format_duration
 from sidecar.core.errors import ActionRejected, ActionUnavailable, clip
 from sidecar.core.loops import Sleep
 from sidecar.core.model import ActionKind
@@ -155,7 +156,9 @@ class Actuator:
                 text = (await resp.content.read(_ERROR_BODY_BYTES)).decode(errors="replace")
         except TimeoutError as exc:
             raise ActionUnavailable(
-                action.kind, url, f"no answer from {url} within {self._cfg.timeout}s"
+                action.kind,
+                url,
+                f"no answer from {url} within {format_duration(self._cfg.timeout)}",
             ) from exc
         except aiohttp.ClientError as exc:
             raise ActionUnavailable(

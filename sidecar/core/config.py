@@ -1,114 +1,41 @@
-"""Configuration: one YAML file plus a few environment values, validated before anything starts.
+"""Configuration: the sections of the one YAML file, as frozen pydantic models.
 
-Loaded once by ``load`` and passed down as frozen pydantic models; nothing else in the
-sidecar reads ``os.environ``. Every problem is reported as one ``key.path: problem`` line
-and the command exits 2 (``ConfigError``). String values may name environment variables
-as ``${NAME}`` (as Prometheus's ``expand-external-labels`` does), so that the pod and
-namespace from the Downward API can become external labels; an unset variable is an error.
+Each section is a frozen model with ``extra="forbid"``; each field's description says
+why its default is what it is; a cross-field check names both values. The field types
+(durations, URLs, paths) and their checks are in ``config_fields``; reading the file,
+the environment and the token, and printing one ``key.path: problem`` line per problem,
+in ``config_load``, which returns the ``Config`` that is then passed down.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ByteSize,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, model_validator
 
-from sidecar.core.errors import ConfigError, clip
+from sidecar.core.config_fields import Duration, Listen, Positive, PositiveDuration, Url, UrlPath
+from sidecar.core.durations import format_duration
 
 __all__ = [
-    "ENV_CONFIG",
     "ENV_TOKEN",
     "ActionsConfig",
     "AppConfig",
     "BreakerConfig",
     "Config",
-    "Duration",
     "LogConfig",
-    "PositiveDuration",
+    "MapConfig",
     "RetryConfig",
     "RouteConfig",
     "RulesConfig",
     "ScrapeConfig",
     "ServerConfig",
     "StoreConfig",
-    "format_duration",
-    "load",
-    "parse_duration",
 ]
 
-ENV_CONFIG = "LEAK_SIDECAR_CONFIG"
 ENV_TOKEN = "LEAK_SIDECAR_TOKEN"  # noqa: S105 -- the variable's name, not a secret
-
-_DURATION = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
-
-
-def parse_duration(value: object) -> float:
-    """Parse a Prometheus duration (``5s``, ``10m``, ``1h30m``, ``500ms``) to seconds."""
-    m = _DURATION.match(value) if isinstance(value, str) else None
-    # ValueError, not TypeError: pydantic reports only ValueError as a validation error.
-    if m is None or not any(m.groups()):
-        raise ValueError(f"expected a duration such as 15s, 10m or 1h30m, got {value!r}")
-    return sum(int(g) * unit for g, unit in zip(m.groups(), _UNITS, strict=True) if g)
-
-
-def format_duration(seconds: float) -> str:
-    """Print seconds in Prometheus's duration syntax (``90`` -> ``1m30s``)."""
-    ms = round(seconds * 1000)
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, name in ((3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")):
-        q, ms = divmod(ms, unit)
-        if q:
-            out.append(f"{q}{name}")
-    return "".join(out)
-
-
-def _url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
-    return value.rstrip("/")
-
-
-def _path(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {value!r}")
-    return value
-
-
-def _listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
-        raise ValueError(f"expected host:port such as 0.0.0.0:9120, got {value!r}")
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-"""For intervals, timeouts and backoffs: zero would spin a loop or time out at once."""
-Url = Annotated[str, AfterValidator(_url)]
-UrlPath = Annotated[str, AfterValidator(_path)]
-Positive = Annotated[int, Field(gt=0)]
 
 
 class _Model(BaseModel):
@@ -410,7 +337,7 @@ class BreakerConfig(_Model):
 class ServerConfig(_Model):
     """The sidecar's own HTTP server."""
 
-    listen: Annotated[str, AfterValidator(_listen)] = "0.0.0.0:9120"
+    listen: Listen = "0.0.0.0:9120"
     token_file: Path | None = None
     allow_unauthenticated: bool = Field(
         False, description="Must be said in so many words to listen beyond loopback."
@@ -459,111 +386,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _expand(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: _expand(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_expand(v, env, f"{path}.{i}", problems) for i, v in enumerate(node)]
-    if isinstance(node, str) and "${" in node:
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in env:
-                problems.append(f"{path}: environment variable {name} is not set")
-                return ""
-            return env[name]
-
-        return _ENV_REF.sub(sub, node)
-    return node
-
-
-_OWN_KEY = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
-
-
-def _format_errors(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif "got " not in msg and err["type"] != "value_error":
-            msg = f"{msg}, got {clip(repr(err['input']), 80)}"
-        # Cross-field checks name their own key path, both values included.
-        lines.append(msg if _OWN_KEY.match(msg) else f"{key}: {msg}")
-    return lines
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's error on one line: where, then what (its own text spans several)."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    what = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
-    return f"{where}: {clip(what, 200)}"
-
-
-def load(path: Path | None, env: Mapping[str, str]) -> Config:
-    """Read, expand and validate the config file (or the defaults when ``path`` is None).
-
-    Raises ``ConfigError`` listing every problem found.
-    """
-    raw: Any = {}
-    if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError([f"config: file not found: {path}"]) from None
-        except OSError as exc:
-            raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from exc
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"config: invalid YAML in {path}{_yaml_problem(exc)}"]) from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                [f"config: expected a mapping at the top of {path}, got {type(raw).__name__}"]
-            )
-    problems: list[str] = []
-    raw = _expand(raw, env, "", problems)
-    if "token" in raw:
-        problems.append(f"token: unknown key (set env {ENV_TOKEN} or server.token_file)")
-    token, token_problem = _token(raw, env)
-    if token_problem:
-        problems.append(token_problem)
-    if problems:
-        raise ConfigError(problems)
-    if token is not None:
-        raw["token"] = token
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from exc
-
-
-def _token(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, str | None]:
-    server = raw.get("server")
-    file = server.get("token_file") if isinstance(server, dict) else None
-    if ENV_TOKEN in env:
-        if file is not None:
-            return None, f"server.token_file: set together with env {ENV_TOKEN}; choose one"
-        if not env[ENV_TOKEN].strip():
-            return None, f"env {ENV_TOKEN}: empty token; unset it or give a token"
-        return env[ENV_TOKEN].strip(), None
-    if file is None:
-        return None, None
-    try:
-        text = Path(str(file)).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        return None, f"server.token_file: cannot read {file}: {exc.strerror}"
-    if not text:
-        return None, f"server.token_file: {file} is empty"
-    return text, None

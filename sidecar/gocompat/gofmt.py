@@ -6,11 +6,12 @@ and sample values with ``strconv.FormatFloat(v, 'E', -1, 64)``, and the rules AP
 prints alert values with ``'e'``. Python's ``repr`` finds the same shortest digits as
 Go's ``strconv``; the thresholds, exponent forms, ``NaN``/``+Inf`` spellings and
 ``printf`` error markers (``%!d(float64=1.5)``) are Go's and are reproduced here.
+Go's time formats (``time.Time.String``, its JSON form) are times and live in
+``sidecar.core.times``; Go's ``time.Duration.String`` in ``sidecar.core.durations``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 import unicodedata
@@ -23,10 +24,8 @@ __all__ = [
     "go_labels",
     "go_percent_g",
     "go_quote",
-    "go_rfc3339",
     "go_sprint",
     "go_sprintf",
-    "go_time",
     "go_title",
     "go_type",
     "go_unquote",
@@ -162,27 +161,6 @@ def go_unquote(body: str, quote: str) -> str:
 def go_labels(labels: Sequence[tuple[str, str]]) -> str:
     """``labels.Labels.String()``: ``{a="1", b="2"}`` in the given (sorted) order."""
     return "{" + ", ".join(f"{k}={go_quote(v)}" for k, v in labels) + "}"
-
-
-_EPOCH = dt.datetime.fromtimestamp(0, tz=dt.UTC)
-
-
-def _stamp(ms: int, sep: str) -> str:
-    # Go prints the fraction of a second without trailing zeros (and without the dot
-    # when it is zero). Epoch plus timedelta is exact, before 1970 too.
-    t = _EPOCH + dt.timedelta(milliseconds=ms)
-    frac = f"{ms % 1000:03d}".rstrip("0")
-    return t.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + (f".{frac}" if frac else "")
-
-
-def go_time(ms: int) -> str:
-    """``time.Time.String()`` of a UTC time given in milliseconds."""
-    return _stamp(ms, " ") + " +0000 UTC"
-
-
-def go_rfc3339(ms: int) -> str:
-    """A UTC time in milliseconds as Go's JSON encoding prints it (RFC 3339, nanosecond form)."""
-    return _stamp(ms, "T") + "Z"
 
 
 def _is_separator(ch: str) -> bool:

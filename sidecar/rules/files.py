@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 import structlog
-from yaml.nodes import Node
+from yaml.nodes import Node, ScalarNode
 
-from sidecar.core.config import parse_duration
+from sidecar.core.durations import parse_duration_ms
 from sidecar.core.errors import RuleError
 from sidecar.gocompat.yamlnode import MAX_FILE_BYTES, Decoder, YamlSyntaxError, compose, position
 from sidecar.rules.promql import PromQLError, Query, compile_expr
@@ -41,7 +41,6 @@ __all__ = [
     "load_patterns",
     "load_rules",
     "longest_range_ms",
-    "parse_duration_ms",
     "parse_rule_file",
     "parse_rule_files",
 ]
@@ -50,7 +49,6 @@ log = structlog.get_logger(__name__)
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 _GROUPS = frozenset({"groups"})
 _GROUP = frozenset({"name", "interval", "limit", "rules"})
 _RULE = frozenset({"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"})
@@ -86,19 +84,6 @@ class GroupSpec:
     def key(self) -> str:
         """Prometheus's group key, ``file;name``: group names are unique per file only."""
         return f"{self.file};{self.name}"
-
-
-def parse_duration_ms(text: str) -> int:
-    """A Prometheus duration (``0``, ``90s``, ``1h30m``) in milliseconds; ``ValueError``."""
-    if text == "0":
-        return 0
-    try:
-        ms = round(parse_duration(text) * 1000)
-    except ValueError:
-        raise ValueError(f'not a valid duration string: "{text}"') from None
-    if ms > _MAX_DURATION_MS:
-        raise ValueError(f'not a valid duration string: "{text}"')
-    return ms
 
 
 class _FileParser:
@@ -175,7 +160,8 @@ class _FileParser:
 
     def _duration(self, node: Node | None, where: str, what: str) -> int:
         text = self.dec.string(node)
-        if not text:
+        # Absent or null is no duration; an explicit '' is Prometheus's "empty duration string".
+        if not text and (self.dec.is_null(node) or not isinstance(node, ScalarNode)):
             return 0
         try:
             return parse_duration_ms(text)

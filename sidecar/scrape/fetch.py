@@ -13,7 +13,7 @@ import asyncio
 
 import aiohttp
 
-from sidecar.core.config import format_duration
+from sidecar.core.durations import format_duration
 from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
 
 __all__ = ["ERROR_REASONS", "TRANSIENT_REASONS", "BodyTooLarge", "fetch"]

@@ -15,18 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.gocompat.gofmt import go_format_e, go_rfc3339
+from sidecar.core.times import go_rfc3339
+from sidecar.gocompat.gofmt import go_format_e
 from sidecar.rules.alerting import ActiveAlert, AlertingRule, Rule
 from sidecar.rules.engine import Group
 from sidecar.web.server import json_error
 
 __all__ = ["routes"]
-
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def _time(ms: int | None) -> str:
-    return _ZERO_TIME if ms is None else go_rfc3339(ms)
 
 
 def _alert(a: ActiveAlert) -> dict[str, Any]:
@@ -34,11 +29,11 @@ def _alert(a: ActiveAlert) -> dict[str, Any]:
         "labels": dict(a.labels),
         "annotations": dict(a.annotations),
         "state": str(a.state),
-        "activeAt": _time(a.active_at),
+        "activeAt": go_rfc3339(a.active_at),
         "value": go_format_e(a.value),
     }
     if a.keep_firing_since is not None:
-        out["keepFiringSince"] = _time(a.keep_firing_since)
+        out["keepFiringSince"] = go_rfc3339(a.keep_firing_since)
     return out
 
 
@@ -49,7 +44,7 @@ def _rule(rule: Rule, want: str) -> dict[str, Any] | None:
         "labels": dict(rule.spec.labels),
         "health": rule.health,
         "evaluationTime": rule.evaluation_ms / 1000,
-        "lastEvaluation": _time(rule.evaluation_at),
+        "lastEvaluation": go_rfc3339(rule.evaluation_at),
     }
     if rule.last_error:
         common["lastError"] = rule.last_error
@@ -81,7 +76,7 @@ def _group(g: Group, want: str) -> dict[str, Any]:
         "interval": g.interval_ms / 1000,
         "limit": g.spec.limit,
         "evaluationTime": g.evaluation_s,
-        "lastEvaluation": _time(g.last_evaluation_ms),
+        "lastEvaluation": go_rfc3339(g.last_evaluation_ms),
     }
 
 

@@ -11,10 +11,10 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
-from sidecar.core.config import format_duration
+from sidecar.core.durations import format_duration
 from sidecar.core.errors import clip
 from sidecar.core.model import LabelSet, metric_name
-from sidecar.core.times import ms_to_datetime
+from sidecar.core.times import iso_seconds
 from sidecar.web.status_view import (
     ActionRecord,
     ActiveAlert,
@@ -92,10 +92,6 @@ class _Html(str):
     __slots__ = ()
 
 
-def _iso(ms: int) -> str:
-    return ms_to_datetime(ms).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _esc(value: object) -> _Html:
     if isinstance(value, _Html):
         return value
@@ -144,7 +140,7 @@ def _when(now: int, ms: int | None) -> _Html:
         return _Html(_NONE)
     delta = round((now - ms) / 1000)
     text = f"{format_duration(delta)} ago" if delta >= 0 else f"in {format_duration(-delta)}"
-    stamp = _iso(ms)
+    stamp = iso_seconds(ms)
     return _el("time", text, datetime=stamp, title=stamp)
 
 
@@ -362,7 +358,7 @@ def _charts(view: StatusView) -> _Html:
 
 def _summary(view: StatusView) -> _Html:
     firing = sum(1 for a in view.alerts if a.state == "firing")
-    generated = _iso(view.now_ms)
+    generated = iso_seconds(view.now_ms)
     return _el(
         "ul",
         _el("li", "target ", _badge(view.target.health, "summary-target")),

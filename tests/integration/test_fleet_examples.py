@@ -12,7 +12,7 @@ from actions_support import TOKEN
 from fleet_support import EXAMPLES, PACK
 from procs import binary
 
-from sidecar.core.config import load
+from sidecar.core.config_load import load
 
 pytestmark = pytest.mark.integration
 

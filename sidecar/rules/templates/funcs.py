@@ -14,8 +14,9 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sidecar.core.config import parse_duration
-from sidecar.gocompat.gofmt import go_percent_g, go_sprint, go_sprintf, go_time, go_title, go_type
+from sidecar.core.durations import parse_duration
+from sidecar.core.times import go_time
+from sidecar.gocompat.gofmt import go_percent_g, go_sprint, go_sprintf, go_title, go_type
 
 __all__ = [
     "FUNCS",
@@ -229,12 +230,10 @@ def _strip_domain(hostport: str) -> str:
 
 
 def _parse_duration(text: str) -> float:
-    if text == "0":
-        return 0.0
     try:
         return parse_duration(text)
-    except ValueError:
-        raise FuncError(f'not a valid duration string: "{text}"') from None
+    except ValueError as exc:
+        raise FuncError(str(exc)) from None
 
 
 def _link(expr: str, tab: int) -> str:

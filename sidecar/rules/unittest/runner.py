@@ -23,17 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from yaml.nodes import Node
+from yaml.nodes import Node, ScalarNode
 
+from sidecar.core.durations import format_duration_ms, go_duration, parse_duration_ms
 from sidecar.core.errors import RuleError
 from sidecar.core.model import LabelSet
 from sidecar.gocompat.gofmt import go_format_e, go_labels, go_quote
 from sidecar.gocompat.yamlnode import MAX_FILE_BYTES, Decoder, YamlSyntaxError, compose
 from sidecar.rules.alerting import AlertingRule, AlertState
 from sidecar.rules.engine import Group, build_groups, eval_group
-from sidecar.rules.files import parse_duration_ms, parse_rule_files
+from sidecar.rules.files import parse_rule_files
 from sidecar.rules.promql import query_vector
-from sidecar.rules.unittest.report import alerts_text, go_duration, model_duration
+from sidecar.rules.unittest.report import alerts_text
 from sidecar.rules.unittest.series import MAX_POINTS, parse_metric, parse_series
 from sidecar.store import Store
 
@@ -107,7 +108,8 @@ class _Errors(Exception):
 
 def _duration(dec: Decoder, node: Node | None) -> int:
     text = dec.string(node)
-    if not text:
+    # Absent or null is no duration; an explicit '' is Prometheus's "empty duration string".
+    if not text and (dec.is_null(node) or not isinstance(node, ScalarNode)):
         return 0
     try:
         return parse_duration_ms(text)
@@ -200,7 +202,7 @@ def _run_group(tg: _TestGroup, files: list[str], interval: int, order: dict[str,
             where = f" (in TestGroup {tg.name})" if tg.name else ""
             return [
                 "an item under alert_rule_test misses required attribute alertname at "
-                f"eval_time {model_duration(a.eval_ms)}{where}"
+                f"eval_time {format_duration_ms(a.eval_ms)}{where}"
             ]
     max_t = max([a.eval_ms for a in tg.alerts] + [x.eval_ms for x in tg.exprs] + [0])
     if max_t // interval > MAX_STEPS:
@@ -261,14 +263,14 @@ def _check_alerts(tg: _TestGroup, groups: list[Group], t: int) -> list[str]:
         if exp != have:
             name = f"    name: {tg.name},\n" if tg.name else ""
             errors.append(
-                f"{name}    alertname: {case.alertname}, time: {model_duration(t)}, \n"
+                f"{name}    alertname: {case.alertname}, time: {format_duration_ms(t)}, \n"
                 f"        exp:{alerts_text(exp)}, \n        got:{alerts_text(have)}"
             )
     return errors
 
 
 def _check_expr(case: _ExprCase, store: Store) -> list[str]:
-    head = f"    expr: {go_quote(case.expr)}, time: {model_duration(case.eval_ms)}"
+    head = f"    expr: {go_quote(case.expr)}, time: {format_duration_ms(case.eval_ms)}"
     try:
         got = sorted(query_vector(case.expr, store, case.eval_ms), key=lambda s: s.labels)
     except RuleError as exc:

@@ -1,0 +1,61 @@
+"""The value types of config fields: durations, URLs, paths, addresses, each with its check.
+
+Each type is an ``Annotated`` pydantic type whose validator raises ``ValueError`` saying
+what was expected and what came; ``config_load`` turns it into one ``key: problem``
+line. The section models in ``config`` are built from these.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from sidecar.core.durations import parse_duration
+
+__all__ = ["Duration", "Listen", "Positive", "PositiveDuration", "Url", "UrlPath"]
+
+
+def _duration(value: object) -> float:
+    # ValueError, not TypeError: pydantic reports only ValueError as a validation error.
+    # A YAML number is refused: 5 could mean seconds or milliseconds.
+    try:
+        if isinstance(value, str):
+            return parse_duration(value)
+    except ValueError as exc:
+        if str(exc) == "duration out of range":
+            raise ValueError(f"expected a duration up to 292y, got {value!r}") from None
+    raise ValueError(f"expected a duration such as 15s, 10m or 1h30m, got {value!r}")
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+    return value.rstrip("/")
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {value!r}")
+    return value
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ValueError(f"expected host:port such as 0.0.0.0:9120, got {value!r}")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+"""Seconds, written in Prometheus's duration syntax (``15s``, ``1h30m``, ``0``)."""
+PositiveDuration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+"""For intervals, timeouts and backoffs: zero would spin a loop or time out at once."""
+Url = Annotated[str, AfterValidator(_url)]
+"""An http(s) URL with a host; a trailing slash is dropped so that paths join cleanly."""
+UrlPath = Annotated[str, AfterValidator(_path)]
+Listen = Annotated[str, AfterValidator(_listen)]
+"""``host:port`` to listen on."""
+Positive = Annotated[int, Field(gt=0)]

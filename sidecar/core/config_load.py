@@ -1,0 +1,134 @@
+"""Loading the configuration: the YAML file, ``${NAME}`` references, the token, error lines.
+
+``load`` is called once, at start; what it returns is passed down and nothing else
+reads ``os.environ``. Every problem found is reported as one ``key.path: problem`` line
+in a ``ConfigError`` (the command then exits 2). String values may name environment
+variables as ``${NAME}`` (as Prometheus's ``expand-external-labels`` does), so that the
+pod and namespace from the Downward API can become external labels; an unset variable
+is an error. The token comes from ``LEAK_SIDECAR_TOKEN`` or ``server.token_file``,
+never from the file itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sidecar.core.config import ENV_TOKEN, Config
+from sidecar.core.errors import ConfigError, clip
+
+__all__ = ["ENV_CONFIG", "load"]
+
+ENV_CONFIG = "LEAK_SIDECAR_CONFIG"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _expand(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_expand(v, env, f"{path}.{i}", problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                problems.append(f"{path}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+_OWN_KEY = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "got " not in msg and err["type"] != "value_error":
+            msg = f"{msg}, got {clip(repr(err['input']), 80)}"
+        # Cross-field checks name their own key path, both values included.
+        lines.append(msg if _OWN_KEY.match(msg) else f"{key}: {msg}")
+    return lines
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: where, then what (its own text spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
+    return f"{where}: {clip(what, 200)}"
+
+
+def load(path: Path | None, env: Mapping[str, str]) -> Config:
+    """Read, expand and validate the config file (or the defaults when ``path`` is None).
+
+    Raises ``ConfigError`` listing every problem found.
+    """
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([f"config: file not found: {path}"]) from None
+        except OSError as exc:
+            raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from exc
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"config: invalid YAML in {path}{_yaml_problem(exc)}"]) from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                [f"config: expected a mapping at the top of {path}, got {type(raw).__name__}"]
+            )
+    problems: list[str] = []
+    raw = _expand(raw, env, "", problems)
+    if "token" in raw:
+        problems.append(f"token: unknown key (set env {ENV_TOKEN} or server.token_file)")
+    token, token_problem = _token(raw, env)
+    if token_problem:
+        problems.append(token_problem)
+    if problems:
+        raise ConfigError(problems)
+    if token is not None:
+        raw["token"] = token
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from exc
+
+
+def _token(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    server = raw.get("server")
+    file = server.get("token_file") if isinstance(server, dict) else None
+    if ENV_TOKEN in env:
+        if file is not None:
+            return None, f"server.token_file: set together with env {ENV_TOKEN}; choose one"
+        if not env[ENV_TOKEN].strip():
+            return None, f"env {ENV_TOKEN}: empty token; unset it or give a token"
+        return env[ENV_TOKEN].strip(), None
+    if file is None:
+        return None, None
+    try:
+        text = Path(str(file)).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return None, f"server.token_file: cannot read {file}: {exc.strerror}"
+    if not text:
+        return None, f"server.token_file: {file} is empty"
+    return text, None
