@@ -7,6 +7,11 @@ every ingest. A series absent from an ingest of its origin, or every series of a
 whose scrape failed, gets Prometheus's staleness marker, so "no data" can be told apart
 from "condition cleared". The total number of series is capped.
 
+Readers (PromQL, the status page's charts, the breaker's condition, ``/metrics``) see the
+store through ``StoreView`` and ``SeriesView``, not these classes: a series is read as a
+window, the two arrays with the index bounds of ``[lo, hi]``, so a range function walks
+the store's own memory without a copy or an object per sample.
+
 Each series has an ``origin``: ``"scrape"`` for the expvar view (what ``/metrics``
 exports), or the id of a recording or alerting rule that produced it. Staleness is
 decided per origin, as Prometheus decides it per scrape target and per rule.
@@ -16,22 +21,85 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeAlias
 
 from sidecar.core.model import STALE_NAN, LabelSet, is_stale, metric_name
 
-__all__ = ["SCRAPE", "IngestResult", "Series", "Store"]
+__all__ = [
+    "MAX_T",
+    "MIN_T",
+    "SCRAPE",
+    "IngestResult",
+    "SampleWindow",
+    "Series",
+    "SeriesView",
+    "Store",
+    "StoreView",
+]
 
 SCRAPE = "scrape"
 """Origin of the series that came from the app's expvar endpoint."""
 
+MIN_T = -(2**63)
+"""The lowest timestamp a window can ask for: ``window(MIN_T, hi)`` is open below."""
+MAX_T = 2**63 - 1
+"""The highest timestamp a window can ask for: ``window(lo, MAX_T)`` is open above."""
+
 # Compact a series' arrays once this many dropped samples sit before its head.
 _COMPACT_AT = 256
 
+SampleWindow: TypeAlias = tuple[Sequence[int], Sequence[float], int, int]
+"""``(ts, vs, i, j)``: the samples are ``ts[i:j]`` (ms, ascending) and ``vs[i:j]``.
+
+The sequences may be the store's own and longer than the window: read only ``[i, j)``,
+only until the store is next written, and index rather than slice (a slice copies)."""
+
+
+class SeriesView(Protocol):
+    """One series as its readers see it."""
+
+    @property
+    def labels(self) -> LabelSet:
+        """The series' labels, ``__name__`` included."""
+
+    @property
+    def stale(self) -> bool:
+        """The newest sample is a staleness marker: the series has no current value."""
+
+    def last(self) -> tuple[int, float] | None:
+        """The newest sample, staleness marker included, or ``None``."""
+
+    def window(self, lo: int, hi: int) -> SampleWindow:
+        """The samples with ``lo <= t <= hi`` (both ends inclusive), markers included."""
+
+
+class StoreView(Protocol):
+    """The store as its readers see it: lookups, iteration and a change counter."""
+
+    @property
+    def generation(self) -> int:
+        """Moves whenever a series is added or removed, so a reader can cache lookups."""
+
+    def get(self, labels: LabelSet) -> SeriesView | None:
+        """The series with exactly these labels."""
+
+    def by_name(self, name: str) -> Iterator[SeriesView]:
+        """Every series whose ``__name__`` is ``name``, oldest first."""
+
+    def __iter__(self) -> Iterator[SeriesView]:
+        """Every series, oldest first (Prometheus orders by series reference)."""
+
+    def latest(self, origin: str = SCRAPE) -> Iterator[tuple[LabelSet, float]]:
+        """The newest value of every live series of ``origin`` (what ``/metrics`` shows)."""
+
 
 class Series:
-    """One series' samples, oldest first; ``ts[head:]`` and ``vs[head:]`` are live."""
+    """One series' samples, oldest first; ``ts[head:]`` and ``vs[head:]`` are live.
+
+    Implements ``SeriesView``; readers go through ``window`` rather than the arrays.
+    """
 
     __slots__ = ("head", "labels", "name", "origin", "stale", "ts", "vs")
 
@@ -66,9 +134,18 @@ class Series:
             del self.vs[: self.head]
             self.head = 0
 
-    def span(self, lo: int, hi: int) -> tuple[int, int]:
-        """Indices ``[i, j)`` of the samples with ``lo <= t <= hi`` (both ends inclusive)."""
-        return bisect_left(self.ts, lo, self.head), bisect_right(self.ts, hi, self.head)
+    def window(self, lo: int, hi: int) -> SampleWindow:
+        """The live arrays and the bounds ``[i, j)`` of the samples with ``lo <= t <= hi``."""
+        ts = self.ts
+        head = self.head
+        n = len(ts)
+        if n == head:
+            return ts, self.vs, n, n
+        # Most reads run up to the newest sample (an evaluation at "now") or from the
+        # oldest (an instant lookup): those ends need no bisection.
+        j = n if ts[n - 1] <= hi else bisect_right(ts, hi, head, n)
+        i = head if lo <= ts[head] else bisect_left(ts, lo, head, j)
+        return ts, self.vs, i, j
 
     def last(self) -> tuple[int, float] | None:
         """The newest sample, staleness marker included, or ``None``."""
@@ -87,7 +164,10 @@ class IngestResult:
 
 
 class Store:
-    """All series, bounded in time (``retention_ms``) and in count (``max_series``)."""
+    """All series, bounded in time (``retention_ms``) and in count (``max_series``).
+
+    Implements ``StoreView``; only the scraper and the rule engine write.
+    """
 
     def __init__(self, retention_ms: int, max_series: int) -> None:
         self.retention_ms = retention_ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sidecar.rules.promql import query_vector
 from sidecar.rules.unittest.series import parse_series
-from sidecar.store import Store
+from sidecar.store import Store, StoreView
 
 __all__ = ["load", "values"]
 
@@ -21,6 +21,6 @@ def load(series: dict[str, str], interval_ms: int = 60_000) -> Store:
     return store
 
 
-def values(q: str, store: Store, t: int = 0) -> dict[str, float]:
+def values(q: str, store: StoreView, t: int = 0) -> dict[str, float]:
     """The result of ``q`` at ``t`` as {labels rendered ``k=v,k=v``: value}."""
     return {",".join(f"{k}={v}" for k, v in s.labels): s.value for s in query_vector(q, store, t)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sidecar.core.model import STALE_NAN, is_stale, labelset
-from sidecar.store import SCRAPE, Store
+from sidecar.store import MAX_T, MIN_T, SCRAPE, Store
 
 A = labelset({"__name__": "a"})
 B = labelset({"__name__": "b", "x": "1"})
@@ -89,15 +91,39 @@ def test_out_of_order_sample_is_ignored() -> None:
     assert dict(st.latest()) == {A: 1.0}
 
 
-def test_span_is_inclusive_on_both_ends() -> None:
-    """span(lo, hi) covers samples with lo <= t <= hi, as Prometheus 2.x range selection."""
+def test_window_is_inclusive_on_both_ends() -> None:
+    """window(lo, hi) covers samples with lo <= t <= hi, as Prometheus 2.x range selection."""
     st = Store(retention_ms=60_000, max_series=10)
     for t in (1000, 2000, 3000, 4000):
         st.ingest(t, {A: float(t)})
     s = st.get(A)
     assert s is not None
-    i, j = s.span(2000, 3000)
-    assert list(s.ts[i:j]) == [2000, 3000]
+    ts, vs, i, j = s.window(2000, 3000)
+    assert (list(ts[i:j]), list(vs[i:j])) == ([2000, 3000], [2000.0, 3000.0])
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "expected"),
+    [
+        (MIN_T, MAX_T, [3000, 4000, 5000]),
+        (0, 2999, []),
+        (3001, 3999, []),
+        (5001, 9000, []),
+        (3500, 4000, [4000]),
+        (4000, 10_000, [4000, 5000]),
+        (4000, 3000, []),
+    ],
+)
+def test_window_reads_only_retained_samples(lo: int, hi: int, expected: list[int]) -> None:
+    """A window never reaches the samples retention dropped, and may be empty at either end."""
+    st = Store(retention_ms=2000, max_series=10)
+    for t in (1000, 2000, 3000, 4000, 5000):
+        st.ingest(t, {A: float(t)})
+    s = st.get(A)
+    assert s is not None
+    ts, _, i, j = s.window(lo, hi)
+    assert i <= j
+    assert list(ts[i:j]) == expected
 
 
 def test_long_runs_compact_the_arrays() -> None:

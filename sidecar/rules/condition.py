@@ -17,7 +17,7 @@ from sidecar.core.times import now_ms
 from sidecar.rules.alerting import AlertingRule, AlertState
 from sidecar.rules.engine import Group
 from sidecar.rules.promql import LOOKBACK_MS
-from sidecar.store import Store
+from sidecar.store import StoreView
 
 __all__ = ["Condition", "ScrapeView"]
 
@@ -39,7 +39,7 @@ class Condition:
     def __init__(
         self,
         scraper: ScrapeView,
-        store: Store,
+        store: StoreView,
         groups: Sequence[Group],
         *,
         clock: Callable[[], float] = time.time,

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from sidecar.core.model import MetricMeta
 from sidecar.scrape.flatten import OWN_PREFIX, family_of
-from sidecar.store import Store
+from sidecar.store import StoreView
 
 __all__ = ["ExpvarCollector"]
 
@@ -24,7 +24,7 @@ _DEFAULT_HELP = "Value read from the application's expvar endpoint."
 class ExpvarCollector(Collector):
     """Expose the newest value of every live series scraped from the app."""
 
-    def __init__(self, store: Store, meta: Callable[[], Mapping[str, MetricMeta]]) -> None:
+    def __init__(self, store: StoreView, meta: Callable[[], Mapping[str, MetricMeta]]) -> None:
         self._store = store
         self._meta = meta
 

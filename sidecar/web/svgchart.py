@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sidecar.core.model import LabelSet, is_stale
-from sidecar.core.times import ms_to_datetime
-from sidecar.store import Series, Store
+from sidecar.core.times import time_of_day
+from sidecar.store import SeriesView, StoreView
 
 __all__ = [
     "ChartSeries",
@@ -73,7 +73,7 @@ class ChartSet:
 
 
 def chart_series(
-    store: Store,
+    store: StoreView,
     names: Iterable[str],
     *,
     now_ms: int,
@@ -98,10 +98,9 @@ def chart_series(
     return ChartSet(tuple(chosen), omitted)
 
 
-def downsample(series: Series, lo: int, hi: int, max_points: int) -> ChartSeries:
+def downsample(series: SeriesView, lo: int, hi: int, max_points: int) -> ChartSeries:
     """The samples of ``series`` in ``[lo, hi]`` as at most ``max_points`` points."""
-    i, j = series.span(lo, hi)
-    ts, vs = series.ts, series.vs
+    ts, vs, i, j = series.window(lo, hi)
     lines: list[Line] = []
     line: list[Point] = []
     if j - i <= max_points:
@@ -169,7 +168,7 @@ def si(value: float) -> str:
 
 
 def _clock(ms: int) -> str:
-    return ms_to_datetime(ms).strftime("%H:%M:%SZ")
+    return time_of_day(ms)
 
 
 # Geometry of the drawing, in viewBox units: one unit is one CSS pixel at 420 wide, about

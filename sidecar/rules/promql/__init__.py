@@ -16,7 +16,7 @@ from functools import lru_cache
 from sidecar.rules.promql.compile import compile_text
 from sidecar.rules.promql.eval import Ctx
 from sidecar.rules.promql.values import LOOKBACK_MS, PromQLError, Sample, Vector
-from sidecar.store import Store
+from sidecar.store import StoreView
 
 __all__ = [
     "LOOKBACK_MS",
@@ -55,7 +55,7 @@ class Query:
         """True when the expression's type is scalar rather than instant vector."""
         return self._root.kind == "scalar"
 
-    def evaluate(self, store: Store, t_ms: int) -> Vector | float:
+    def evaluate(self, store: StoreView, t_ms: int) -> Vector | float:
         """Evaluate at ``t_ms``: a list of ``Sample`` or, for a scalar expression, a float.
 
         Raises ``PromQLError`` (a ``RuleError``) for an evaluation error Prometheus would
@@ -97,7 +97,7 @@ def _cached(text: str) -> Query:
     return Query(text)
 
 
-def query_vector(text: str, store: Store, t_ms: int) -> Vector:
+def query_vector(text: str, store: StoreView, t_ms: int) -> Vector:
     """Evaluate ``text`` as promtool's ``promql_expr_test`` does: a scalar result becomes
     one sample without labels."""
     value = _cached(text).evaluate(store, t_ms)

@@ -15,9 +15,9 @@ from typing import Any
 
 from sidecar.core.model import LabelSet
 from sidecar.rules.promql.rangefuncs import Env, Kernel, range_seconds
-from sidecar.rules.promql.selectors import Selector, Window, fill_window, scan_stale
+from sidecar.rules.promql.selectors import Selector, Window, fill_window
 from sidecar.rules.promql.values import Elem, check_distinct, drop_name
-from sidecar.store import Store
+from sidecar.store import StoreView
 
 __all__ = [
     "AbsentOverTime",
@@ -37,7 +37,7 @@ class Ctx:
 
     __slots__ = ("lookback", "store", "t")
 
-    def __init__(self, store: Store, t: int, lookback: int) -> None:
+    def __init__(self, store: StoreView, t: int, lookback: int) -> None:
         self.store = store
         self.t = t
         self.lookback = lookback
@@ -142,7 +142,6 @@ class RangeCall(Node):
         out: list[Elem] = []
         track = sel.track_resets
         for s, m in zip(series, metas, strict=True):
-            scan_stale(s, m, track)
             if not fill_window(s, m, lo, ref, w, track_resets=track):
                 continue
             env.resets = w.resets
@@ -175,7 +174,6 @@ class AbsentOverTime(Node):
         lo = ref - self.range_ms
         store = ctx.store
         for s, m in zip(self.sel.series(store), self.sel.metas(store), strict=True):
-            scan_stale(s, m, False)
             if fill_window(s, m, lo, ref, self._w, track_resets=False):
                 return []
         return [(self.labels, 1.0)]

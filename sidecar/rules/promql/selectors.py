@@ -7,6 +7,10 @@ are kept in the store's order, which is the order they were created in, as Prome
 orders them by series reference (it matters for the last bits of ``sum``/``stdvar`` and
 for ``topk`` ties).
 
+Series are read through the store's ``StoreView``/``SeriesView`` seam: each read is one
+``window(lo, hi)`` call that returns the store's sequences and the index bounds of the
+window, so nothing is copied on the way to a range function.
+
 Regular expressions are RE2 (the google-re2 binding), the engine Go's ``regexp`` follows,
 anchored at both ends as Prometheus anchors them.
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from math import isnan
 from operator import lt
 from typing import Any
@@ -29,7 +33,7 @@ import re2  # type: ignore[import-untyped]
 
 from sidecar.core.model import LabelSet, is_stale
 from sidecar.rules.promql.values import NAME, Elem, PromQLError, drop_name
-from sidecar.store import Series, Store
+from sidecar.store import MAX_T, MIN_T, SeriesView, StoreView
 
 __all__ = ["Matcher", "Selector", "Window", "compile_regex"]
 
@@ -80,7 +84,7 @@ class _Meta:
 
     def __init__(self, labels: LabelSet) -> None:
         self.dropped = drop_name(labels)
-        self.scanned = -(2**63)
+        self.scanned = MIN_T
         self.prev: float | None = None
         self.stale_ts: array[int] = array("q")
         self.reset_ts: array[int] = array("q")
@@ -128,9 +132,9 @@ class Selector:
             else:
                 rest.append(m)
         self.rest = rest
-        self._store: Store | None = None
+        self._store: StoreView | None = None
         self._store_gen = -1
-        self._series: list[Series] = []
+        self._series: list[SeriesView] = []
         self._metas: list[_Meta] = []
 
     @property
@@ -138,19 +142,19 @@ class Selector:
         """True when every matched series has the same ``__name__``."""
         return self.name is not None
 
-    def series(self, store: Store) -> list[Series]:
+    def series(self, store: StoreView) -> list[SeriesView]:
         """The matched series, oldest first."""
         if store is not self._store or store.generation != self._store_gen:
             self._rebuild(store)
         return self._series
 
-    def metas(self, store: Store) -> list[_Meta]:
+    def metas(self, store: StoreView) -> list[_Meta]:
         """Per-series bookkeeping, parallel to ``series(store)``."""
         if store is not self._store or store.generation != self._store_gen:
             self._rebuild(store)
         return self._metas
 
-    def _rebuild(self, store: Store) -> None:
+    def _rebuild(self, store: StoreView) -> None:
         candidates = store.by_name(self.name) if self.name is not None else iter(store)
         rest = self.rest
         found = []
@@ -166,55 +170,96 @@ class Selector:
         self._store = store
         self._store_gen = store.generation
 
-    def instant(self, store: Store, ref: int, lookback: int) -> list[Elem]:
+    def instant(self, store: StoreView, ref: int, lookback: int) -> list[Elem]:
         """Each matched series' newest sample at or before ``ref``, if fresh and not stale."""
         lo = ref - lookback
         out = []
         for s in self.series(store):
-            ts = s.ts
-            n = len(ts)
-            if n == s.head:
+            # Open below: only the window's end is wanted, and a store need not look for
+            # its start; the lookback is one comparison on the sample found.
+            ts, vs, i, j = s.window(MIN_T, ref)
+            if i == j or ts[j - 1] < lo:
                 continue
-            if ts[n - 1] <= ref:
-                k = n - 1
-            else:
-                k = bisect_right(ts, ref, s.head) - 1
-                if k < s.head:
-                    continue
-            if ts[k] < lo:
-                continue
-            v = s.vs[k]
+            v = vs[j - 1]
             if isnan(v) and is_stale(v):
                 continue
             out.append((s.labels, v))
         return out
 
     def instant_with_time(
-        self, store: Store, ref: int, lookback: int
+        self, store: StoreView, ref: int, lookback: int
     ) -> list[tuple[LabelSet, int]]:
         """Like ``instant`` but each element carries its sample's timestamp (``timestamp()``)."""
         lo = ref - lookback
         out = []
         for s in self.series(store):
-            k = bisect_right(s.ts, ref, s.head) - 1
-            if k < s.head or s.ts[k] < lo:
+            ts, vs, i, j = s.window(MIN_T, ref)
+            if i == j or ts[j - 1] < lo:
                 continue
-            v = s.vs[k]
+            v = vs[j - 1]
             if isnan(v) and is_stale(v):
                 continue
-            out.append((s.labels, s.ts[k]))
+            out.append((s.labels, ts[j - 1]))
         return out
 
 
-def scan_stale(s: Series, meta: _Meta, track_resets: bool) -> None:
-    """Record the staleness markers (and, if asked, the counter resets) that arrived since
-    the last scan."""
-    ts = s.ts
-    n = len(ts)
-    if n == s.head or ts[n - 1] <= meta.scanned:
-        return
-    k = bisect_right(ts, meta.scanned, s.head)
-    vs = s.vs
+def fill_window(
+    s: SeriesView, meta: _Meta, lo: int, hi: int, w: Window, *, track_resets: bool
+) -> bool:
+    """Point ``w`` at the non-stale samples of ``s`` in ``[lo, hi]``; False if there are none.
+
+    One window read per series and evaluation: it also reaches back to the first sample
+    not scanned yet, so that ``meta`` learns the staleness markers (and, if asked, the
+    counter resets) up to ``hi`` on the way.
+    """
+    scanned = meta.scanned
+    if scanned < lo:
+        # Samples before the window are not scanned yet (the first evaluation, or a gap).
+        ts, vs, k, j = s.window(scanned + 1, hi)
+        if k == j:
+            return False
+        _scan(meta, ts, vs, k, j, track_resets=track_resets)
+        _trim(s, meta)
+        i = k if ts[k] >= lo else bisect_left(ts, lo, k, j)
+        if i == j:
+            return False
+    else:
+        ts, vs, i, j = s.window(lo, hi)
+        if i == j:
+            return False
+        if ts[j - 1] > scanned:
+            _scan(meta, ts, vs, bisect_right(ts, scanned, i, j), j, track_resets=track_resets)
+            _trim(s, meta)
+    stale = meta.stale_ts
+    if stale and bisect_right(stale, hi) > bisect_left(stale, lo):
+        # Rare: a staleness marker inside the window. Copy the window without it.
+        kt = []
+        kv = []
+        for idx in range(i, j):
+            v = vs[idx]
+            if isnan(v) and is_stale(v):
+                continue
+            kt.append(ts[idx])
+            kv.append(v)
+        if not kt:
+            return False
+        w.ts, w.vs, w.i, w.j, w.resets = kt, kv, 0, len(kt), None
+        return True
+    if track_resets:
+        resets = meta.reset_ts
+        # A reset at the window's first sample compares with one outside it: not counted.
+        w.resets = bool(resets) and bisect_right(resets, ts[j - 1]) > bisect_right(resets, ts[i])
+    else:
+        w.resets = None
+    w.ts, w.vs, w.i, w.j = ts, vs, i, j
+    return True
+
+
+def _scan(
+    meta: _Meta, ts: Sequence[int], vs: Sequence[float], k: int, n: int, *, track_resets: bool
+) -> None:
+    """Record the staleness markers (and, if asked, the counter resets) of the samples
+    ``[k, n)``, the first ones newer than ``meta.scanned``."""
     chunk = vs[k:n]
     prev = meta.prev
     if not isnan(sum(chunk)):
@@ -240,41 +285,14 @@ def scan_stale(s: Series, meta: _Meta, track_resets: bool) -> None:
             prev = v
         meta.prev = prev
     meta.scanned = ts[n - 1]
-    first = ts[s.head]
+
+
+def _trim(s: SeriesView, meta: _Meta) -> None:
+    """Forget the marks older than the oldest sample ``s`` keeps: no window reaches them."""
+    if not (meta.stale_ts or meta.reset_ts):
+        return
+    ts, _, head, _ = s.window(MIN_T, MAX_T)
+    first = ts[head]
     for marks in (meta.stale_ts, meta.reset_ts):
         if marks and marks[0] < first:
             del marks[: bisect_left(marks, first)]
-
-
-def fill_window(s: Series, meta: _Meta, lo: int, hi: int, w: Window, *, track_resets: bool) -> bool:
-    """Point ``w`` at the non-stale samples of ``s`` in ``[lo, hi]``; False if there are none."""
-    ts = s.ts
-    head = s.head
-    i = bisect_left(ts, lo, head)
-    j = bisect_right(ts, hi, i)
-    if i == j:
-        return False
-    stale = meta.stale_ts
-    if stale and bisect_right(stale, hi) > bisect_left(stale, lo):
-        # Rare: a staleness marker inside the window. Copy the window without it.
-        vs = s.vs
-        kt = []
-        kv = []
-        for idx in range(i, j):
-            v = vs[idx]
-            if isnan(v) and is_stale(v):
-                continue
-            kt.append(ts[idx])
-            kv.append(v)
-        if not kt:
-            return False
-        w.ts, w.vs, w.i, w.j, w.resets = kt, kv, 0, len(kt), None
-        return True
-    if track_resets:
-        resets = meta.reset_ts
-        # A reset at the window's first sample compares with one outside it: not counted.
-        w.resets = bool(resets) and bisect_right(resets, ts[j - 1]) > bisect_right(resets, ts[i])
-    else:
-        w.resets = None
-    w.ts, w.vs, w.i, w.j = ts, s.vs, i, j
-    return True
