@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.config import RulesConfig
-from sidecar.core.model import Alert, ScrapeFacts, labelset
+from sidecar.core.model import Alert, ScrapeFacts, fingerprint, labelset
 from sidecar.rules.condition import Condition
 from sidecar.rules.engine import RuleEngine, runtime_groups
 from sidecar.rules.files import load_rules
@@ -31,6 +31,7 @@ ALERT = Alert(
     labels={"alertname": "PoolHigh", "action": "circuit_break"},
     annotations={},
     starts_at=dt.datetime.fromtimestamp(T0 / 1000, tz=dt.UTC),
+    fingerprint=fingerprint({"alertname": "PoolHigh", "action": "circuit_break"}),
 )
 
 
@@ -109,7 +110,13 @@ async def test_unknown_alert_is_cleared_on_fresh_data(tmp_path: Path) -> None:
     """An alert only a fleet Prometheus evaluates: its resolution is trusted with fresh data."""
     condition, store, engine, scrape, _ = await _rig(tmp_path)
     await _scrape(store, engine, scrape, T0, 95.0)
-    other = Alert("resolved", {"alertname": "FleetOnly"}, {}, ALERT.starts_at)
+    other = Alert(
+        "resolved",
+        {"alertname": "FleetOnly"},
+        {},
+        ALERT.starts_at,
+        fingerprint=fingerprint({"alertname": "FleetOnly"}),
+    )
     assert condition.cleared(other) is True
     scrape.last = ScrapeFacts(url="u", interval_s=15.0, up=False, time_ms=T0)
     assert condition.cleared(other) is False

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.core.config import RetryConfig
 from sidecar.core.errors import ActionUnavailable
-from sidecar.core.model import Alert
+from sidecar.core.model import Alert, fingerprint
 from sidecar.rules.notify import Notifier, alertmanager_deliver, alertmanager_payload
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -24,13 +24,15 @@ RETRY = RetryConfig.model_validate(
 
 
 def _alert(name: str, status: str = "firing") -> Alert:
+    labels = {"alertname": name, "action": "cache_flush"}
     return Alert(
         status="firing" if status == "firing" else "resolved",
-        labels={"alertname": name, "action": "cache_flush"},
+        labels=labels,
         annotations={"summary": "s"},
         starts_at=T0,
         ends_at=T0 + dt.timedelta(minutes=4),
         generator_url="http://sidecar/v1/rules",
+        fingerprint=fingerprint(labels),
     )
 
 

@@ -230,6 +230,24 @@ async def test_one_firing_alert_calls_break_once_with_body_and_key(
         assert r.metric("leak_sidecar_circuit_state", state="closed") == 0.0
 
 
+async def test_alertmanager_fingerprint_is_kept_and_one_is_computed_only_when_absent(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """The fingerprint a webhook alert carries is its identity everywhere; a missing one is ours."""
+    async with rig(tmp_path, registry) as r:
+        given = alert("A", action="cache_flush", fingerprint="0123456789abcdef")
+        await r.post("/alerts", webhook(given, alert("B", action="cache_flush")))
+        await r.settle()
+        [call] = r.calls()
+        assert [a["fingerprint"] for a in call.body["alerts"]] == [
+            "0123456789abcdef",
+            fingerprint({"alertname": "B", "action": "cache_flush"}),
+        ]
+        # Dedupe goes by the same identity: the alert sent again is a duplicate.
+        _, body = await r.post("/alerts", webhook(given))
+        assert (body["actions"], body["duplicates"]) == ([], 1)
+
+
 async def test_same_payload_three_times_concurrently_calls_once(
     tmp_path: Path, registry: CollectorRegistry
 ) -> None:
@@ -372,7 +390,7 @@ async def test_in_process_delivery_shares_dedupe_with_http(
         labels = {"alertname": "CacheGrowing", "action": "circuit_break"}
         starts = dt.datetime(2023, 11, 14, 22, tzinfo=dt.UTC)
         result = await r.path.receiver.deliver(
-            [Alert("firing", labels, {}, starts)], source="rules"
+            [Alert("firing", labels, {}, starts, fingerprint=fingerprint(labels))], source="rules"
         )
         assert [a.id for a in result.actions] == ["a-1"]
         _, body = await r.post("/alerts", webhook(alert(action="circuit_break")))

@@ -6,6 +6,10 @@ import asyncio
 import datetime as dt
 import io
 import json
+import os
+import shutil
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ from sidecar.core.model import Alert, LabelSet, fingerprint
 from sidecar.rules.alerting import AlertingRule, AlertState
 from sidecar.rules.engine import Group, RuleEngine, build_groups, eval_group, runtime_groups
 from sidecar.rules.files import GroupSpec, load_rules
-from sidecar.rules.forstate import FILE_NAME
+from sidecar.rules.forstate import FILE_NAME, ForEntry
 from sidecar.store import Store
 
 MIN = 60_000
@@ -499,7 +503,25 @@ def test_broken_state_file_is_ignored(
     engine = engine_for(tmp_path, Store(retention_ms=1, max_series=1), registry)
     assert engine.for_state.groups == {}
     (event,) = [json.loads(line) for line in log_stream.getvalue().splitlines()]
-    assert (event["event"], event["error"]) == ("rules.for_state_invalid", "'labels'")
+    assert (event["event"], event["error"]) == (
+        "rules.for_state_invalid",
+        "Expected `str`, got `int` - at `$.groups[...][0].alert`",
+    )
+
+
+def test_state_file_of_another_version_is_ignored(
+    tmp_path: Path, registry: CollectorRegistry, log_stream: io.StringIO
+) -> None:
+    """A for-state file of a version this code does not know is logged and not read."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / FILE_NAME).write_text('{"version": 2, "groups": {"x": 1}}')
+    engine = engine_for(tmp_path, Store(retention_ms=1, max_series=1), registry)
+    assert engine.for_state.groups == {}
+    (event,) = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert (event["event"], event["error"]) == (
+        "rules.for_state_invalid",
+        "unsupported version 2, expected 1",
+    )
 
 
 async def test_state_write_failure_is_logged_not_raised(
@@ -521,3 +543,82 @@ async def test_state_write_failure_is_logged_not_raised(
         ("rules.for_state_unreadable", "Not a directory"),
         ("rules.for_state_write_failed", "File exists"),
     ]
+
+
+async def test_state_file_is_fsynced_with_its_directory_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving the for state fsyncs the file, then its directory, in a worker thread."""
+    synced: list[tuple[bool, bool]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append((is_dir, threading.current_thread() is threading.main_thread()))
+        real_fsync(fd)
+
+    store = Store(retention_ms=3_600_000, max_series=100)
+    engine = engine_for(tmp_path, store, CollectorRegistry())
+    group = engine.groups[0]
+    engine.restore(group, T0)
+    feed(store, T0, x=20)
+    monkeypatch.setattr(os, "fsync", fsync)
+    await engine.iterate(group, T0)
+    assert synced == [(False, False), (True, False)]
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [FILE_NAME]
+
+
+LEAKS = """\
+groups:
+  - name: leaks
+    rules:
+      - alert: CacheGrowing
+        expr: cache_keys > 10
+        for: 10m
+        labels: {severity: page, action: cache_flush}
+        annotations: {summary: "{{ $labels.pod }} holds {{ $value }} keys"}
+"""
+FOR_STATE_0_1_0 = Path(__file__).parent / "fixtures" / "journal-0.1.0" / "rules-for-state.json"
+
+
+async def test_a_0_1_0_for_state_file_restores_what_0_1_0_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.1.0's for-state file loads as it wrote it and restores the activeAt 0.1.0 restored.
+
+    tests/fixtures/journal-0.1.0/rules-for-state.json was written by 0.1.0 itself: the
+    generate.py beside it, run in a worktree of commit 45f1ba4, evaluated ``LEAKS`` (as
+    rules/leaks.yml, grace period 2m) with 0.1.0's engine from T0 to T0+9m, pod a above
+    the threshold from T0 and pod b from T0+5m, then restarted 0.1.0's engine on the file
+    at T0+12m and printed what it restored at its second evaluation: the values here.
+    """
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "leaks.yml").write_text(LEAKS)
+    (tmp_path / "state").mkdir()
+    shutil.copy(FOR_STATE_0_1_0, tmp_path / "state" / FILE_NAME)
+
+    async def send(alerts: list[Alert]) -> None:
+        return None
+
+    cfg = RulesConfig.model_validate({"evaluation_interval": "1m", "for_grace_period": "2m"})
+    store = Store(retention_ms=3_600_000, max_series=100)
+    engine = RuleEngine(runtime_groups(load_rules(["rules/leaks.yml"]), cfg), store, cfg,
+                        registry=CollectorRegistry(), send=send,
+                        state_dir=tmp_path / "state")  # fmt: skip
+    labels = {"action": "cache_flush", "alertname": "CacheGrowing", "severity": "page"}
+    assert engine.for_state.groups == {
+        "rules/leaks.yml;leaks": {
+            ("CacheGrowing", ls(**labels, pod="a")): ForEntry(T0 // 1000, T0 + 9 * MIN),
+            ("CacheGrowing", ls(**labels, pod="b")): ForEntry(T0 // 1000 + 300, T0 + 9 * MIN),
+        }
+    }
+    (group,) = engine.groups
+    for step in (12, 13):
+        store.ingest(T0 + step * MIN, {ls(__name__="cache_keys", pod=p): 20 for p in "ab"})
+        await engine.iterate(group, T0 + step * MIN)
+    engine.restore(group, T0 + 13 * MIN)
+    (rule,) = group.alerting()
+    restored = {dict(a.labels)["pod"]: a.active_at for a in rule.active.values()}
+    # a needed 1m more: it gets the grace period; b is moved on by the 4m it was down.
+    assert restored == {"a": T0 + 5 * MIN, "b": T0 + 9 * MIN}

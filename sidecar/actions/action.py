@@ -1,28 +1,38 @@
-"""The ``Action`` value: one call the sidecar decided to make, and its JSON forms.
+"""The ``Action`` value: one call the sidecar decided to make, and its durable forms.
 
 An action is decided by the receiver or the breaker, journaled, then handed to the
 actuator; the same value is what the app receives as the JSON body of the call and
 what a restarted sidecar reads back from the journal. Its ``id`` is the
 ``Idempotency-Key`` of every attempt, before and after a restart.
+
+``AlertRecord`` and ``ActionRecord`` are how the journal stores alerts and actions
+(see ``entries`` for the lines around them): msgspec Structs, checked field by field
+when read back, with the field names 0.1.0 wrote, so that its journals still read.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast, get_args
+from typing import Annotated, Any, get_args
+
+import msgspec
 
 from sidecar.core.errors import clip
 from sidecar.core.model import ActionKind, Alert, AlertStatus
-from sidecar.core.times import parse_iso, rfc3339, to_ms
+from sidecar.core.times import rfc3339, to_ms
 
 __all__ = [
     "ACTION_KINDS",
     "Action",
-    "alert_from_json",
+    "ActionRecord",
+    "AlertRecord",
+    "alert_from_record",
     "alert_json",
     "alert_names",
+    "alert_record",
     "instance_key",
     "new_action_id",
 ]
@@ -37,7 +47,7 @@ def new_action_id() -> str:
 
 def instance_key(alert: Alert) -> str:
     """One alert instance: its fingerprint and when it started (a re-fire is a new one)."""
-    return f"{alert.identity()}@{to_ms(alert.starts_at)}"
+    return f"{alert.fingerprint}@{to_ms(alert.starts_at)}"
 
 
 def alert_names(alerts: Iterable[Alert]) -> str:
@@ -46,36 +56,68 @@ def alert_names(alerts: Iterable[Alert]) -> str:
     Label values come from outside: cut before they reach a reason, the app, the journal
     or the log.
     """
-    return clip(", ".join(sorted({a.labels.get("alertname", a.identity()) for a in alerts})), 200)
+    return clip(", ".join(sorted({a.labels.get("alertname", a.fingerprint) for a in alerts})), 200)
+
+
+_UtcTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+"""An aware time; written in UTC with a ``Z``, as Alertmanager prints times."""
+
+
+class AlertRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An alert as the journal stores it and the API shows it: Alertmanager's names."""
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    fingerprint: str
+    starts_at: _UtcTime = msgspec.field(name="startsAt")
+    generator_url: str = msgspec.field(name="generatorURL")
+    ends_at: _UtcTime | None = msgspec.field(default=None, name="endsAt")
+    """Left out when the alert has none."""
+
+
+def alert_record(alert: Alert) -> AlertRecord:
+    """The alert's durable record."""
+    return AlertRecord(
+        status=alert.status,
+        labels=dict(alert.labels),
+        annotations=dict(alert.annotations),
+        fingerprint=alert.fingerprint,
+        starts_at=alert.starts_at.astimezone(dt.UTC),
+        generator_url=alert.generator_url,
+        ends_at=None if alert.ends_at is None else alert.ends_at.astimezone(dt.UTC),
+    )
+
+
+def alert_from_record(record: AlertRecord) -> Alert:
+    """The alert a record stores, fingerprint included: it is never computed again."""
+    return Alert(
+        status=record.status,
+        labels=record.labels,
+        annotations=record.annotations,
+        starts_at=record.starts_at,
+        ends_at=record.ends_at,
+        generator_url=record.generator_url,
+        fingerprint=record.fingerprint,
+    )
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
-    """The alert as the journal, the app's request body and the API show it."""
-    out: dict[str, Any] = {
-        "status": alert.status,
-        "labels": dict(alert.labels),
-        "annotations": dict(alert.annotations),
-        "fingerprint": alert.identity(),
-        "startsAt": rfc3339(alert.starts_at),
-        "generatorURL": alert.generator_url,
-    }
-    if alert.ends_at is not None:
-        out["endsAt"] = rfc3339(alert.ends_at)
+    """The alert as the API shows it: its record's JSON form."""
+    out: dict[str, Any] = msgspec.to_builtins(alert_record(alert))
     return out
 
 
-def alert_from_json(data: Mapping[str, Any]) -> Alert:
-    """Read back what ``alert_json`` wrote (from our own journal: trusted shape)."""
-    ends = data.get("endsAt")
-    return Alert(
-        status=cast(AlertStatus, data["status"]),
-        labels=dict(data["labels"]),
-        annotations=dict(data.get("annotations", {})),
-        starts_at=parse_iso(data["startsAt"]),
-        ends_at=parse_iso(ends) if ends else None,
-        generator_url=str(data.get("generatorURL", "")),
-        fingerprint=str(data["fingerprint"]),
-    )
+class ActionRecord(msgspec.Struct, frozen=True):
+    """An action as the journal stores it."""
+
+    id: str
+    kind: ActionKind
+    reason: str
+    source: str
+    alerts: tuple[AlertRecord, ...]
+    created: int
+    """When it was decided, in milliseconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,35 +142,32 @@ class Action:
             "alerts": [
                 {
                     "labels": dict(a.labels),
-                    "fingerprint": a.identity(),
+                    "fingerprint": a.fingerprint,
                     "startsAt": rfc3339(a.starts_at),
                 }
                 for a in self.alerts
             ],
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def to_record(self) -> ActionRecord:
         """The journal record of this action."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "reason": self.reason,
-            "source": self.source,
-            "alerts": [alert_json(a) for a in self.alerts],
-            "created": self.created_ms,
-        }
+        return ActionRecord(
+            id=self.id,
+            kind=self.kind,
+            reason=self.reason,
+            source=self.source,
+            alerts=tuple(alert_record(a) for a in self.alerts),
+            created=self.created_ms,
+        )
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Action:
-        """Read back a journal record (``KeyError``/``ValueError`` on a damaged one)."""
-        kind = data["kind"]
-        if kind not in ACTION_KINDS:
-            raise ValueError(f"unknown action kind {kind!r}")
+    def from_record(cls, record: ActionRecord) -> Action:
+        """Read back a journal record."""
         return cls(
-            id=str(data["id"]),
-            kind=cast(ActionKind, kind),
-            reason=str(data["reason"]),
-            source=str(data["source"]),
-            alerts=tuple(alert_from_json(a) for a in data["alerts"]),
-            created_ms=int(data["created"]),
+            id=record.id,
+            kind=record.kind,
+            reason=record.reason,
+            source=record.source,
+            alerts=tuple(alert_from_record(a) for a in record.alerts),
+            created_ms=record.created,
         )

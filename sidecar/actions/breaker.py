@@ -22,13 +22,20 @@ an ejection's duration, so that a flapping condition does not flap the app.
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, cast, get_args
+from typing import Any, Literal, Protocol, get_args
 
+import msgspec
 from prometheus_client import CollectorRegistry, Gauge
 
-from sidecar.actions.action import alert_from_json, alert_json, alert_names
+from sidecar.actions.action import (
+    AlertRecord,
+    alert_from_record,
+    alert_json,
+    alert_names,
+    alert_record,
+)
 from sidecar.core.config import BreakerConfig
 from sidecar.core.model import Alert
 from sidecar.core.times import iso
@@ -36,6 +43,7 @@ from sidecar.core.times import iso
 __all__ = [
     "STATES",
     "Breaker",
+    "CircuitRecord",
     "CircuitState",
     "ConditionView",
     "Holder",
@@ -46,7 +54,6 @@ __all__ = [
 StateName = Literal["closed", "open", "held"]
 SourceKind = Literal["alert", "operator"]
 STATES: tuple[StateName, ...] = get_args(StateName)
-_SOURCES: tuple[SourceKind, ...] = get_args(SourceKind)
 
 
 class ConditionView(Protocol):
@@ -71,6 +78,19 @@ class Holder:
         return self.alert.status == "resolved"
 
 
+class CircuitRecord(msgspec.Struct, frozen=True):
+    """A ``CircuitState`` as the journal stores it; ``None`` times are written as null."""
+
+    state: StateName
+    since: int
+    reason: str
+    source: SourceKind
+    holders: tuple[AlertRecord, ...]
+    open_until: int | None
+    level: int
+    last_reset: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class CircuitState:
     """Everything the breaker knows; journaled on every change, restored at start."""
@@ -86,35 +106,32 @@ class CircuitState:
     """How many times in a row it opened again within probation of a reset."""
     last_reset_ms: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_record(self) -> CircuitRecord:
         """The journal record."""
-        return {
-            "state": self.state,
-            "since": self.since_ms,
-            "reason": self.reason,
-            "source": self.source,
-            "holders": [alert_json(h.alert) for h in self.holders],
-            "open_until": self.open_until_ms,
-            "level": self.level,
-            "last_reset": self.last_reset_ms,
-        }
+        return CircuitRecord(
+            state=self.state,
+            since=self.since_ms,
+            reason=self.reason,
+            source=self.source,
+            holders=tuple(alert_record(h.alert) for h in self.holders),
+            open_until=self.open_until_ms,
+            level=self.level,
+            last_reset=self.last_reset_ms,
+        )
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CircuitState:
-        """Read back a journal record (``KeyError``/``ValueError`` on a damaged one)."""
-        state, source = data["state"], data["source"]
-        if state not in STATES or source not in _SOURCES:
-            raise ValueError(f"unknown circuit state {state!r} or source {source!r}")
-        alerts = [alert_from_json(a) for a in data["holders"]]
+    def from_record(cls, record: CircuitRecord) -> CircuitState:
+        """Read back a journal record; a holder's key is the fingerprint it was stored with."""
+        alerts = [alert_from_record(a) for a in record.holders]
         return cls(
-            state=cast(StateName, state),
-            since_ms=int(data["since"]),
-            reason=str(data["reason"]),
-            source=cast(SourceKind, source),
-            holders=tuple(Holder(a.identity(), a) for a in alerts),
-            open_until_ms=None if data["open_until"] is None else int(data["open_until"]),
-            level=int(data["level"]),
-            last_reset_ms=None if data["last_reset"] is None else int(data["last_reset"]),
+            state=record.state,
+            since_ms=record.since,
+            reason=record.reason,
+            source=record.source,
+            holders=tuple(Holder(a.fingerprint, a) for a in alerts),
+            open_until_ms=record.open_until,
+            level=record.level,
+            last_reset_ms=record.last_reset,
         )
 
     def view(self) -> dict[str, Any]:
@@ -194,7 +211,7 @@ class Breaker:
 
     def resolve(self, s: CircuitState, alert: Alert) -> CircuitState:
         """A holding alert resolved: remember it; the reset waits for ``tick``."""
-        if all(h.key != alert.identity() for h in s.holders):
+        if all(h.key != alert.fingerprint for h in s.holders):
             return s
         return replace(s, holders=_holding(s.holders, alert))
 
@@ -242,7 +259,7 @@ def _holding(holders: tuple[Holder, ...], alert: Alert) -> tuple[Holder, ...]:
     A newer instance of the same alert (a later ``startsAt``) replaces the older one,
     whose resolution may never be sent; news about an older instance is ignored.
     """
-    key = alert.identity()
+    key = alert.fingerprint
     for h in holders:
         if h.key == key:
             if alert.starts_at < h.alert.starts_at:

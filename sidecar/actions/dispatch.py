@@ -6,11 +6,10 @@ decision as one journal entry (fsynced), and only then commits it in memory and 
 the calls. A journal failure leaves nothing half-done: nothing is committed and the
 caller answers 503, so that Alertmanager retries.
 
-The journal's entries carry, each optionally: ``actions`` (accepted, not yet finished),
-``done`` (their outcomes), ``circuit`` (the breaker's new state), ``seen`` (alert
-instances handled) and ``cooldowns`` (when an action last ran). Replaying them at start
-restores the breaker, the dedupe and cooldown memory, and resumes unfinished calls with
-their original ids, hence their original ``Idempotency-Key``.
+Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
+compaction writes one ``Snapshot`` (see ``entries``). Replaying them at start restores
+the breaker, the dedupe and cooldown memory, and resumes unfinished calls with their
+original ids, hence their original ``Idempotency-Key``.
 
 Calls run in tasks this object owns. Breaks and resets run one after another, in the
 order decided, so that a reset never overtakes the break it undoes; flushes run
@@ -24,14 +23,15 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from sidecar.actions.action import Action, alert_names, instance_key, new_action_id
 from sidecar.actions.actuator import Actuator
-from sidecar.actions.breaker import Breaker, CircuitState
+from sidecar.actions.breaker import Breaker, CircuitRecord, CircuitState
+from sidecar.actions.entries import Decision, Done, Entry, OutcomeRecord, Snapshot
 from sidecar.actions.history import ActionEvent, History, Transition
 from sidecar.actions.journal import Journal
 from sidecar.actions.routing import Route
@@ -254,15 +254,13 @@ class Dispatcher:
         seen: dict[str, int] | None = None,
         cooldowns: dict[str, int] | None = None,
     ) -> None:
-        entry: dict[str, Any] = {"at": now}
-        if actions:
-            entry["actions"] = [a.to_json() for a in actions]
-        if state is not None:
-            entry["circuit"] = state.to_json()
-        if seen:
-            entry["seen"] = seen
-        if cooldowns:
-            entry["cooldowns"] = cooldowns
+        entry = Decision(
+            at=now,
+            actions=tuple(a.to_record() for a in actions),
+            circuit=msgspec.UNSET if state is None else state.to_record(),
+            seen=seen or {},
+            cooldowns=cooldowns or {},
+        )
         await self.journal.append(entry)
         # Journaled: from here on, commit and act.
         self._seen.update(seen or {})
@@ -307,15 +305,15 @@ class Dispatcher:
                 return
             del self._seen[key]
 
-    def _live(self) -> list[dict[str, Any]]:
+    def _live(self) -> list[Entry]:
         return [
-            {
-                "at": self._now(),
-                "circuit": self.breaker.state.to_json(),
-                "seen": self._seen,
-                "cooldowns": self._cooldowns,
-                "actions": [a.to_json() for a in self.pending.values()],
-            }
+            Snapshot(
+                at=self._now(),
+                circuit=self.breaker.state.to_record(),
+                seen=self._seen,
+                cooldowns=self._cooldowns,
+                actions=tuple(a.to_record() for a in self.pending.values()),
+            )
         ]
 
     def _start(self, action: Action) -> None:
@@ -343,9 +341,8 @@ class Dispatcher:
         self.history.finished(action.id, outcome)
         # A failure is logged; a restart repeats the call with the same Idempotency-Key.
         with contextlib.suppress(JournalError):
-            await self.journal.append(
-                {"at": self._now(), "done": [{"id": action.id, "outcome": outcome}]}
-            )
+            done = Done(at=self._now(), done=(OutcomeRecord(action.id, outcome),))
+            await self.journal.append(done)
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for running calls; cancel the rest (journaled)."""
@@ -363,26 +360,23 @@ class Dispatcher:
 
     async def restore(self) -> None:
         """Rebuild state from the journal, compact it, and resume unfinished calls."""
-        circuit: CircuitState | None = None
+        circuit: CircuitRecord | None = None
+        # The journal checked every entry's shape: what it yields is whole and typed.
         for entry in self.journal.replay():
-            try:
-                actions = [Action.from_json(a) for a in entry.get("actions", ())]
-                done = [str(d["id"]) for d in entry.get("done", ())]
-                state = CircuitState.from_json(entry["circuit"]) if "circuit" in entry else None
-                seen = {str(k): int(v) for k, v in entry.get("seen", {}).items()}
-                cooldowns = {str(k): int(v) for k, v in entry.get("cooldowns", {}).items()}
-            except (KeyError, ValueError, TypeError, AttributeError) as exc:
-                log.warning("journal.corrupt_entry", error=str(exc))
+            if isinstance(entry, Done):
+                for d in entry.done:
+                    self.pending.pop(d.id, None)
                 continue
-            self.pending.update((a.id, a) for a in actions)
-            for action_id in done:
-                self.pending.pop(action_id, None)
-            circuit = state or circuit
-            self._seen.update(seen)
-            self._cooldowns.update(cooldowns)
+            self.pending.update((a.id, Action.from_record(a)) for a in entry.actions)
+            if isinstance(entry.circuit, CircuitRecord):
+                circuit = entry.circuit
+            self._seen.update(entry.seen)
+            self._cooldowns.update(entry.cooldowns)
         now = self._now()
         self.breaker.commit(
-            circuit or CircuitState(since_ms=now, reason="started without a journal")
+            CircuitState.from_record(circuit)
+            if circuit is not None
+            else CircuitState(since_ms=now, reason="started without a journal")
         )
         self._expire(now)
         log.info(

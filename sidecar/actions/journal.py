@@ -1,29 +1,30 @@
 """An append-only journal of JSON lines on disk: written and fsynced before we acknowledge.
 
-Each line is one self-contained entry (a JSON object), so an entry is written whole or,
-when the process dies mid-write, leaves a damaged last line that replay skips with a
-``journal.corrupt_line`` warning: a delivery is journaled entirely or not at all. What
-the entries mean is the dispatcher's business; this module only appends, reads back,
-and compacts: the live state is rewritten to a temporary file, fsynced, renamed over
-the journal, and the directory fsynced, so that a crash at any point leaves either the
-old journal or the new one.
+Each line is one self-contained entry (``entries`` says what they mean and how they are
+versioned), so an entry is written whole or, when the process dies mid-write, leaves a
+damaged last line that replay skips with a ``journal.corrupt_line`` warning: a delivery
+is journaled entirely or not at all. A line that is JSON but not an entry of a known
+shape and version is skipped with ``journal.corrupt_entry``. This module appends, reads
+back, and compacts: the live state replaces the journal through ``write_atomic``, so
+that a crash at any point leaves either the old journal or the new one.
 
-Disk I/O runs in a worker thread (``asyncio.to_thread``) under one lock, so that the
-event loop keeps serving while fsync waits for the disk.
+Disk I/O runs in a worker thread (``in_thread``) under one lock, so that the event loop
+keeps serving while fsync waits for the disk and appends land in the order asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from sidecar.actions.entries import Entry, decode, encode
+from sidecar.core.durable import in_thread, write_all, write_atomic
 from sidecar.core.errors import JournalError, clip
 
 __all__ = ["JOURNAL_FILE", "Journal"]
@@ -32,11 +33,11 @@ log = structlog.get_logger(__name__)
 
 JOURNAL_FILE = "journal.jsonl"
 
-Entry = dict[str, Any]
+_json = msgspec.json.Decoder()
 
 
 class Journal:
-    """One journal file under ``state_dir``; ``open`` it, then ``replay``, ``append``."""
+    """One journal file under ``state_dir``: ``replay`` it, then ``append`` to it."""
 
     def __init__(self, state_dir: Path, registry: CollectorRegistry) -> None:
         self.path = state_dir / JOURNAL_FILE
@@ -61,7 +62,7 @@ class Journal:
         )
 
     def replay(self) -> Iterator[Entry]:
-        """Every readable entry in order; damaged lines are skipped with a warning."""
+        """Every readable entry in order, as the current version; damaged ones are skipped."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -72,40 +73,51 @@ class Journal:
             if not line.strip():
                 continue
             try:
-                entry = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                entry, error = None, str(exc)
+                obj = _json.decode(line)
+            except msgspec.DecodeError as exc:
+                obj, error = None, str(exc)
             else:
-                error = "" if isinstance(entry, dict) else "not a JSON object"
+                error = "" if isinstance(obj, dict) else "not a JSON object"
             if error:
                 self._corrupt.inc()
                 log.warning(
                     "journal.corrupt_line", path=str(self.path), line=number, error=clip(error, 200)
                 )
                 continue
-            yield entry
+            try:
+                entries = decode(obj)
+            except (msgspec.ValidationError, ValueError) as exc:
+                log.warning(
+                    "journal.corrupt_entry", path=str(self.path), line=number, error=clip(exc, 200)
+                )
+                continue
+            yield from entries
 
     async def append(self, entry: Entry) -> None:
         """Write one entry and fsync it; ``JournalError`` when the disk refused."""
-        data = orjson.dumps(entry) + b"\n"
+        data = encode(entry) + b"\n"
         async with self._lock:
             try:
-                await _finish(asyncio.to_thread(self._write, data))
+                await in_thread(self._write, data)
             except OSError as exc:
-                self._failures.inc()
-                # The failed write may have left half a line: start the next one afresh.
-                self._torn = True
-                log.error("journal.write_failed", path=str(self.path), error=str(exc))
                 raise JournalError(self.path, f"cannot write journal {self.path}: {exc}") from exc
             self.entries += 1
             self.size += len(data)
 
     def _write(self, data: bytes) -> None:
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        _write_all(self._fd, b"\n" + data if self._torn else data)
-        os.fsync(self._fd)
+        # Runs in the worker thread; it keeps its own books, even for a cancelled caller.
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            write_all(self._fd, b"\n" + data if self._torn else data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._failures.inc()
+            # The failed write may have left half a line: start the next one afresh.
+            self._torn = True
+            log.error("journal.write_failed", path=str(self.path), error=str(exc))
+            raise
         self._torn = False
 
     async def rewrite(self, live: Callable[[], list[Entry]]) -> None:
@@ -116,33 +128,24 @@ class Journal:
         """
         async with self._lock:
             entries = live()
-            data = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+            data = b"".join(encode(e) + b"\n" for e in entries)
             try:
-                await _finish(asyncio.to_thread(self._swap, data))
+                await in_thread(self._swap, data)
             except OSError as exc:
-                self._failures.inc()
-                log.error("journal.compaction_failed", path=str(self.path), error=str(exc))
                 raise JournalError(self.path, f"cannot compact journal {self.path}: {exc}") from exc
             self.entries = len(entries)
             self.size = self.compacted_size = len(data)
             log.info("journal.compacted", path=str(self.path), entries=len(entries))
 
     def _swap(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Runs in the worker thread, as _write.
         try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        # The rename is durable only once the directory entry is.
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            write_atomic(self.path, data)
+        except OSError as exc:
+            self._failures.inc()
+            log.error("journal.compaction_failed", path=str(self.path), error=str(exc))
+            raise
+        # Appends go on in the new file.
         self._close_fd()
         self._torn = False
 
@@ -155,24 +158,3 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    # os.write may write less than asked (a signal, a full disk): go on from there.
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-async def _finish(work: Awaitable[None]) -> None:
-    """Await disk work that a cancellation must not cut short.
-
-    A thread cannot be cancelled: were the lock released while it still writes, a
-    compaction or ``close`` could swap the file under it.
-    """
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.shield(task)
-        raise

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Literal
 
 import structlog
@@ -24,6 +23,7 @@ from sidecar.actions.dispatch import Delivery, Dispatcher
 from sidecar.actions.routing import ACTION_LABEL, Router
 from sidecar.core.errors import clip
 from sidecar.core.model import Alert
+from sidecar.core.model import fingerprint as labels_fingerprint
 
 __all__ = [
     "WEBHOOK_VERSION",
@@ -56,7 +56,7 @@ class WebhookAlert(_Tolerant):
     fingerprint: str = Field("", pattern=r"^(?:[0-9a-f]{16})?$")
 
     def to_alert(self) -> Alert:
-        """The sidecar's own ``Alert`` value."""
+        """The sidecar's own ``Alert`` value, with Alertmanager's fingerprint or ours."""
         ends = None if self.ends_at is None or self.ends_at <= _UNSET else self.ends_at
         return Alert(
             status=self.status,
@@ -65,7 +65,8 @@ class WebhookAlert(_Tolerant):
             starts_at=self.starts_at,
             ends_at=ends,
             generator_url=self.generator_url,
-            fingerprint=self.fingerprint,
+            # Fixed here, once: memory, journal and replay agree on it from now on.
+            fingerprint=self.fingerprint or labels_fingerprint(self.labels),
         )
 
 
@@ -106,16 +107,14 @@ class Receiver:
     async def deliver(self, alerts: Sequence[Alert], source: str) -> Delivery:
         """Route and act on alerts; ``JournalError`` means nothing was acted on."""
         routed = []
-        for given in alerts:
-            # Identity fixed once, so that memory, journal and replay agree on it.
-            alert = given if given.fingerprint else replace(given, fingerprint=given.identity())
+        for alert in alerts:
             route = self._router.route(alert.labels)
             self._alerts.labels(alert.status, route.action).inc()
             if route.action == "invalid":
                 log.warning(
                     "alert.invalid_action",
                     alertname=clip(alert.labels.get("alertname", ""), 100),
-                    fingerprint=alert.identity(),
+                    fingerprint=alert.fingerprint,
                     value=clip(alert.labels.get(ACTION_LABEL, ""), 100),
                     expected="circuit_break, cache_flush or none",
                     source=source,
@@ -124,7 +123,7 @@ class Receiver:
                 log.debug(
                     "alert.foreign",
                     alertname=clip(alert.labels.get("alertname", ""), 100),
-                    fingerprint=alert.identity(),
+                    fingerprint=alert.fingerprint,
                     matched=route.matched,
                     source=source,
                 )

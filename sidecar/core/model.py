@@ -110,11 +110,10 @@ class Alert:
     starts_at: dt.datetime
     ends_at: dt.datetime | None = None
     generator_url: str = ""
-    fingerprint: str = field(default="")
-
-    def identity(self) -> str:
-        """The alert's fingerprint, computed from its labels when the sender gave none."""
-        return self.fingerprint or fingerprint(self.labels)
+    fingerprint: str = field(kw_only=True)
+    """The alert's identity, fixed where it enters the sidecar (the webhook, the rule
+    engine, the journal) so that memory, journal and replay agree on it: Alertmanager's
+    own when it sent one, else ``fingerprint(labels)``."""
 
 
 @dataclass(frozen=True, slots=True)

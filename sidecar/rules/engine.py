@@ -41,7 +41,7 @@ from sidecar.rules.alerting import ActiveAlert, AlertingRule, RecordingRule, Rul
 from sidecar.rules.files import GroupSpec
 from sidecar.rules.forstate import FILE_NAME, ForState, restore_rule
 from sidecar.rules.templates.funcs import table_link
-from sidecar.store import Store
+from sidecar.store import Store, StoreView
 
 __all__ = [
     "EventLog",
@@ -186,7 +186,7 @@ def eval_group(
 
 
 def _appendable(
-    store: Store, t: int, samples: dict[LabelSet, float]
+    store: StoreView, t: int, samples: dict[LabelSet, float]
 ) -> tuple[dict[LabelSet, float], str]:
     """The samples Prometheus's storage would accept at ``t``, and the last refusal."""
     keep: dict[LabelSet, float] = {}
@@ -371,7 +371,7 @@ class RuleEngine:
         self._count_alerts()
         if ok and all(r.restored for r in g.alerting()):
             self.for_state.update(g.key, t, ok, g.failed)
-            self.for_state.save()
+            await self.for_state.save()
         resend = round(self.cfg.resend_delay * 1000)
         due = [
             to_model_alert(a, rule.spec.expr, self.cfg.external_labels, self.external_url)

@@ -6,33 +6,71 @@ an alert that had been pending for 8 of its 10 minutes does not start again from
 and one that was already firing fires again at the next evaluation. The sidecar's
 history lives in memory, so the same facts (alert name, labels, ``activeAt`` in Unix
 seconds, when last seen active) are written to one small JSON file in the state
-directory after each evaluation, atomically (temporary file, fsync, rename), and read
-back at start. The restore arithmetic is Prometheus's, outage tolerance and grace
-period included. A missing file is a first start; an unreadable one is logged and
-ignored: losing ``for`` progress delays an alert, refusing to start would lose them all.
+directory after an evaluation that changed them, atomically and off the event loop
+(``core.durable``), and read back at start. The restore arithmetic is Prometheus's,
+outage tolerance and grace period included. A missing file is a first start; an
+unreadable one is logged and ignored: losing ``for`` progress delays an alert, refusing
+to start would lose them all.
+
+The file is one msgspec-typed document, ``version`` 1 (as 0.1.0 wrote it; its shape has
+not changed, so a rolled-back sidecar still reads it)::
+
+    {"version":1,"groups":{"<file>;<group>":[
+        {"alert":"<name>","labels":{...},"active_at":<s>,"seen":<ms>}, ...]}}
+
+Another version is refused as a file of the wrong shape.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
-import orjson
+import msgspec
 import structlog
 
+from sidecar.core.durable import in_thread, write_atomic
 from sidecar.core.model import LabelSet
 from sidecar.rules.alerting import AlertingRule
 
-__all__ = ["FILE_NAME", "ForEntry", "ForState", "restore_rule"]
+__all__ = ["FILE_NAME", "FOR_STATE_VERSION", "ForEntry", "ForState", "restore_rule"]
 
 log = structlog.get_logger(__name__)
 
 FILE_NAME = "rules-for-state.json"
-_VERSION = 1
+FOR_STATE_VERSION: Final = 1
+"""The version this code writes and reads."""
 _MAX_BYTES = 16 * 1024 * 1024
+
+
+class _Item(msgspec.Struct, frozen=True):
+    """One active alert in the file."""
+
+    alert: str
+    labels: dict[str, str]
+    active_at: int
+    """``activeAt`` in Unix seconds, as ``ALERTS_FOR_STATE``'s value."""
+    seen: int
+    """When it was last seen active, in ms."""
+
+
+class _File(msgspec.Struct, frozen=True):
+    """The whole file: every group's active alerts, by group key (``file;name``)."""
+
+    version: int
+    groups: dict[str, list[_Item]]
+
+
+class _Head(msgspec.Struct, frozen=True):
+    """Just the version, read first so that another version is named as such."""
+
+    version: int
+
+
+_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +91,12 @@ class ForState:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.groups: dict[str, dict[Key, ForEntry]] = {}
-        self._dirty = False
-        """The groups differ from the file: only then is it written (with an fsync)."""
+        self._changes = 0
+        """Counts changes to ``groups``; the file is written only when it lags behind."""
+        self._saved = 0
+        """The count of changes the file holds."""
+        self._lock = asyncio.Lock()
+        """One write at a time, in order: groups evaluate concurrently."""
 
     def load(self) -> None:
         """Read the file; a missing or broken file leaves the state empty."""
@@ -70,7 +112,7 @@ class ForState:
             return
         try:
             self.groups = _decode(raw)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (msgspec.DecodeError, ValueError) as exc:
             log.warning("rules.for_state_invalid", path=str(self.path), error=str(exc)[:200])
             return
         log.info("rules.for_state_loaded", path=str(self.path), groups=len(self.groups))
@@ -86,7 +128,7 @@ class ForState:
         entries = self.groups.get(group)
         if entries is None:
             entries = self.groups[group] = {}
-            self._dirty = True
+            self._changes += 1
         ok_names: set[str] = set()
         for rule in rules:
             ok_names.add(rule.name)
@@ -95,82 +137,68 @@ class ForState:
                     key, entry = (rule.name, a.labels), ForEntry(a.active_at // 1000, t)
                     if entries.get(key) != entry:
                         entries[key] = entry
-                        self._dirty = True
+                        self._changes += 1
         ok_names -= set(failed)
         for key in [k for k, e in entries.items() if k[0] in ok_names and e.seen_ms < t]:
             del entries[key]
-            self._dirty = True
+            self._changes += 1
 
     def keep_only(self, groups: Iterable[str]) -> None:
         """Forget groups that are no longer configured."""
         wanted = set(groups)
         for key in [g for g in self.groups if g not in wanted]:
             del self.groups[key]
-            self._dirty = True
+            self._changes += 1
 
-    def save(self) -> None:
-        """Write the file atomically when it changed; errors are logged, never raised."""
-        if self.path is None or not self._dirty:
+    async def save(self) -> None:
+        """Write the file when it changed, off the event loop; errors are logged, not raised.
+
+        A failed or cancelled write leaves the file behind: the next save tries again.
+        """
+        if self.path is None:
             return
-        try:
+        async with self._lock:
+            changes = self._changes
+            if changes == self._saved:
+                return
+            # Encoded here, on the loop: the thread must not read groups being updated.
             data = _encode(self.groups)
-        except TypeError as exc:
-            log.warning("rules.for_state_write_failed", path=str(self.path), error=str(exc))
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            log.warning("rules.for_state_write_failed", path=str(self.path), error=exc.strerror)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            return
-        self._dirty = False
+            try:
+                await in_thread(write_atomic, self.path, data)
+            except OSError as exc:
+                log.warning("rules.for_state_write_failed", path=str(self.path), error=exc.strerror)
+                return
+            self._saved = changes
 
 
 def _encode(groups: Mapping[str, Mapping[Key, ForEntry]]) -> bytes:
-    doc = {
-        "version": _VERSION,
-        "groups": {
+    doc = _File(
+        version=FOR_STATE_VERSION,
+        groups={
             g: [
-                {
-                    "alert": name,
-                    "labels": dict(labels),
-                    "active_at": e.active_at_s,
-                    "seen": e.seen_ms,
-                }
+                _Item(alert=name, labels=dict(labels), active_at=e.active_at_s, seen=e.seen_ms)
                 for (name, labels), e in sorted(entries.items())
             ]
             for g, entries in sorted(groups.items())
         },
-    }
-    return orjson.dumps(doc)
+    )
+    return _encoder.encode(doc)
 
 
 def _decode(raw: bytes) -> dict[str, dict[Key, ForEntry]]:
     if len(raw) > _MAX_BYTES:
         raise ValueError("file too large")
-    doc = orjson.loads(raw)
-    if not isinstance(doc, dict) or doc.get("version") != _VERSION:
-        raise ValueError(f"expected version {_VERSION}")
-    out: dict[str, dict[Key, ForEntry]] = {}
-    for group, items in doc["groups"].items():
-        entries: dict[Key, ForEntry] = {}
-        for item in items:
-            labels = item["labels"]
-            if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-                raise TypeError("labels must map strings to strings")
-            active, seen = item["active_at"], item["seen"]
-            if not isinstance(active, int) or not isinstance(seen, int):
-                raise TypeError("active_at and seen must be integers")
-            entries[(str(item["alert"]), tuple(sorted(labels.items())))] = ForEntry(active, seen)
-        out[str(group)] = entries
-    return out
+    version = msgspec.json.decode(raw, type=_Head).version
+    if version != FOR_STATE_VERSION:
+        raise ValueError(f"unsupported version {version}, expected {FOR_STATE_VERSION}")
+    doc = msgspec.json.decode(raw, type=_File)
+    return {
+        group: {
+            (item.alert, tuple(sorted(item.labels.items()))): ForEntry(item.active_at, item.seen)
+            for item in items
+        }
+        for group, items in doc.groups.items()
+    }
 
 
 def restore_rule(

@@ -1,0 +1,153 @@
+"""The journal's entries: what one line of the journal says, typed and versioned.
+
+Each line is one JSON object tagged with its ``type`` and the ``version`` of its format
+(``at`` is when it was written, in ms)::
+
+    {"type":"decision","version":2,"at":...,"actions":[...],"circuit":{...},"seen":{...},
+     "cooldowns":{...}}
+    {"type":"done","version":2,"at":...,"done":[{"id":"...","outcome":"success"}]}
+    {"type":"snapshot","version":2,"at":...,"circuit":{...},"seen":{...},"cooldowns":{...},
+     "actions":[...]}
+
+- ``decision``: what one delivery or request decided, journaled before it is answered:
+  ``actions`` accepted (not yet finished), ``circuit`` the breaker's new state (absent
+  when it did not change), ``seen`` the alert instances handled (``fingerprint@startsAt``
+  to when, in ms) and ``cooldowns`` (key to when an action last ran, in ms).
+- ``done``: the outcomes of finished actions.
+- ``snapshot``: the whole live state, the first line a compaction writes.
+
+The records inside are defined beside their values: ``AlertRecord`` and ``ActionRecord``
+in ``action``, ``CircuitRecord`` in ``breaker``.
+
+Versions. 1 is what 0.1.0 wrote: the same objects without ``type`` and ``version``; a
+line with ``done`` is a completion, any other a decision (its compaction snapshot reads
+as one). 2 adds those two fields and changes nothing else, so that a sidecar rolled back
+to 0.1.0 still reads what this one wrote (it ignores the fields it does not know). A
+line of another version is refused like a line of the wrong shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from sidecar.actions.action import ActionRecord
+from sidecar.actions.breaker import CircuitRecord
+from sidecar.core.errors import clip
+
+__all__ = [
+    "JOURNAL_VERSION",
+    "LEGACY_VERSION",
+    "Decision",
+    "Done",
+    "Entry",
+    "OutcomeRecord",
+    "Snapshot",
+    "decode",
+    "encode",
+]
+
+JOURNAL_VERSION: Final = 2
+"""The version this code writes."""
+LEGACY_VERSION: Final = 1
+"""0.1.0's entries, which carry no version."""
+
+
+class OutcomeRecord(msgspec.Struct, frozen=True):
+    """How one action ended: the actuator's ``Outcome``."""
+
+    id: str
+    outcome: str
+    """Any text: an outcome a later version adds must not make its line unreadable."""
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="decision"):
+    """What one delivery, operator request or automatic reset decided."""
+
+    version: int = JOURNAL_VERSION
+    at: int
+    actions: tuple[ActionRecord, ...] = ()
+    circuit: CircuitRecord | msgspec.UnsetType = msgspec.UNSET
+    """Left out when the circuit did not change (0.1.0 reads no null here)."""
+    seen: dict[str, int] = {}
+    cooldowns: dict[str, int] = {}
+
+
+class Done(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="done"):
+    """Actions whose call has finished: a restart does not call them again."""
+
+    version: int = JOURNAL_VERSION
+    at: int
+    done: tuple[OutcomeRecord, ...]
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="snapshot"):
+    """Everything a restart needs, written by compaction as the journal's first line."""
+
+    version: int = JOURNAL_VERSION
+    at: int
+    circuit: CircuitRecord
+    seen: dict[str, int]
+    cooldowns: dict[str, int]
+    actions: tuple[ActionRecord, ...]
+    """Accepted, not yet finished."""
+
+
+Entry = Decision | Done | Snapshot
+
+
+class _Legacy(msgspec.Struct, frozen=True):
+    """An entry of version 1 (0.1.0): every part optional, as 0.1.0 read them."""
+
+    at: int = 0
+    actions: tuple[ActionRecord, ...] = ()
+    done: tuple[OutcomeRecord, ...] = ()
+    circuit: CircuitRecord | None = None
+    seen: dict[str, int] = {}
+    cooldowns: dict[str, int] = {}
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(entry: Entry) -> bytes:
+    """One journal line, without its newline."""
+    return _encoder.encode(entry)
+
+
+def decode(obj: dict[str, Any]) -> list[Entry]:
+    """The entries one decoded JSON object holds, as the current version.
+
+    Raises ``msgspec.ValidationError`` on a wrong shape and ``ValueError`` on a version
+    this code does not know.
+    """
+    version = obj.get("version", LEGACY_VERSION)
+    # type() is int: true and 2.0 are no versions.
+    if type(version) is int and version == JOURNAL_VERSION:
+        return [msgspec.convert(obj, Entry)]
+    if type(version) is int and version == LEGACY_VERSION:
+        return _upgrade(msgspec.convert(obj, _Legacy))
+    raise ValueError(
+        f"unsupported journal entry version {clip(repr(version), 40)}, "
+        f"expected {LEGACY_VERSION} or {JOURNAL_VERSION}"
+    )
+
+
+def _upgrade(old: _Legacy) -> list[Entry]:
+    """A version 1 entry as version 2 entries, in the order 0.1.0 applied its parts."""
+    out: list[Entry] = []
+    if old.actions or old.circuit is not None or old.seen or old.cooldowns or not old.done:
+        circuit = msgspec.UNSET if old.circuit is None else old.circuit
+        out.append(
+            Decision(
+                at=old.at,
+                actions=old.actions,
+                circuit=circuit,
+                seen=old.seen,
+                cooldowns=old.cooldowns,
+            )
+        )
+    if old.done:
+        out.append(Done(at=old.at, done=old.done))
+    return out
