@@ -152,20 +152,14 @@ def test_state_round_trips_through_its_record() -> None:
     assert [(h.key, h.alert.fingerprint, h.resolved) for h in back.holders] == [(sent, sent, True)]
 
 
-@pytest.mark.parametrize(
-    ("change", "error"),
-    [
-        ({"state": "half-open"}, "Invalid enum value 'half-open' - at `$.state`"),
-        ({"source": "cron"}, "Invalid enum value 'cron' - at `$.source`"),
-    ],
-)
-def test_damaged_state_record_is_refused(change: dict[str, str], error: str) -> None:
+@pytest.mark.parametrize("change", [{"state": "half-open"}, {"source": "cron"}])
+def test_damaged_state_record_is_refused(change: dict[str, str]) -> None:
     """A journal record with an unknown state or source fails to decode, never a bad state."""
     s, _ = _breaker().fire(CircuitState(), _alert(), NOW)
     record = {**msgspec.to_builtins(s.to_record()), **change}
-    with pytest.raises(msgspec.ValidationError) as caught:
+    msgspec.convert(msgspec.to_builtins(s.to_record()), CircuitRecord)  # the intact one decodes
+    with pytest.raises(msgspec.ValidationError):
         msgspec.convert(record, CircuitRecord)
-    assert str(caught.value) == error
 
 
 def test_state_gauge_is_one_hot() -> None:

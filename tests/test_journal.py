@@ -97,12 +97,15 @@ def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_pa
     registry = CollectorRegistry()
     with capture_logs() as events:
         assert list(Journal(tmp_path, registry).replay()) == [Done(at=9, done=())]
-    assert [(e["event"], e["line"], e["error"]) for e in events] == [
-        ("journal.corrupt_entry", 1, "Expected `int`, got `str` - at `$.at`"),
-        ("journal.corrupt_entry", 2, "Invalid value 'restart' - at `$.type`"),
-        ("journal.corrupt_entry", 3, "unsupported journal entry version 3, expected 1 or 2"),
-        ("journal.corrupt_entry", 4, "unsupported journal entry version '2', expected 1 or 2"),
-        ("journal.corrupt_entry", 5, "Object missing required field `kind` - at `$.actions[0]`"),
+    assert [(e["event"], e["line"]) for e in events] == [
+        ("journal.corrupt_entry", n) for n in (1, 2, 3, 4, 5)
+    ]
+    # Lines 1, 2 and 5 carry the decoder's own words (msgspec's, which change between
+    # releases); the version check is ours and pinned.
+    assert all(e["error"] for e in events)
+    assert [e["error"] for e in events[2:4]] == [
+        "unsupported journal entry version 3, expected 1 or 2",
+        "unsupported journal entry version '2', expected 1 or 2",
     ]
     assert registry.get_sample_value("leak_sidecar_journal_corrupt_lines_total") == 0.0
 

@@ -503,10 +503,9 @@ def test_broken_state_file_is_ignored(
     engine = engine_for(tmp_path, Store(retention_ms=1, max_series=1), registry)
     assert engine.for_state.groups == {}
     (event,) = [json.loads(line) for line in log_stream.getvalue().splitlines()]
-    assert (event["event"], event["error"]) == (
-        "rules.for_state_invalid",
-        "Expected `str`, got `int` - at `$.groups[...][0].alert`",
-    )
+    # The decoder's own words follow (they change between msgspec releases): ours are pinned.
+    assert event["event"] == "rules.for_state_invalid"
+    assert event["error"]
 
 
 def test_state_file_of_another_version_is_ignored(
