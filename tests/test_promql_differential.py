@@ -47,6 +47,29 @@ EXPRS = [
     "mix % 3.3",
     "mix / on(i) pos",
     'count_values("v", step)',
+    "sin(mix)",
+    "cos(pos)",
+    "tan(mix)",
+    "asin(mix / 1000)",
+    "acos(mix / 1000)",
+    "atan(pos)",
+    "sinh(mix / 100)",
+    "cosh(mix / 100)",
+    "tanh(mix / 300)",
+    "asinh(mix)",
+    "acosh(pos + 1)",
+    "atanh(mix / 1001)",
+    "mix atan2 on(i) pos",
+    "max_over_time(rate(cnt[1m])[5m:30s])",
+    "avg_over_time(mix[3m:20s])",
+    "deriv(pos[4m:15s] offset 20s)",
+    "predict_linear(mix[3m:25s], 100)",
+    "stddev_over_time(deriv(pos[1m])[3m:10s])",
+    "quantile_over_time(0.6, mix[2m:])",
+    "rate(cnt[2m:7s] @ 500)",
+    "max_over_time(max_over_time(mix[1m:10s])[3m:20s])",
+    "sum_over_time(predict_linear(pos[1m] @ 400, 30)[2m:15s])",
+    "max_over_time(predict_linear(mix[1m:10s] @ 450, 10)[1m:20s])",
 ]
 
 
@@ -93,7 +116,8 @@ def test_promtool_agrees_with_the_evaluator_on_random_data(seed: int, tmp_path: 
     cases = 0
     for expr in EXPRS:
         for t in times:
-            vec = query_vector(expr, store, t)
+            # The default subquery step is the file's evaluation_interval.
+            vec = query_vector(expr, store, t, subquery_step_ms=1000)
             if any(math.isnan(s.value) for s in vec):
                 continue  # promtool cannot compare NaN
             lines += [f"      - expr: '{expr}'", f"        eval_time: {t}ms"]

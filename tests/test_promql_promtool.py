@@ -31,6 +31,11 @@ def _cases(path: Path) -> list[tuple[dict[str, str], int, dict[str, Any]]]:
     return out
 
 
+def _subquery_step(path: Path) -> int:
+    """promtool steps a subquery that names none by the file's evaluation_interval."""
+    return parse_duration_ms(str(yaml.safe_load(path.read_text()).get("evaluation_interval", "1m")))
+
+
 def test_there_are_enough_cases() -> None:
     """The files hold at least 40 expression cases between them."""
     assert len(FILES) >= 5
@@ -41,10 +46,12 @@ def test_there_are_enough_cases() -> None:
 def test_sidecar_evaluates_the_file_identically(path: Path) -> None:
     """The embedded evaluator returns exactly the samples promtool expects, no more."""
     failures = []
+    step = _subquery_step(path)
     for series, interval, case in _cases(path):
         store = load(series, interval)
         t = parse_duration_ms(str(case["eval_time"]))
-        got = sorted((s.labels, s.value) for s in query_vector(case["expr"], store, t))
+        vec = query_vector(case["expr"], store, t, subquery_step_ms=step)
+        got = sorted((s.labels, s.value) for s in vec)
         want: list[tuple[LabelSet, float]] = sorted(
             (parse_metric(s["labels"]), float(s["value"])) for s in case["exp_samples"] or []
         )

@@ -18,6 +18,7 @@ from sidecar.rules.files import (
     longest_range_ms,
     parse_rule_file,
 )
+from sidecar.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,7 +112,7 @@ groups:
         expr: up
         for: 1m
       - alert: D
-        expr: histogram_quantile(0.9, rate(h_bucket[5m]))
+        expr: mad_over_time(h_bucket[5m])
         for: 5x
   - name: g
     rules: []
@@ -126,7 +127,7 @@ groups:
         "Checking bad.yml\n"
         "  FAILED:\n"
         'bad.yml: 5:15: group "g", rule 1, "A": could not parse expression: '
-        "invalid PromQL expression 'up ==': invalid promql query\n"
+        "1:6: parse error: unexpected end of input\n"
         'bad.yml: 6:17: group "g", rule 2, "bad-name": invalid recording rule name: bad-name\n'
         'bad.yml: group "g", rule 2, "bad-name": invalid label name: a-b\n'
         "bad.yml: 11:17: 10:16: group \"g\", rule 3, \"B\": only one of 'record' and 'alert' "
@@ -134,9 +135,8 @@ groups:
         'bad.yml: group "g", rule 4, "C": annotation "x": template: __alert_C:1: function '
         '"humanizex" not defined\n'
         'bad.yml: 17:17: group "g", rule 5, "r": invalid field \'for\' in recording rule\n'
-        'bad.yml: 21:15: group "g", rule 6, "D": cannot evaluate \'histogram_quantile(0.9, '
-        "rate(h_bucket[5m]))': not supported: function histogram_quantile (native histograms "
-        "are not supported)\n"
+        'bad.yml: 21:15: group "g", rule 6, "D": could not parse expression: 1:1: parse error: '
+        'unknown function with name "mad_over_time"\n'
         'bad.yml: 22:14: group "g", rule 6, "D": invalid \'for\': not a valid duration '
         'string: "5x"\n'
         'bad.yml: 23:5: groupname: "g" is repeated in the same file\n'
@@ -146,16 +146,43 @@ groups:
     )
 
 
-def test_unsupported_function_is_a_load_error(tmp_path: Path) -> None:
-    """An expression the evaluator cannot run fails the load, naming file, group and rule."""
-    text = (
-        "groups:\n  - name: g\n    rules:\n      - alert: H\n"
-        "        expr: histogram_quantile(0.9, x)\n"
+def test_unsupported_construct_loads_as_a_failing_rule(tmp_path: Path) -> None:
+    """Valid PromQL the evaluator cannot run loads, with the rest of its file, as a rule
+    whose every evaluation fails with the reason; check-rules still reports it."""
+    path = write(
+        tmp_path,
+        "rules.yml",
+        "groups:\n  - name: g\n    rules:\n      - alert: H\n        expr: limitk(1, x)\n"
+        "      - record: r\n        expr: x\n",
     )
-    assert load_error(tmp_path, text) == (
-        'rules.yml: 5:15: group "g", rule 1, "H": cannot evaluate \'histogram_quantile(0.9, '
-        "x)': not supported: function histogram_quantile (native histograms are not supported)"
+    (group,) = load_rules([path])
+    refused, fine = group.rules
+    assert fine.query.text == "x"
+    with pytest.raises(RuleError) as info:
+        refused.query.evaluate(Store(retention_ms=1, max_series=1), 0)
+    assert str(info.value) == (
+        "cannot evaluate 'limitk(1, x)': not supported: aggregation limitk "
+        "(not a Prometheus 2.42 aggregation)"
     )
+    out = io.StringIO()
+    assert check_rules([path], out) == 1
+    # check-rules prints what promtool prints for syntax 2.42 does not know.
+    assert out.getvalue().endswith(
+        'group "g", rule 1, "H": could not parse expression: 1:1: parse error: '
+        'unknown function with name "limitk"\n\n'
+    )
+
+
+def test_a_range_vector_result_is_valid_but_fails_each_evaluation(tmp_path: Path) -> None:
+    """As promtool, check-rules accepts `expr: x[5m]`; its evaluation fails as Prometheus's."""
+    path = write(
+        tmp_path, "rules.yml", "groups:\n  - name: g\n    rules:\n      - record: r\n"
+        "        expr: x[5m]\n",
+    )  # fmt: skip
+    assert check_rules([path], io.StringIO()) == 0
+    (group,) = load_rules([path])
+    with pytest.raises(RuleError, match=r"^rule result is not a vector or scalar$"):
+        group.rules[0].query.evaluate(Store(retention_ms=1, max_series=1), 0)
 
 
 def test_syntax_error_is_a_load_error(tmp_path: Path) -> None:
@@ -163,7 +190,7 @@ def test_syntax_error_is_a_load_error(tmp_path: Path) -> None:
     text = "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: sum(up\n"
     assert load_error(tmp_path, text) == (
         'rules.yml: 5:15: group "g", rule 1, "r": could not parse expression: '
-        "invalid PromQL expression 'sum(up': unclosed left parenthesis"
+        "1:7: parse error: unclosed left parenthesis"
     )
 
 
@@ -172,13 +199,13 @@ def test_template_error_is_a_load_error(tmp_path: Path) -> None:
     text = (
         "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up\n"
         '        labels:\n          team: "{{ if }}"\n'
-        "        annotations:\n          q: '{{ query \"up\" }}'\n"
+        "        annotations:\n          q: '{{ nofunc \"up\" }}'\n"
     )
     assert load_error(tmp_path, text) == (
         'rules.yml: group "g", rule 1, "T": label "team": template: __alert_T:1: '
         "missing value for if\n"
         'rules.yml: group "g", rule 1, "T": annotation "q": template: __alert_T:1: '
-        'function "query" is not supported by the embedded engine'
+        'function "nofunc" not defined'
     )
 
 

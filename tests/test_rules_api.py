@@ -151,3 +151,42 @@ async def test_alerts_list(client: TestClient[web.Request, web.Application]) -> 
             ]
         },
     }
+
+
+async def test_a_rule_the_evaluator_cannot_run_shows_its_reason(tmp_path: Path) -> None:
+    """Valid PromQL the evaluator refuses loads with its file and reports health err."""
+    path = tmp_path / "rules.yml"
+    path.write_text(
+        "groups:\n  - name: g\n    rules:\n"
+        "      - record: refused\n        expr: limitk(1, pool_active)\n"
+        "      - record: fine\n        expr: pool_active\n",
+        encoding="utf-8",
+    )
+    store = Store(retention_ms=3_600_000, max_series=100)
+    store.ingest(T0, {(("__name__", "pool_active"),): 19.0})
+
+    async def send(alerts: list[Alert]) -> None:
+        return None
+
+    engine = RuleEngine(
+        runtime_groups(load_rules([str(path)]), RulesConfig()),
+        store,
+        RulesConfig(),
+        registry=CollectorRegistry(),
+        send=send,
+        state_dir=None,
+        clock=lambda: T0 / 1000,
+        monotonic=lambda: 0.0,
+    )
+    await engine.iterate(engine.groups[0], T0)
+    app = web.Application()
+    app.router.add_routes(routes(engine.groups))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+        body = await (await c.get("/v1/rules")).json()
+    refused, fine = body["data"]["groups"][0]["rules"]
+    assert (refused["health"], refused["lastError"]) == (
+        "err",
+        "cannot evaluate 'limitk(1, pool_active)': not supported: aggregation limitk "
+        "(not a Prometheus 2.42 aggregation)",
+    )
+    assert fine["health"] == "ok"

@@ -189,17 +189,14 @@ def test_run_time_failure_is_prometheus_error_text(text: str, want: str) -> None
         ('{{ "\\ud800" }}', "template: __alert_Leak:1: invalid syntax"),
         ('{{ "\\U00110000" }}', "template: __alert_Leak:1: invalid syntax"),
         ("{{ '\\\"' }}", "template: __alert_Leak:1: invalid syntax"),
+        ("{{ break }}", "template: __alert_Leak:1: {{break}} outside {{range}}"),
         (
-            '{{ query "up" | first | value }}',
-            'template: __alert_Leak:1: function "query" is not supported by the embedded engine',
+            "{{ if 1 }}{{ continue }}{{ end }}",
+            "template: __alert_Leak:1: {{continue}} outside {{range}}",
         ),
         (
-            '{{ template "x" }}',
-            "template: __alert_Leak:1: {{template}} is not supported by the embedded engine",
-        ),
-        (
-            '{{ define "x" }}{{ end }}',
-            "template: __alert_Leak:1: {{define}} is not supported by the embedded engine",
+            '{{ define "x" }}{{ $labels }}{{ end }}',
+            'template: __alert_Leak:1: undefined variable "$labels"',
         ),
     ],
 )
@@ -256,4 +253,75 @@ def test_go_format_e_quote_title_and_sprintf_markers() -> None:
     assert go_sprintf("%z %", [1]) == "%!z(int=1) %!(NOVERB)"
     assert go_sprintf("%t %x %X %c %05.1f %+d", [True, "hi", 255, 65, 2.25, 5]) == (
         "true 6869 FF A 002.2 +5"
+    )
+
+
+def _fake_query(text: str) -> list[tuple[tuple[tuple[str, str], ...], float]]:
+    if text == "bad":
+        raise RuleError("1:4: parse error: unexpected end of input")
+    rows = [((("__name__", "up"), ("job", "b")), 2.0), ((("__name__", "up"), ("job", "a")), 4.0)]
+    return rows if text == "up" else []
+
+
+QUERY_DATA = TemplateData(
+    labels={"job": "a"},
+    value=3.0,
+    external_url="https://prom.example.com/sub/p%20x",
+    query=_fake_query,
+    manager_url="https://prom.example.com/sub/p%20x",
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ('{{ range query "up" }}{{ .Labels.job }}={{ .Value }};{{ end }}', "b=2;a=4;"),
+        ('{{ query "up" | first | value }} {{ query "up" | first | label "job" }}', "2 b"),
+        ('[{{ query "up" | first | strvalue }}]', "[]"),
+        ('{{ range query "up" | sortByLabel "job" }}{{ label "job" . }}{{ end }}', "ab"),
+        ('{{ query "up" | first }}', "{map[__name__:up job:b] 2}"),
+        ('{{ (query "up" | first).Labels.job }} {{ len (query "up") }}', "b 2"),
+        ('{{ index (query "up") 1 | value }}', "4"),
+        ('{{ range $i, $s := query "up" }}{{ $i }}{{ break }}{{ end }}', "0"),
+        ('{{ with query "none" }}x{{ else }}empty{{ end }}', "empty"),
+        ("{{ externalURL }} {{ pathPrefix }}", "https://prom.example.com/sub/p%20x /sub/p x"),
+        ('{{ define "t" }}{{ .arg0 }}+{{ .arg1 }}{{ end }}{{ template "t" args 1 "x" }}', "1+x"),
+        ('{{ block "b" $value }}v={{ . }}{{ end }}', "v=3"),
+        (
+            '{{ html "<a href=\'x\'>" }} {{ js "a\'<" }} {{ slice "abcdef" 2 4 }}',
+            "&lt;a href=&#39;x&#39;&gt; a\\'\\u003C cd",
+        ),
+        ("{{ (toTime 1700000000.5).Unix }}", "1700000000"),
+    ],
+)
+def test_query_and_named_templates(text: str, want: str) -> None:
+    """query and its helpers, named templates and Go's html/js/slice expand as in Prometheus."""
+    assert expand(text, QUERY_DATA) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "tail"),
+    [
+        (
+            '{{ query "none" | first }}',
+            "error calling first: first() called on vector with no elements>",
+        ),
+        ('{{ query "bad" }}', "error calling query: 1:4: parse error: unexpected end of input>"),
+        ('{{ template "nope" }}', 'template "nope" not defined>'),
+    ],
+)
+def test_query_failures_read_as_prometheus(text: str, tail: str) -> None:
+    """A failing query function leaves Prometheus's error text in the annotation."""
+    assert expand(text, QUERY_DATA).endswith(tail)
+
+
+def test_without_a_manager_url_the_url_functions_fail_as_in_promtool() -> None:
+    """promtool's rule manager has no external URL: Go's nil-pointer error, as promtool prints."""
+    data = TemplateData(labels={}, manager_url=None)
+    assert expand("{{ pathPrefix }}", data).endswith(
+        "error calling pathPrefix: runtime error: invalid memory address or nil pointer "
+        "dereference>"
+    )
+    assert expand('{{ query "up" }}', data).endswith(
+        "error calling query: no query engine available>"
     )

@@ -24,10 +24,12 @@ import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from sidecar.core.errors import RuleError
 from sidecar.core.model import LabelSet
 from sidecar.rules.files import RuleSpec
+from sidecar.rules.promql import SUBQUERY_STEP_MS, query_vector
 from sidecar.rules.templates.expand import TemplateData
 from sidecar.store import Store
 
@@ -81,9 +83,11 @@ class ActiveAlert:
         return self.last_sent_at is None or self.last_sent_at + resend_delay_ms < t
 
 
-def _vector(rule: RuleSpec, store: Store, t: int) -> Sequence[tuple[LabelSet, float]]:
+def _vector(
+    rule: RuleSpec, store: Store, t: int, subquery_step_ms: int
+) -> Sequence[tuple[LabelSet, float]]:
     """Run the rule's expression; a scalar becomes one sample without labels."""
-    result = rule.query.evaluate(store, t)
+    result = rule.query.evaluate(store, t, subquery_step_ms=subquery_step_ms)
     if isinstance(result, float):
         return [((), result)]
     return result
@@ -117,6 +121,9 @@ class _RuleBase:
     evaluation_at: int | None = None
     last_value: float | None = None
     """The largest value of the expression's last result (None when it was empty)."""
+    subquery_step_ms: int = SUBQUERY_STEP_MS
+    """The step of a subquery that names none: the global evaluation interval, as in
+    Prometheus (not the group's own interval)."""
 
     @property
     def name(self) -> str:
@@ -132,7 +139,7 @@ class RecordingRule(_RuleBase):
         """Evaluate at ``t``; the samples to write. Raises ``RuleError``."""
         out: dict[LabelSet, float] = {}
         extra = {"__name__": self.spec.name, **dict(self.spec.labels)}
-        result = _vector(self.spec, store, t)
+        result = _vector(self.spec, store, t, self.subquery_step_ms)
         self.last_value = _largest(result)
         for labels, value in result:
             key = _set_labels(labels, extra)
@@ -154,13 +161,21 @@ class AlertingRule(_RuleBase):
     external_url: str = ""
     restored: bool = True
     active: dict[LabelSet, ActiveAlert] = field(default_factory=dict)
+    nil_manager_url: bool = False
+    """promtool's rule manager has no external URL: the template functions ``externalURL``
+    and ``pathPrefix`` then fail as Go does on the nil pointer."""
 
     def _new_alerts(self, store: Store, t: int) -> dict[LabelSet, ActiveAlert]:
         alerts: dict[LabelSet, ActiveAlert] = {}
-        result = _vector(self.spec, store, t)
+        result = _vector(self.spec, store, t, self.subquery_step_ms)
         self.last_value = _largest(result)
+        # A template's `query` runs at the rule's evaluation time, as Prometheus runs it.
+        query = partial(query_vector, store=store, t_ms=t, subquery_step_ms=self.subquery_step_ms)
+        url = None if self.nil_manager_url else self.external_url
         for labels, value in result:
-            data = TemplateData(dict(labels), self.external_labels, self.external_url, value)
+            data = TemplateData(
+                dict(labels), self.external_labels, self.external_url, value, query, url
+            )
             base = ((k, v) for k, v in labels if k != "__name__")
             expanded = {k: tmpl.expand(data) for k, tmpl in self.spec.label_templates}
             expanded["alertname"] = self.spec.name

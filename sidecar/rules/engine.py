@@ -96,18 +96,26 @@ def build_groups(
     external_labels: Mapping[str, str],
     external_url: str,
     restored: bool,
+    *,
+    subquery_step_ms: int | None = None,
 ) -> list[Group]:
-    """Run-time groups for loaded specs; ``restored`` False holds ALERTS until restored."""
+    """Run-time groups for loaded specs; ``restored`` False holds ALERTS until restored.
+
+    ``subquery_step_ms`` is the step of a subquery that names none, by default
+    ``default_interval_ms`` (Prometheus's global ``evaluation_interval``).
+    """
+    step = default_interval_ms if subquery_step_ms is None else subquery_step_ms
     groups = []
     for spec in specs:
         rules: list[Rule] = []
         for r in spec.rules:
             if r.kind == "record":
-                rules.append(RecordingRule(r))
+                rules.append(RecordingRule(r, subquery_step_ms=step))
             else:
                 rules.append(
                     AlertingRule(
                         r,
+                        subquery_step_ms=step,
                         external_labels=dict(external_labels),
                         external_url=external_url,
                         restored=restored,

@@ -7,9 +7,12 @@ The format is Prometheus 2.42's (``rulefmt``): ``groups`` of ``name``, ``interva
 are rejected with its message, so a file accepted here is accepted by that promtool.
 
 On top of promtool's checks, every expression is compiled by the embedded PromQL
-evaluator and every label/annotation template by the embedded template engine:
-whatever they cannot run is an error naming file, group, rule and construct, at load
-time, never a rule silently skipped. Errors read like promtool's::
+evaluator and every label/annotation template by the embedded template engine. PromQL
+the evaluator cannot run (Prometheus 3 syntax, which promtool 2.42 reports as a parse
+error, in its words here too) fails ``check-rules``, but at start it does not stop the
+sidecar: the rule loads with a query that fails every evaluation naming the construct,
+so it shows ``health: "err"`` while the rest of its file runs. Errors read like
+promtool's::
 
     rules/leak.yml: 7:15: group "leaks", rule 2, "CacheGrowing": could not parse expression: ...
 """
@@ -30,7 +33,8 @@ from yaml.nodes import Node, ScalarNode
 from sidecar.core.durations import parse_duration_ms
 from sidecar.core.errors import RuleError
 from sidecar.gocompat.yamlnode import MAX_FILE_BYTES, Decoder, YamlSyntaxError, compose, position
-from sidecar.rules.promql import PromQLError, Query, compile_expr
+from sidecar.rules.promql import PromQLError, Query, compile_expr, refused_query
+from sidecar.rules.promql.syntax_errors import explain
 from sidecar.rules.templates.expand import AlertTemplate, compile_template
 
 __all__ = [
@@ -52,6 +56,8 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _GROUPS = frozenset({"groups"})
 _GROUP = frozenset({"name", "interval", "limit", "rules"})
 _RULE = frozenset({"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"})
+_NOT_A_VECTOR = ("range vector as a result", "string result")
+_NOT_A_VECTOR_ERROR = "rule result is not a vector or scalar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,8 @@ class _FileParser:
         self.filename = filename
         self.dec = Decoder()
         self.errors: list[str] = []
+        self.refusals: list[str] = []
+        """The errors that are valid PromQL the evaluator cannot run (also in ``errors``)."""
 
     def err(self, pos: str | None, where: str, message: str) -> None:
         """Record ``FILE: [LINE:COL: ]WHERE: MESSAGE``."""
@@ -177,7 +185,7 @@ class _FileParser:
         labels: dict[str, str],
         annotations: dict[str, str],
     ) -> RuleSpec | None:
-        n_errors = len(self.errors)
+        n_errors, n_refusals = len(self.errors), len(self.refusals)
         record, alert = self.dec.string(r.get("record")), self.dec.string(r.get("alert"))
         rec_node, alert_node, expr_node = r.get("record"), r.get("alert"), r.get("expr")
         name = alert or record
@@ -222,7 +230,8 @@ class _FileParser:
         if alert and not record:
             label_tmpls = self._templates(labels, "label", alert, where)
             ann_tmpls = self._templates(annotations, "annotation", alert, where)
-        if len(self.errors) > n_errors or query is None:
+        refused = len(self.refusals) - n_refusals
+        if len(self.errors) - refused > n_errors or query is None:
             return None
         return RuleSpec(
             kind="alert" if alert else "record",
@@ -241,11 +250,22 @@ class _FileParser:
         try:
             return compile_expr(expr)
         except PromQLError as exc:
+            if exc.constructs and all(c.startswith(_NOT_A_VECTOR) for c in exc.constructs):
+                # Valid PromQL no rule can use: promtool accepts the file, and Prometheus
+                # fails the rule at every evaluation, with these words.
+                return refused_query(expr, PromQLError(_NOT_A_VECTOR_ERROR, expr=expr))
             if exc.constructs:
-                # Valid PromQL the embedded evaluator cannot run: the message names it.
-                self.err(position(node), where, exc.message)
-            else:
-                self.err(position(node), where, f"could not parse expression: {exc.message}")
+                # Syntax 2.42 does not know (Prometheus 3's) is reported in promtool's words;
+                # anything else names the construct. Either way the rule still loads and
+                # fails each evaluation with the construct named.
+                syntax = explain(expr)
+                if syntax is not None:
+                    self.err(position(node), where, f"could not parse expression: {syntax}")
+                else:
+                    self.err(position(node), where, exc.message)
+                self.refusals.append(self.errors[-1])
+                return refused_query(expr, exc)
+            self.err(position(node), where, f"could not parse expression: {exc.message}")
             return None
 
     def _templates(
@@ -275,23 +295,29 @@ def _q(text: str) -> str:
 
 def parse_rule_file(path: str) -> tuple[list[GroupSpec], list[str]]:
     """Read and validate one file: its groups, and every problem as a promtool-style line."""
+    groups, errors, _ = _parse_rule_file(path)
+    return groups, errors
+
+
+def _parse_rule_file(path: str) -> tuple[list[GroupSpec], list[str], list[str]]:
+    """``parse_rule_file``, and which of the problems are rules the evaluator refuses."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        return [], [f"{path}: open {path}: {exc.strerror.lower() if exc.strerror else exc}"]
+        return [], [f"{path}: open {path}: {exc.strerror.lower() if exc.strerror else exc}"], []
     if len(data) > MAX_FILE_BYTES:
-        return [], [f"{path}: larger than {MAX_FILE_BYTES} bytes"]
+        return [], [f"{path}: larger than {MAX_FILE_BYTES} bytes"], []
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [], [f"{path}: yaml: invalid UTF-8 at byte {exc.start}"]
+        return [], [f"{path}: yaml: invalid UTF-8 at byte {exc.start}"], []
     parser = _FileParser(path)
     try:
         groups = parser.parse(text)
     except RecursionError:
-        return [], [f"{path}: yaml: nesting too deep"]
-    return groups, parser.errors
+        return [], [f"{path}: yaml: nesting too deep"], []
+    return groups, parser.errors, parser.refusals
 
 
 def expand_patterns(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -344,8 +370,19 @@ def parse_rule_files(files: Sequence[str]) -> tuple[list[GroupSpec], list[str]]:
 
 
 def load_rules(files: Sequence[str]) -> list[GroupSpec]:
-    """Load every file; any problem anywhere raises one ``RuleError`` listing them all."""
-    groups, errors = parse_rule_files(files)
+    """Load every file; any problem anywhere raises one ``RuleError`` listing them all.
+
+    A rule the evaluator cannot run is not such a problem: it loads, fails each evaluation
+    with the reason (its health), and is logged here as ``rules.rule_refused``.
+    """
+    groups: list[GroupSpec] = []
+    errors: list[str] = []
+    for path in files:
+        g, errs, refusals = _parse_rule_file(path)
+        groups.extend(g)
+        errors.extend(e for e in errs if e not in refusals)
+        for line in refusals:
+            log.warning("rules.rule_refused", problem=line)
     if errors:
         # Each line names its own file, group and rule, as promtool prints them.
         raise RuleError("\n".join(errors))

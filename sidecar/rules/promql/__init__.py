@@ -14,18 +14,20 @@ from __future__ import annotations
 from functools import lru_cache
 
 from sidecar.rules.promql.compile import compile_text
-from sidecar.rules.promql.eval import Ctx
+from sidecar.rules.promql.eval import SUBQUERY_STEP_MS, Ctx, Node
 from sidecar.rules.promql.values import LOOKBACK_MS, PromQLError, Sample, Vector
 from sidecar.store import StoreView
 
 __all__ = [
     "LOOKBACK_MS",
+    "SUBQUERY_STEP_MS",
     "PromQLError",
     "Query",
     "Sample",
     "Vector",
     "compile_expr",
     "query_vector",
+    "refused_query",
     "unsupported_constructs",
 ]
 
@@ -55,19 +57,45 @@ class Query:
         """True when the expression's type is scalar rather than instant vector."""
         return self._root.kind == "scalar"
 
-    def evaluate(self, store: StoreView, t_ms: int) -> Vector | float:
+    def evaluate(
+        self, store: StoreView, t_ms: int, *, subquery_step_ms: int = SUBQUERY_STEP_MS
+    ) -> Vector | float:
         """Evaluate at ``t_ms``: a list of ``Sample`` or, for a scalar expression, a float.
+
+        ``subquery_step_ms`` is the step of a subquery that names none (``x[1h:]``): the
+        global evaluation interval in Prometheus, ``evaluation_interval`` in promtool.
 
         Raises ``PromQLError`` (a ``RuleError``) for an evaluation error Prometheus would
         also raise, e.g. duplicate series on the "one" side of a match.
         """
-        value = self._root.ev(Ctx(store, t_ms, self.lookback_ms))
+        value = self._root.ev(Ctx(store, t_ms, self.lookback_ms, subquery_step_ms))
         if self._root.kind == "scalar":
             return float(value)
         return [Sample(labels, v) for labels, v in value]
 
     def __repr__(self) -> str:
         return f"Query({self.text!r})"
+
+
+class _Refused(Node):
+    def __init__(self, error: PromQLError) -> None:
+        self.error = error
+
+    def ev(self, ctx: Ctx) -> object:
+        raise PromQLError(self.error.message, expr=self.error.expr)
+
+
+def refused_query(text: str, error: PromQLError) -> Query:
+    """A ``Query`` for valid PromQL the evaluator cannot run: each evaluation raises
+    ``error``, so its rule loads with the rest of its file and shows the reason as its
+    health instead of stopping the sidecar."""
+    q = Query.__new__(Query)
+    q.text = text
+    q.max_range_ms = 0
+    q.metric_names = frozenset()
+    q.lookback_ms = LOOKBACK_MS
+    q._root = _Refused(error)  # the one other way to make a Query
+    return q
 
 
 def compile_expr(text: str, lookback_ms: int = LOOKBACK_MS) -> Query:
@@ -97,10 +125,12 @@ def _cached(text: str) -> Query:
     return Query(text)
 
 
-def query_vector(text: str, store: StoreView, t_ms: int) -> Vector:
+def query_vector(
+    text: str, store: StoreView, t_ms: int, *, subquery_step_ms: int = SUBQUERY_STEP_MS
+) -> Vector:
     """Evaluate ``text`` as promtool's ``promql_expr_test`` does: a scalar result becomes
-    one sample without labels."""
-    value = _cached(text).evaluate(store, t_ms)
+    one sample without labels (``subquery_step_ms``: promtool's ``evaluation_interval``)."""
+    value = _cached(text).evaluate(store, t_ms, subquery_step_ms=subquery_step_ms)
     if isinstance(value, float):
         return [Sample((), value)]
     return value

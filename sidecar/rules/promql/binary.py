@@ -10,7 +10,6 @@ scalar on the left still returns the vector's value.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import lru_cache
 from operator import add, eq, ge, gt, le, lt, mul, ne, sub
@@ -19,6 +18,7 @@ from sidecar.core.model import LabelSet
 from sidecar.gocompat.gofmt import go_labels
 from sidecar.rules.promql.eval import Ctx, Node
 from sidecar.rules.promql.gomath import go_pow
+from sidecar.rules.promql.gotrig import go_atan2
 from sidecar.rules.promql.values import (
     MEMO_SIZE,
     NAME,
@@ -48,7 +48,7 @@ ARITHMETIC: dict[str, Callable[[float, float], float]] = {
     "/": go_div,
     "%": go_mod,
     "^": go_pow,
-    "atan2": math.atan2,
+    "atan2": go_atan2,
 }
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "==": eq,

@@ -2,8 +2,8 @@
 
 promql-parser speaks a newer PromQL than Prometheus 2.42. Everything it accepts that 2.42
 rejects (``limitk``, ``mad_over_time``, quoted UTF-8 names, ``or`` between matchers...)
-and everything 2.42 has that the sidecar does not evaluate (subqueries, native-histogram
-functions) is collected while walking the tree, so one error names every such construct.
+and everything 2.42 has that the sidecar does not evaluate (native-histogram functions)
+is collected while walking the tree, so one error names every such construct.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from sidecar.rules.promql.binary import (
 )
 from sidecar.rules.promql.dates import DATE_FUNCS, DateFunc
 from sidecar.rules.promql.eval import (
+    AT_QUERY_TIME,
     AbsentOverTime,
     Negate,
     Node,
@@ -39,9 +40,20 @@ from sidecar.rules.promql.eval import (
     Timestamp,
     VectorSelect,
 )
+from sidecar.rules.promql.histograms import HistogramQuantile, NativeOnly
 from sidecar.rules.promql.labelfuncs import LabelJoin, LabelReplace
+from sidecar.rules.promql.lexer import rewrite_negative_at
 from sidecar.rules.promql.rangefuncs import RANGE_KERNELS
 from sidecar.rules.promql.selectors import Matcher, Selector
+from sidecar.rules.promql.subquery import (
+    AtFirstStep,
+    Subquery,
+    SubqueryAbsent,
+    SubqueryCall,
+    param_at_first_step,
+    slides_with_steps,
+)
+from sidecar.rules.promql.syntax_errors import explain
 from sidecar.rules.promql.values import NAME, PromQLError, valid_label_name
 
 __all__ = ["Compiled", "compile_text"]
@@ -66,8 +78,9 @@ _HISTOGRAM_FUNCS = frozenset(
     {"histogram_count", "histogram_sum", "histogram_fraction", "histogram_quantile"}
 )
 _INSTANT_FUNCS = frozenset(
-    {*fn.MATH_FUNCS, *DATE_FUNCS, "clamp", "clamp_min", "clamp_max", "round", "timestamp",
-     "label_replace", "label_join", "absent", "scalar", "vector", "time", "pi", "sort", "sort_desc"}
+    {*fn.MATH_FUNCS, *DATE_FUNCS, *_HISTOGRAM_FUNCS, "clamp", "clamp_min", "clamp_max", "round",
+     "timestamp", "label_replace", "label_join", "absent", "scalar", "vector", "time", "pi",
+     "sort", "sort_desc"}
 )  # fmt: skip
 _QUOTE_CTX_KEYWORDS = ("by", "without", "on", "ignoring", "group_left", "group_right")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', re.DOTALL)
@@ -157,6 +170,7 @@ class _Compiler:
         self.unsupported: list[str] = []
         self.max_range_ms = 0
         self.metric_names: set[str] = set()
+        self.negative_at: dict[int, int] = {}
 
     def bad(self, construct: str) -> Node:
         if construct not in self.unsupported:
@@ -186,11 +200,14 @@ class _Compiler:
 
     def at_ms(self, vs: Any) -> int | None:
         at = vs.at
-        if at is None or at.type != pp.AtModifierType.At:
-            # start() and end() are the evaluation time in an instant query.
+        if at is None:
             return None
+        if at.type != pp.AtModifierType.At:
+            # start() and end() are the query's time, inside a subquery too.
+            return AT_QUERY_TIME
         us: int = (at.at - _EPOCH) // _US
-        return (us + 500) // 1000  # round half away from zero, as Prometheus parses @ seconds
+        ms = (us + 500) // 1000  # round half away from zero, as Prometheus parses @ seconds
+        return self.negative_at.get(ms, ms)
 
     def vector_select(self, vs: Any) -> Node:
         sel = self.selector(vs)
@@ -218,7 +235,9 @@ class _Compiler:
             )
         if isinstance(e, pp.SubqueryExpr):
             self.visit(e.expr)
-            return self.bad("subquery `expr[range:step]`")
+            return self.bad(
+                "range vector as a result (a rule must return an instant vector or scalar)"
+            )
         if isinstance(e, pp.Call):
             return self.call(e)
         if isinstance(e, pp.AggregateExpr):
@@ -236,8 +255,6 @@ class _Compiler:
             for a in args:
                 if not isinstance(a, pp.MatrixSelector):
                     self.visit(a)
-            if name in _HISTOGRAM_FUNCS:
-                return self.bad(f"function {name} (native histograms are not supported)")
             return self.bad(f"function {name} (not a Prometheus 2.42 function)")
         if name == "timestamp":
             return Timestamp(self.visit(args[0]))
@@ -254,6 +271,10 @@ class _Compiler:
             return fn.MathFunc(nodes[0], fn.MATH_FUNCS[name])
         if name in DATE_FUNCS:
             return DateFunc(nodes[0] if nodes else None, DATE_FUNCS[name])
+        if name == "histogram_quantile":
+            return HistogramQuantile(nodes[0], nodes[1])
+        if name in _HISTOGRAM_FUNCS:
+            return NativeOnly(nodes)
         simple: dict[str, Any] = {
             "clamp": lambda: fn.Clamp(nodes[0], nodes[1], nodes[2]),
             "clamp_min": lambda: fn.Clamp(nodes[0], nodes[1], None),
@@ -303,14 +324,14 @@ class _Compiler:
             inner = a
             while isinstance(inner, pp.ParenExpr):
                 inner = inner.expr
-            if isinstance(inner, pp.MatrixSelector):
+            if isinstance(inner, (pp.MatrixSelector, pp.SubqueryExpr)):
                 msel = inner
-            elif isinstance(inner, pp.SubqueryExpr):
-                self.visit(inner.expr)
-                return self.bad("subquery `expr[range:step]`")
             else:
                 params.append(self.visit(a))
         assert msel is not None  # the parser checked the argument types
+        if isinstance(msel, pp.SubqueryExpr):
+            moving = slides_with_steps(name, args, self.at_ms(msel))
+            return self.subquery_call(name, msel, params, moving)
         vs = msel.vector_selector
         sel = self.selector(vs, track_resets=name in _COUNTER_FUNCS)
         if sel is None:
@@ -330,12 +351,31 @@ class _Compiler:
             at=at,
             params=params,
             keep_name=name == "last_over_time",
+            moving=slides_with_steps(name, args, at),
         )
+
+    def subquery_call(self, name: str, e: Any, params: list[Node], moving: bool) -> Node:
+        outer = self.max_range_ms
+        self.max_range_ms = 0
+        inner = self.visit(e.expr)
+        range_ms = _ms(e.range)
+        offset = _ms(e.offset)
+        # Retention: the inner expression reads its own ranges back from the first step.
+        self.max_range_ms = max(outer, self.max_range_ms + range_ms + offset)
+        sub = Subquery(
+            inner, range_ms=range_ms, step_ms=_ms(e.step), offset=offset, at=self.at_ms(e)
+        )
+        if name == "absent_over_time":
+            return SubqueryAbsent(sub)
+        keep = name == "last_over_time"
+        return SubqueryCall(RANGE_KERNELS[name], sub, params, keep_name=keep, moving=moving)
 
     def aggregate(self, e: Any) -> Node:
         op = str(e.op)
         arg = self.visit(e.expr)
         param = self.visit(e.param) if e.param is not None else None
+        if param is not None and param_at_first_step(e):
+            param = AtFirstStep(param)
         if op not in AGGREGATORS:
             return self.bad(f"aggregation {op} (not a Prometheus 2.42 aggregation)")
         grouping: list[str] = []
@@ -385,17 +425,29 @@ class _Compiler:
 
 def compile_text(text: str) -> Compiled:
     """Parse and compile ``text``; raise ``PromQLError`` naming every unsupported construct."""
-    if _NEG_AT.search(_COMMENT.sub("", _STRING.sub('""', text))):
+    # promql-parser cannot hold a time before 1970: `@ -N` is parsed as a stand-in.
+    parsed_text, negative_at = rewrite_negative_at(text)
+    bounds = explain(text) if "@" in text else None
+    if bounds is not None and "timestamp out of bounds" in bounds:
+        raise PromQLError(bounds, expr=text)
+    if _NEG_AT.search(_COMMENT.sub("", _STRING.sub('""', parsed_text))):
         raise PromQLError(
             f"cannot evaluate {text!r}: not supported: negative @ timestamp",
             expr=text,
             constructs=("negative @ timestamp",),
         )
     try:
-        ast = pp.parse(text)
+        ast = pp.parse(parsed_text)
     except ValueError as exc:
-        raise PromQLError(f"invalid PromQL expression {text!r}: {exc}", expr=text) from exc
+        message = explain(text) or f"invalid PromQL expression {text!r}: {exc}"
+        raise PromQLError(message, expr=text) from exc
+    # promql-parser also reads Prometheus 3's durations as numbers (`5m`, `offset 5`),
+    # which 2.42 refuses: its own parser's words say where.
+    refusal = explain(text)
+    if refusal is not None and "duration" in refusal:
+        raise PromQLError(refusal, expr=text)
     c = _Compiler(text)
+    c.negative_at = negative_at
     root = c.visit(ast)
     if not any("quoted" in u for u in c.unsupported) and _quoted_names(text):
         c.bad("quoted label or metric name (Prometheus 3 syntax)")

@@ -20,6 +20,8 @@ from sidecar.rules.promql.values import Elem, check_distinct, drop_name
 from sidecar.store import StoreView
 
 __all__ = [
+    "AT_QUERY_TIME",
+    "SUBQUERY_STEP_MS",
     "AbsentOverTime",
     "Ctx",
     "Negate",
@@ -29,18 +31,50 @@ __all__ = [
     "StringLit",
     "Timestamp",
     "VectorSelect",
+    "ref_time",
 ]
 
 
+SUBQUERY_STEP_MS = 60_000
+"""A subquery's step when it names none (``x[1h:]``): Prometheus's default global
+``evaluation_interval``, and promtool's default ``evaluation_interval``."""
+
+AT_QUERY_TIME = -(2**63)
+"""The ``at`` of ``@ start()`` and ``@ end()``: the query's time, even inside a subquery
+(negative ``@`` times are refused, so no real ``@`` has this value)."""
+
+
 class Ctx:
-    """One evaluation: the store, the evaluation time, the lookback delta."""
+    """One evaluation: the store, the evaluation time, the lookback delta; the query's
+    own time (``t`` moves inside a subquery, ``start`` does not), the default step of a
+    subquery, and ``s0``, the first step of the innermost subquery evaluating (the query's
+    time outside any)."""
 
-    __slots__ = ("lookback", "store", "t")
+    __slots__ = ("horizon", "lookback", "memo", "s0", "start", "step", "store", "t")
 
-    def __init__(self, store: StoreView, t: int, lookback: int) -> None:
+    def __init__(
+        self, store: StoreView, t: int, lookback: int, step: int = SUBQUERY_STEP_MS
+    ) -> None:
         self.store = store
         self.t = t
         self.lookback = lookback
+        self.start = t
+        self.step = step
+        self.s0 = t
+        self.horizon: int | None = None
+        """Inside a sliding subquery (see ``subquery``), the last step whose samples the
+        selectors without ``@`` may read (minus their offset); None: no limit."""
+        self.memo: dict[Any, Any] = {}
+        """Results kept for the length of one query, shared by its subqueries' steps."""
+
+    def at(self, t: int, s0: int, horizon: int | None) -> Ctx:
+        """The same query evaluated at ``t``, a step of a subquery whose first step is ``s0``."""
+        sub = Ctx(self.store, t, self.lookback, self.step)
+        sub.start = self.start
+        sub.s0 = s0
+        sub.horizon = horizon
+        sub.memo = self.memo
+        return sub
 
 
 class Node:
@@ -80,8 +114,19 @@ class StringLit(Node):
         return self.value
 
 
-def _ref(at: int | None, offset: int, t: int) -> int:
-    return (t if at is None else at) - offset
+def ref_time(at: int | None, offset: int, ctx: Ctx) -> int:
+    """The time a selector or subquery reads at: its ``@`` time (or the evaluation time)
+    minus its offset."""
+    if at is None:
+        return ctx.t - offset
+    return (ctx.start if at == AT_QUERY_TIME else at) - offset
+
+
+def _newest(at: int | None, offset: int, ctx: Ctx) -> int | None:
+    """The newest sample a selector may read beyond its own window's end (None: any)."""
+    if ctx.horizon is None or at is not None:
+        return None
+    return ctx.horizon - offset
 
 
 class VectorSelect(Node):
@@ -95,7 +140,9 @@ class VectorSelect(Node):
 
     def ev(self, ctx: Ctx) -> list[Elem]:
         """The newest fresh, non-stale sample of each matched series."""
-        return self.sel.instant(ctx.store, _ref(self.at, self.offset, ctx.t), ctx.lookback)
+        ref = ref_time(self.at, self.offset, ctx)
+        newest = _newest(self.at, self.offset, ctx)
+        return self.sel.instant(ctx.store, ref, ctx.lookback, newest)
 
 
 class RangeCall(Node):
@@ -113,6 +160,7 @@ class RangeCall(Node):
         at: int | None,
         params: list[Node],
         keep_name: bool,
+        moving: bool = False,
     ) -> None:
         self.kernel = kernel
         self.sel = sel
@@ -122,6 +170,10 @@ class RangeCall(Node):
         self.at = at
         self.params = params
         self.keep_name = keep_name
+        self.moving = moving
+        """2.42's quirk for ``@`` in a call it re-evaluates at every step (``predict_linear``,
+        or a parameter that varies): inside a subquery the window slides with the step
+        away from the ``@`` time, over only the samples the ``@`` window holds."""
         # Dropping the name from series of one metric cannot make two of them equal.
         self._check = not sel.fixed_name and not keep_name
         self.distinct_wo_name = sel.fixed_name or not keep_name
@@ -129,9 +181,18 @@ class RangeCall(Node):
 
     def ev(self, ctx: Ctx) -> list[Elem]:
         """Apply the kernel to each matched series' window."""
-        ref = _ref(self.at, self.offset, ctx.t)
+        ref = ref_time(self.at, self.offset, ctx)
         lo = ref - self.range_ms
         env = Env(ctx.t, lo, ref, self.range_s, [p.ev(ctx) for p in self.params])
+        if self.moving and ctx.t != ctx.s0:
+            env.start += ctx.t - ctx.s0
+            env.end += ctx.t - ctx.s0
+            lo = env.start
+        newest = _newest(self.at, self.offset, ctx)
+        if newest is not None:
+            ref = min(ref, newest)
+        if lo > ref:
+            return []
         store = ctx.store
         sel = self.sel
         series = sel.series(store)
@@ -170,8 +231,11 @@ class AbsentOverTime(Node):
 
     def ev(self, ctx: Ctx) -> list[Elem]:
         """Empty if any matched series has a sample in the window."""
-        ref = _ref(self.at, self.offset, ctx.t)
+        ref = ref_time(self.at, self.offset, ctx)
         lo = ref - self.range_ms
+        newest = _newest(self.at, self.offset, ctx)
+        if newest is not None:
+            ref = min(ref, newest)
         store = ctx.store
         for s, m in zip(self.sel.series(store), self.sel.metas(store), strict=True):
             if fill_window(s, m, lo, ref, self._w, track_resets=False):
@@ -191,10 +255,12 @@ class Timestamp(Node):
         """Seconds since the epoch, metric name dropped."""
         arg = self.arg
         if isinstance(arg, VectorSelect):
-            ref = _ref(arg.at, arg.offset, ctx.t)
+            ref = ref_time(arg.at, arg.offset, ctx)
             out = [
                 (drop_name(ls), t / 1000)
-                for ls, t in arg.sel.instant_with_time(ctx.store, ref, ctx.lookback)
+                for ls, t in arg.sel.instant_with_time(
+                    ctx.store, ref, ctx.lookback, _newest(arg.at, arg.offset, ctx)
+                )
             ]
         else:
             now = ctx.t / 1000

@@ -2,7 +2,7 @@
 scalar/vector, time, sort. (Label rewriting is in ``labelfuncs``, dates in ``dates``.)
 
 Every function that computes a new value drops the metric name, as Prometheus does;
-``sort`` keeps it. The math is Go's ``math`` package's: see ``gomath``.
+``sort`` keeps it. The math is Go's ``math`` package's: see ``gomath`` and ``gotrig``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from math import isnan
 
 from sidecar.core.model import LabelSet
 from sidecar.rules.promql.eval import Ctx, Node
+from sidecar.rules.promql.gohyper import go_acosh, go_asinh, go_atanh, go_cosh, go_sinh, go_tanh
 from sidecar.rules.promql.gomath import go_exp, go_log, go_log2, go_log10
+from sidecar.rules.promql.gotrig import go_acos, go_asin, go_atan, go_cos, go_sin, go_tan
 from sidecar.rules.promql.values import (
     Elem,
     check_distinct,
@@ -38,27 +40,6 @@ __all__ = [
 ]
 
 
-def _guard(
-    f: Callable[[float], float], overflow: Callable[[float], float]
-) -> Callable[[float], float]:
-    # Go returns NaN for a domain error and ±Inf for an overflow where Python raises.
-    def g(x: float) -> float:
-        try:
-            return f(x)
-        except ValueError:
-            return math.nan
-        except OverflowError:
-            return overflow(x)
-
-    return g
-
-
-def _atanh(x: float) -> float:
-    if x in (1.0, -1.0):
-        return math.copysign(math.inf, x)
-    return math.atanh(x) if -1 < x < 1 else math.nan
-
-
 def _sgn(x: float) -> float:
     if x < 0:
         return -1.0
@@ -79,18 +60,18 @@ MATH_FUNCS: dict[str, Callable[[float], float]] = {
     "sgn": _sgn,
     "deg": lambda v: v * 180 / math.pi,
     "rad": lambda v: v * math.pi / 180,
-    "sin": _guard(math.sin, lambda x: math.nan),
-    "cos": _guard(math.cos, lambda x: math.nan),
-    "tan": _guard(math.tan, lambda x: math.nan),
-    "asin": _guard(math.asin, lambda x: math.nan),
-    "acos": _guard(math.acos, lambda x: math.nan),
-    "atan": math.atan,
-    "sinh": _guard(math.sinh, lambda x: math.copysign(math.inf, x)),
-    "cosh": _guard(math.cosh, lambda x: math.inf),
-    "tanh": math.tanh,
-    "asinh": math.asinh,
-    "acosh": _guard(math.acosh, lambda x: math.nan),
-    "atanh": _atanh,
+    "sin": go_sin,
+    "cos": go_cos,
+    "tan": go_tan,
+    "asin": go_asin,
+    "acos": go_acos,
+    "atan": go_atan,
+    "sinh": go_sinh,
+    "cosh": go_cosh,
+    "tanh": go_tanh,
+    "asinh": go_asinh,
+    "acosh": go_acosh,
+    "atanh": go_atanh,
 }
 """Element-wise functions, each the Go ``math`` function Prometheus calls."""
 

@@ -170,14 +170,18 @@ class Selector:
         self._store = store
         self._store_gen = store.generation
 
-    def instant(self, store: StoreView, ref: int, lookback: int) -> list[Elem]:
-        """Each matched series' newest sample at or before ``ref``, if fresh and not stale."""
+    def instant(
+        self, store: StoreView, ref: int, lookback: int, newest: int | None = None
+    ) -> list[Elem]:
+        """Each matched series' newest sample at or before ``ref``, if fresh and not stale
+        (``newest``: no sample after it is seen, see ``subquery``)."""
         lo = ref - lookback
+        hi = ref if newest is None else min(ref, newest)
         out = []
         for s in self.series(store):
             # Open below: only the window's end is wanted, and a store need not look for
             # its start; the lookback is one comparison on the sample found.
-            ts, vs, i, j = s.window(MIN_T, ref)
+            ts, vs, i, j = s.window(MIN_T, hi)
             if i == j or ts[j - 1] < lo:
                 continue
             v = vs[j - 1]
@@ -187,13 +191,14 @@ class Selector:
         return out
 
     def instant_with_time(
-        self, store: StoreView, ref: int, lookback: int
+        self, store: StoreView, ref: int, lookback: int, newest: int | None = None
     ) -> list[tuple[LabelSet, int]]:
         """Like ``instant`` but each element carries its sample's timestamp (``timestamp()``)."""
         lo = ref - lookback
+        hi = ref if newest is None else min(ref, newest)
         out = []
         for s in self.series(store):
-            ts, vs, i, j = s.window(MIN_T, ref)
+            ts, vs, i, j = s.window(MIN_T, hi)
             if i == j or ts[j - 1] < lo:
                 continue
             v = vs[j - 1]

@@ -10,13 +10,14 @@ parses once at load time (syntax the engine does not run is a load error);
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from sidecar.core.errors import RuleError
-from sidecar.gocompat.gofmt import go_sprint, go_type
-from sidecar.rules.templates.funcs import FUNCS, UNSUPPORTED, FuncError, truth
-from sidecar.rules.templates.parse import (
+from sidecar.gocompat.gofmt import go_sprint
+from sidecar.rules.templates.funcs import FUNCS, UNSUPPORTED, FuncError, GoTime, truth
+from sidecar.rules.templates.nodes import (
     Action,
     Arg,
     Branch,
@@ -24,12 +25,21 @@ from sidecar.rules.templates.parse import (
     Const,
     Field,
     Func,
+    Invoke,
+    Loop,
     Node,
     Pipe,
     Sub,
     Text,
     Var,
-    parse_template,
+)
+from sidecar.rules.templates.parse import parse_template
+from sidecar.rules.templates.queryfuncs import (
+    QUERY_FUNCS,
+    QuerySample,
+    external_url,
+    path_prefix,
+    type_name,
 )
 
 __all__ = ["AlertTemplate", "TemplateData", "compile_template"]
@@ -40,7 +50,10 @@ _DEFS_BYTES = len(
     "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}"
     "{{$externalURL := .ExternalURL}}{{$value := .Value}}"
 )
-_NAMES = frozenset(FUNCS) | {"and", "or"}
+_ALL_FUNCS = {**FUNCS, **QUERY_FUNCS}
+
+QueryFunc = Callable[[str], Sequence[tuple[Sequence[tuple[str, str]], float]]]
+"""Runs PromQL at the alert's evaluation time: (labels, value) pairs; raises ``RuleError``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,46 @@ class TemplateData:
     external_labels: Mapping[str, str] = field(default_factory=dict)
     external_url: str = ""
     value: float = 0.0
+    query: QueryFunc | None = None
+    """What the ``query`` function runs; None fails it with "no query engine available"."""
+    manager_url: str | None = ""
+    """The URL ``externalURL`` and ``pathPrefix`` read; None is promtool's nil URL (both
+    fail as Go does on a nil pointer)."""
+
+
+def _query(data: TemplateData, text: str) -> list[QuerySample]:
+    if data.query is None:
+        raise FuncError("no query engine available")
+    try:
+        result = data.query(text)
+    except RuleError as exc:
+        raise FuncError(exc.message) from None
+    return [QuerySample(dict(labels), value) for labels, value in result]
+
+
+_DATA_FUNCS: dict[str, tuple[Callable[..., object], tuple[str, ...]]] = {
+    "query": (_query, ("str",)),
+    "externalURL": (lambda data: external_url(data.manager_url), ()),
+    "pathPrefix": (lambda data: path_prefix(data.manager_url), ()),
+}
+_NAMES = frozenset(_ALL_FUNCS) | frozenset(_DATA_FUNCS) | {"and", "or"}
+
+
+# The methods of the *time.Time `toTime` returns that take no argument and rule authors
+# call: {{ (toTime $value).Unix }}.
+_TIME_METHODS: dict[str, Callable[[GoTime], object]] = {
+    "Unix": lambda tm: tm.ms // 1000,
+    "UnixMilli": lambda tm: tm.ms,
+    "UTC": lambda tm: tm,
+}
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
 
 
 class _Exec(Exception):
@@ -58,6 +111,7 @@ class _Exec(Exception):
         self.pos = pos
         self.where = where
         self.message = message
+        self.template: str | None = None  # a named template it happened in
         super().__init__(message)
 
 
@@ -68,8 +122,9 @@ _STRUCT = (
 
 
 class _State:
-    def __init__(self, data: TemplateData) -> None:
+    def __init__(self, data: TemplateData, defines: Mapping[str, tuple[Node, ...]]) -> None:
         self.data = data
+        self.defines = defines
         # Templates only read the maps (no function writes to one): no copies needed.
         self.vars: list[list[object]] = [
             ["$", data],
@@ -93,7 +148,7 @@ class _State:
                 return
 
 
-def _field(value: object, names: tuple[str, ...], at: Field | Var) -> object:
+def _field(value: object, names: tuple[str, ...], at: Field | Var | Sub) -> object:
     for name in names:
         if isinstance(value, TemplateData):
             attrs = {
@@ -105,13 +160,19 @@ def _field(value: object, names: tuple[str, ...], at: Field | Var) -> object:
             if name not in attrs:
                 raise _Exec(at.pos, at.src, f"can't evaluate field {name} in type {_STRUCT}")
             value = attrs[name]
+        elif isinstance(value, GoTime) and name in _TIME_METHODS:
+            value = _TIME_METHODS[name](value)
+        elif isinstance(value, QuerySample):
+            if name not in ("Labels", "Value"):
+                raise _Exec(at.pos, at.src, f"can't evaluate field {name} in type *template.sample")
+            value = value.labels if name == "Labels" else value.value
         elif isinstance(value, Mapping):
             # missingkey=zero: a label that is not there reads as "".
             value = value.get(name, "")
         elif value is None:
             raise _Exec(at.pos, at.src, f"nil pointer evaluating interface {{}}.{name}")
         else:
-            raise _Exec(at.pos, at.src, f"can't evaluate field {name} in type {go_type(value)}")
+            raise _Exec(at.pos, at.src, f"can't evaluate field {name} in type {type_name(value)}")
     return value
 
 
@@ -123,7 +184,7 @@ def _arg(st: _State, arg: Arg, dot: object) -> object:
     if isinstance(arg, Const):
         return arg.value
     if isinstance(arg, Sub):
-        return _pipe(st, arg.pipe, dot)
+        return _field(_pipe(st, arg.pipe, dot), arg.names, arg)
     raise _Exec(arg.pos, arg.src, f"can't give argument to non-function {arg.name}")
 
 
@@ -146,7 +207,11 @@ def _call(st: _State, cmd: Cmd, dot: object, final: object, has_final: bool) -> 
             if truth(result) != (name == "and"):
                 return result
         return result
-    fn, sig = FUNCS[name]
+    if name in _DATA_FUNCS:
+        bound, sig = _DATA_FUNCS[name]
+        fn: Callable[..., object] = partial(bound, st.data)
+    else:
+        fn, sig = _ALL_FUNCS[name]
     args = [_arg(st, a, dot) for a in rest]
     if has_final:
         args.append(final)
@@ -160,7 +225,7 @@ def _call(st: _State, cmd: Cmd, dot: object, final: object, has_final: bool) -> 
             # Go reports the argument, or the command when the value came down the pipe.
             at = rest[i] if i < len(rest) else cmd
             raise _Exec(
-                at.pos, at.src, f"wrong type for value; expected string; got {go_type(value)}"
+                at.pos, at.src, f"wrong type for value; expected string; got {type_name(value)}"
             )
     try:
         return fn(*args)
@@ -180,8 +245,30 @@ def _pipe(st: _State, pipe: Pipe, dot: object) -> object:
     return value
 
 
+def _invoke(st: _State, node: Invoke, dot: object) -> None:
+    body = st.defines.get(node.name)
+    if body is None:
+        raise _Exec(node.pos, node.src, f'template "{node.name}" not defined')
+    arg = _pipe(st, node.pipe, dot) if node.pipe is not None else None
+    saved = st.vars
+    st.vars = [["$", arg]]
+    try:
+        _run(st, body, arg)
+    except _Exec as exc:
+        if exc.template is None:
+            exc.template = node.name
+        raise
+    finally:
+        st.vars = saved
+
+
 def _run(st: _State, nodes: tuple[Node, ...], dot: object) -> None:
     for node in nodes:
+        if isinstance(node, Loop):
+            raise _Break if node.kind == "break" else _Continue
+        if isinstance(node, Invoke):
+            _invoke(st, node, dot)
+            continue
         if isinstance(node, Action):
             value = _pipe(st, node.pipe, dot)
             if not node.pipe.decl:
@@ -208,22 +295,32 @@ def _range(st: _State, node: Branch, dot: object) -> None:
     if value is None:
         _run(st, node.orelse, dot)
         return
-    if not isinstance(value, Mapping):
+    if isinstance(value, list):
+        items: list[tuple[object, object]] = list(enumerate(value))
+    elif isinstance(value, Mapping):
+        items = [(key, value[key]) for key in sorted(value)]
+    else:
         cmd = pipe.cmds[0]
         raise _Exec(cmd.pos, cmd.src, f"range can't iterate over {go_sprint(value)}")
-    if not value:
+    if not items:
         _run(st, node.orelse, dot)
         return
-    for key in sorted(value):
+    for key, elem in items:
         depth = len(st.vars)
         names = node.pipe.decl
         if len(names) == 1:
-            st.vars.append([names[0], value[key]])
+            st.vars.append([names[0], elem])
         elif len(names) == 2:
             st.vars.append([names[0], key])
-            st.vars.append([names[1], value[key]])
-        _run(st, node.body, value[key])
-        del st.vars[depth:]
+            st.vars.append([names[1], elem])
+        try:
+            _run(st, node.body, elem)
+        except _Break:
+            break
+        except _Continue:
+            continue
+        finally:
+            del st.vars[depth:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,13 +330,14 @@ class AlertTemplate:
     text: str
     name: str
     nodes: tuple[Node, ...]
+    defines: Mapping[str, tuple[Node, ...]] = field(default_factory=dict)
 
     def expand(self, data: TemplateData) -> str:
         """Expand for one alert; a failure gives Prometheus's error text, never raises."""
         if "{{" not in self.text:
             # Most labels are plain text (``severity: page``); they run every evaluation.
             return self.text
-        st = _State(data)
+        st = _State(data, self.defines)
         try:
             _run(st, self.nodes, data)
         except _Exec as exc:
@@ -254,7 +352,7 @@ class AlertTemplate:
             )
             return (
                 f"<error expanding template: error executing template {self.name}: "
-                f'template: {self.name}:{line}:{col}: executing "{self.name}" '
+                f'template: {self.name}:{line}:{col}: executing "{exc.template or self.name}" '
                 f"at <{exc.where}>: {exc.message}>"
             )
         except RecursionError:
@@ -268,7 +366,7 @@ def compile_template(text: str, alertname: str) -> AlertTemplate:
     if "{{" not in text:
         return AlertTemplate(text, name, (Text(text),) if text else ())
     try:
-        nodes = parse_template(text, name, _NAMES, UNSUPPORTED, _VARIABLES)
+        parsed = parse_template(text, name, _NAMES, UNSUPPORTED, _VARIABLES)
     except RecursionError:
         raise RuleError(f"template: {name}: nesting too deep") from None
-    return AlertTemplate(text, name, nodes)
+    return AlertTemplate(text, name, parsed.nodes, parsed.defines)

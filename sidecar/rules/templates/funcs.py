@@ -66,7 +66,7 @@ def truth(value: object) -> bool:
         return False
     if isinstance(value, bool | int | float):
         return value != 0
-    if isinstance(value, str | Mapping):
+    if isinstance(value, str | Mapping | list):
         return len(value) > 0
     return True
 
@@ -292,13 +292,20 @@ def _eq(a: object, *rest: object) -> bool:
 def _len(value: object) -> int:
     if isinstance(value, str):
         return len(value.encode())
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping | list):
         return len(value)
     raise FuncError(f"len of type {go_type(value)}")
 
 
 def _index(item: object, *keys: object) -> object:
     for key in keys:
+        if isinstance(item, list):
+            if not isinstance(key, int) or isinstance(key, bool):
+                raise FuncError(f"cannot index slice/array with type {go_type(key)}")
+            if not 0 <= key < len(item):
+                raise FuncError(f"index out of range: {key}")
+            item = item[key]
+            continue
         if not isinstance(item, Mapping):
             raise FuncError(f"can't index item of type {go_type(item)}")
         if not isinstance(key, str):
@@ -354,22 +361,5 @@ FUNCS: dict[str, tuple[Callable[..., object], Signature]] = {
 }
 """Function name -> (implementation, parameter kinds). ``and``/``or`` are in the expander."""
 
-UNSUPPORTED = frozenset(
-    {
-        "query",
-        "first",
-        "label",
-        "value",
-        "strvalue",
-        "sortByLabel",
-        "args",
-        "html",
-        "js",
-        "call",
-        "slice",
-        "externalURL",
-        "pathPrefix",
-    }
-)
-"""Names Go accepts that the embedded engine refuses at load time (they need a query
-engine, a URL or Go values the sidecar does not model)."""
+UNSUPPORTED: frozenset[str] = frozenset()
+"""Names Go accepts that the embedded engine refuses at load time: none left."""

@@ -4,132 +4,39 @@ Prometheus expands alert labels and annotations with Go's ``text/template``; thi
 module reads the same syntax into a small tree: text, actions with pipelines
 (``{{ $value | humanize }}``), variables and fields (``$labels.job``, ``.Value``),
 string/number/bool literals, parentheses, ``if``/``else if``/``else``/``with``/
-``range``/``end``, ``{{-``/``-}}`` trimming and comments. Like Go's parser it rejects an
-undefined variable or function, an unexpected ``{{end}}``, a missing ``{{end}}``; and it
-rejects, at load time, what the embedded engine does not do (``define``, ``template``,
-``block``, ``break``, ``continue``). Errors read as Go's: ``template: NAME:LINE: msg``.
+``range``/``end``, ``break``/``continue``, ``define``/``template``/``block`` (named
+templates, kept apart from the main tree), ``{{-``/``-}}`` trimming and comments. Like
+Go's parser it rejects an undefined variable or function, an unexpected ``{{end}}``, a
+missing ``{{end}}``, ``{{break}}`` outside ``{{range}}``. Errors read as Go's:
+``template: NAME:LINE: msg``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Literal
 
 from sidecar.core.errors import RuleError
 from sidecar.rules.templates.lex import Item, TemplateSyntaxError, lex
+from sidecar.rules.templates.nodes import (
+    Action,
+    Arg,
+    Branch,
+    Cmd,
+    Const,
+    Field,
+    Func,
+    Invoke,
+    Loop,
+    Node,
+    Parsed,
+    Pipe,
+    Sub,
+    Text,
+    Var,
+)
 
-__all__ = [
-    "Action",
-    "Arg",
-    "Branch",
-    "Cmd",
-    "Const",
-    "Field",
-    "Func",
-    "Node",
-    "Pipe",
-    "Sub",
-    "Text",
-    "Var",
-    "parse_template",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """``.A.B`` on the current dot; ``names == ()`` is the dot itself."""
-
-    names: tuple[str, ...]
-    pos: int = 0
-    src: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Var:
-    """``$name.A.B``."""
-
-    name: str
-    names: tuple[str, ...]
-    pos: int = 0
-    src: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Const:
-    """A literal: string, int, float, bool or nil."""
-
-    value: str | int | float | bool | None
-    pos: int = 0
-    src: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Func:
-    """A function name in the first position of a command."""
-
-    name: str
-    pos: int = 0
-    src: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Sub:
-    """A parenthesized pipeline."""
-
-    pipe: Pipe
-    pos: int = 0
-    src: str = ""
-
-
-Arg = Field | Var | Const | Func | Sub
-
-
-@dataclass(frozen=True, slots=True)
-class Cmd:
-    """One stage of a pipeline: an operand, or a function and its arguments."""
-
-    args: tuple[Arg, ...]
-    pos: int = 0
-    src: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Pipe:
-    """``$a, $b := cmd | cmd``; ``assign`` for ``=`` rather than ``:=``."""
-
-    decl: tuple[str, ...]
-    assign: bool
-    cmds: tuple[Cmd, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Text:
-    """Literal text between actions."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """``{{ pipeline }}``: its value is printed unless it declares a variable."""
-
-    pipe: Pipe
-
-
-@dataclass(frozen=True, slots=True)
-class Branch:
-    """``if``/``with``/``range`` with its body and ``else`` body."""
-
-    kind: Literal["if", "with", "range"]
-    pipe: Pipe
-    body: tuple[Node, ...]
-    orelse: tuple[Node, ...]
-
-
-Node = Text | Action | Branch
-
-_UNSUPPORTED = frozenset({"define", "template", "block", "break", "continue"})
+__all__ = ["parse_template"]
 
 
 class _Parser:
@@ -145,6 +52,9 @@ class _Parser:
         self.funcs = funcs
         self.unsupported = unsupported
         self.vars = ["$", *variables]
+        self.defines: dict[str, tuple[Node, ...]] = {}
+        self.range_depth = 0
+        self.top = True
 
     def _peek(self) -> Item:
         while self.items[self.i][0] == "space":
@@ -161,11 +71,11 @@ class _Parser:
         if kind != "right":
             raise TemplateSyntaxError(line, f"unexpected {_show(kind, value)} in {context}")
 
-    def parse(self) -> tuple[Node, ...]:
+    def parse(self) -> Parsed:
         nodes, stop = self._list()
         if stop != "eof":
             raise TemplateSyntaxError(self.items[self.i - 1][2], f"unexpected {{{{{stop}}}}}")
-        return nodes
+        return Parsed(nodes, self.defines)
 
     def _list(self) -> tuple[tuple[Node, ...], str]:
         nodes: list[Node] = []
@@ -185,10 +95,20 @@ class _Parser:
                     return tuple(nodes), "end"
                 if value == "else":
                     return tuple(nodes), "else"
-                if value in _UNSUPPORTED:
-                    raise TemplateSyntaxError(
-                        line, f"{{{{{value}}}}} is not supported by the embedded engine"
-                    )
+                if value in ("break", "continue"):
+                    if not self.range_depth:
+                        raise TemplateSyntaxError(line, f"{{{{{value}}}}} outside {{{{range}}}}")
+                    self._expect_right(str(value))
+                    nodes.append(Loop("break" if value == "break" else "continue"))
+                    continue
+                if value == "define":
+                    if not self.top:
+                        raise TemplateSyntaxError(line, "unexpected <define> in command")
+                    self._define(line)
+                    continue
+                if value in ("template", "block"):
+                    nodes.append(self._invoke(str(value), line))
+                    continue
                 nodes.append(self._branch(str(value), line))
                 continue
             if kind == "nil":
@@ -196,10 +116,50 @@ class _Parser:
             pipe = self._pipe("command", line)
             nodes.append(Action(pipe))
 
+    def _name(self, context: str) -> str:
+        kind, value, line = self._next()[:3]
+        if kind != "string":
+            raise TemplateSyntaxError(line, f"unexpected {_show(kind, value)} in {context} clause")
+        return str(value)
+
+    def _body(self, context: str) -> tuple[Node, ...]:
+        # A named template is a tree of its own: only $ is defined in it.
+        saved, top, ranges = self.vars, self.top, self.range_depth
+        self.vars, self.top, self.range_depth = ["$"], False, 0
+        body, stop = self._list()
+        self.vars, self.top, self.range_depth = saved, top, ranges
+        if stop != "end":
+            raise TemplateSyntaxError(self.items[self.i - 1][2], f"unexpected {stop} in {context}")
+        return body
+
+    def _define(self, line: int) -> None:
+        name = self._name("define")
+        self._expect_right("define clause")
+        self.defines[name] = self._body("define")
+
+    def _invoke(self, kind: str, line: int) -> Invoke:
+        start = self._peek()  # Go places the node at its name
+        name = self._name(kind)
+        pipe = None
+        if self._peek()[0] != "right":
+            pipe = self._pipe(f"{kind} clause", line)
+        else:
+            self._next()
+        src = f'{{{{{kind} "{name}"{" " + " | ".join(c.src for c in pipe.cmds) if pipe else ""}}}}}'
+        if kind == "block":
+            self.defines[name] = self._body("block clause")
+        return Invoke(name, pipe, start.pos, src)
+
     def _branch(self, kind: str, line: int) -> Branch:
         depth = len(self.vars)
         pipe = self._pipe(kind, line)
+        top = self.top
+        self.top = False
+        if kind == "range":
+            self.range_depth += 1
         body, stop = self._list()
+        if kind == "range":
+            self.range_depth -= 1
         orelse: tuple[Node, ...] = ()
         if stop == "eof":
             raise TemplateSyntaxError(self.items[self.i - 1][2], "unexpected EOF")
@@ -218,6 +178,7 @@ class _Parser:
                         self.items[self.i - 1][2], f"expected end; found {stop}"
                     )
         del self.vars[depth:]
+        self.top = top
         branch_kind: Literal["if", "with", "range"] = (
             "if" if kind == "if" else "with" if kind == "with" else "range"
         )
@@ -318,12 +279,10 @@ class _Parser:
             return Func(name, pos, src)
         if kind == "(":
             pipe = self._pipe("parenthesized pipeline", line, end=")")
-            if self.items[self.i].kind == "field":
-                raise TemplateSyntaxError(
-                    line, "field access on a parenthesized pipeline is not supported"
-                )
+            names, more = self._chain()
             decl = ", ".join(pipe.decl) + (" := " if pipe.decl else "")
-            return Sub(pipe, pos, "(" + decl + " | ".join(c.src for c in pipe.cmds) + ")")
+            src = "(" + decl + " | ".join(c.src for c in pipe.cmds) + ")" + more
+            return Sub(pipe, pos, src, names)
         if kind == "eof":
             raise TemplateSyntaxError(line, "unclosed action")
         raise TemplateSyntaxError(line, f"unexpected {_show(kind, value)} in operand")
@@ -347,7 +306,7 @@ def parse_template(
     funcs: Collection[str],
     unsupported: Collection[str],
     variables: Collection[str],
-) -> tuple[Node, ...]:
+) -> Parsed:
     """Parse ``text``; raise ``RuleError("template: NAME:LINE: problem")`` like Go's parser.
 
     ``funcs`` are the callable names, ``unsupported`` names Go knows but the embedded

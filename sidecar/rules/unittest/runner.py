@@ -178,11 +178,21 @@ def _resolve(base: str, patterns: list[str], warn: TextIO) -> list[str]:
     return files
 
 
-def _load_groups(files: list[str], tg: _TestGroup, order: dict[str, int]) -> list[Group]:
+def _load_groups(
+    files: list[str], tg: _TestGroup, order: dict[str, int], interval: int
+) -> list[Group]:
     specs, errors = parse_rule_files(files)
     if errors:
         raise _Errors(errors)
-    groups = build_groups(specs, tg.interval_ms, tg.external_labels, tg.external_url, True)
+    # promtool's groups default to the test group's `interval`; its subqueries step by
+    # the file's `evaluation_interval` (the lazy loader's SubqueryInterval).
+    groups = build_groups(
+        specs, tg.interval_ms, tg.external_labels, tg.external_url, True, subquery_step_ms=interval
+    )
+    for g in groups:
+        for rule in g.rules:
+            if isinstance(rule, AlertingRule):
+                rule.nil_manager_url = True  # promtool gives its rule manager no URL
     # promtool ranks unlisted groups 0; a stable sort keeps file order among equals.
     return sorted(groups, key=lambda g: order.get(g.spec.name, 0))
 
@@ -196,7 +206,7 @@ def _run_group(tg: _TestGroup, files: list[str], interval: int, order: dict[str,
         if total > MAX_POINTS:
             return [f"input series expand to more than {MAX_POINTS} values"]
         inputs[labels] = [(i * tg.interval_ms, v) for i, v in enumerate(vals) if v is not None]
-    groups = _load_groups(files, tg, order)
+    groups = _load_groups(files, tg, order, interval)
     for a in tg.alerts:
         if not a.alertname:
             where = f" (in TestGroup {tg.name})" if tg.name else ""
@@ -234,7 +244,7 @@ def _run_group(tg: _TestGroup, files: list[str], interval: int, order: dict[str,
             errors += _check_alerts(tg, groups, alert_times[curr])
             curr += 1
     for case in tg.exprs:
-        errors += _check_expr(case, store)
+        errors += _check_expr(case, store, interval)
     return errors
 
 
@@ -269,10 +279,13 @@ def _check_alerts(tg: _TestGroup, groups: list[Group], t: int) -> list[str]:
     return errors
 
 
-def _check_expr(case: _ExprCase, store: Store) -> list[str]:
+def _check_expr(case: _ExprCase, store: Store, interval: int) -> list[str]:
     head = f"    expr: {go_quote(case.expr)}, time: {format_duration_ms(case.eval_ms)}"
     try:
-        got = sorted(query_vector(case.expr, store, case.eval_ms), key=lambda s: s.labels)
+        got = sorted(
+            query_vector(case.expr, store, case.eval_ms, subquery_step_ms=interval),
+            key=lambda s: s.labels,
+        )
     except RuleError as exc:
         return [f"{head}, err: {exc.message}"]
     exp: list[tuple[LabelSet, float]] = []

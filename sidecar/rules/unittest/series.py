@@ -19,6 +19,8 @@ import re
 from sidecar.core.errors import RuleError
 from sidecar.core.model import STALE_NAN, LabelSet
 from sidecar.gocompat.gofmt import go_unquote
+from sidecar.rules.promql.series_syntax import explain_series
+from sidecar.rules.promql.syntax_errors import explain_metric
 
 __all__ = ["MAX_POINTS", "parse_metric", "parse_series", "parse_values"]
 
@@ -131,14 +133,37 @@ def _skip(text: str, i: int) -> int:
     return i
 
 
+def _read_metric(text: str) -> tuple[LabelSet, int]:
+    try:
+        return _metric(text)
+    except RuleError:
+        # Prometheus's own words and position, where its grammar says what is wrong.
+        message = explain_metric(text)
+        if message is None:
+            raise
+        raise RuleError(message) from None
+
+
 def parse_metric(text: str) -> LabelSet:
-    """``ParseMetric``: ``name{a="b"}`` or ``{__name__="name", a="b"}``, nothing after."""
-    labels, end = _metric(text)
+    """``ParseMetric``: ``name{a="b"}`` or ``{__name__="name", a="b"}``, nothing after; an
+    empty text is the empty label set, as in promtool (``exp_samples: [{value: 1}]``)."""
+    if not text.strip():
+        return ()
+    labels, end = _read_metric(text)
     if text[end:].strip():
+        message = explain_metric(text)
+        if message is not None:
+            raise RuleError(message)
         raise RuleError(f"unexpected {text[end:].strip()[:40]!r} after the metric")
     return labels
 
 
 def parse_series(series: str, values: str) -> tuple[LabelSet, list[float | None]]:
     """One ``input_series`` entry: its labels and expanded values."""
-    return parse_metric(series), parse_values(values)
+    message = explain_series(series, values)
+    if message is not None:
+        raise RuleError(message)  # promtool's words and position for the whole line
+    labels, end = _read_metric(series)
+    if series[end:].strip():
+        raise RuleError(f"unexpected {series[end:].strip()[:40]!r} after the metric")
+    return labels, parse_values(values)
