@@ -12,6 +12,14 @@ store through ``StoreView`` and ``SeriesView``, not these classes: a series is r
 window, the two arrays with the index bounds of ``[lo, hi]``, so a range function walks
 the store's own memory without a copy or an object per sample.
 
+The store's timeline is the wall clock. When it steps back (an NTP step, a VM
+restored), an ingest comes at a time before the origin's last one: every sample stamped
+after the new time is dropped from every series (``rewind``), logged as
+``store.clock_stepped_back`` and counted, and the store goes on from there, so that it
+never silently freezes on samples "older than the last". History since the step's
+target time is lost (a rate reads it again after its range); nothing newer than now
+is ever kept.
+
 Each series has an ``origin``: ``"scrape"`` for the expvar view (what ``/metrics``
 exports), or the id of a recording or alerting rule that produced it. Staleness is
 decided per origin, as Prometheus decides it per scrape target and per rule.
@@ -24,6 +32,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 from sidecar.core.model import STALE_NAN, LabelSet, is_stale, metric_name
 
@@ -38,6 +49,8 @@ __all__ = [
     "Store",
     "StoreView",
 ]
+
+log = structlog.get_logger(__name__)
 
 SCRAPE = "scrape"
 """Origin of the series that came from the app's expvar endpoint."""
@@ -123,6 +136,16 @@ class Series:
         self.vs.append(v)
         self.stale = is_stale(v)
 
+    def cut(self, t: int) -> int:
+        """Drop samples at ``t`` and later; return how many."""
+        cut = bisect_left(self.ts, t, self.head)
+        dropped = len(self.ts) - cut
+        if dropped:
+            del self.ts[cut:]
+            del self.vs[cut:]
+            self.stale = len(self.ts) > self.head and is_stale(self.vs[-1])
+        return dropped
+
     def trim(self, min_t: int) -> None:
         """Drop samples older than ``min_t``."""
         cut = bisect_left(self.ts, min_t, self.head)
@@ -169,9 +192,19 @@ class Store:
     Implements ``StoreView``; only the scraper and the rule engine write.
     """
 
-    def __init__(self, retention_ms: int, max_series: int) -> None:
+    def __init__(
+        self, retention_ms: int, max_series: int, registry: CollectorRegistry | None = None
+    ) -> None:
         self.retention_ms = retention_ms
         self.max_series = max_series
+        self._last: dict[str, int] = {}
+        """Each origin's latest ingest time: one before it means the clock stepped back."""
+        self._steps = Counter(
+            "leak_sidecar_clock_steps_total",
+            "Backward steps of the wall clock seen by the store; each dropped the samples "
+            "stamped after the new time.",
+            registry=registry,
+        )
         self._series: dict[LabelSet, Series] = {}
         self._by_name: dict[str, dict[LabelSet, Series]] = {}
         self._by_origin: dict[str, dict[LabelSet, Series]] = {}
@@ -199,6 +232,7 @@ class Store:
 
         Series of ``origin`` missing from ``samples`` get a staleness marker at ``t``.
         """
+        self._check_clock(t, origin)
         written = refused = 0
         for labels, value in samples.items():
             s = self._series.get(labels)
@@ -221,6 +255,7 @@ class Store:
 
     def mark_stale(self, t: int, origin: str = SCRAPE) -> int:
         """End every live series of ``origin`` at ``t`` (a failed scrape); return how many."""
+        self._check_clock(t, origin)
         n = 0
         for s in self._by_origin.get(origin, {}).values():
             if not s.stale:
@@ -229,14 +264,33 @@ class Store:
         self.expire(t)
         return n
 
+    def _check_clock(self, t: int, origin: str) -> None:
+        last = self._last.get(origin)
+        if last is not None and t < last:
+            self.rewind(t)
+            self._steps.inc()
+            log.warning(
+                "store.clock_stepped_back", origin=origin, last_ms=last, now_ms=t, by_ms=last - t
+            )
+        self._last[origin] = t
+
+    def rewind(self, t: int) -> int:
+        """Drop every sample at ``t`` or later, from every series; return how many."""
+        dropped = sum(s.cut(t) for s in self._series.values())
+        for origin, last in self._last.items():
+            self._last[origin] = min(last, t)
+        self._drop_empty()
+        return dropped
+
     def expire(self, now: int) -> None:
         """Drop samples past retention, and series with nothing left in it."""
         min_t = now - self.retention_ms
-        dead = []
         for s in self._series.values():
             s.trim(min_t)
-            if not s:
-                dead.append(s)
+        self._drop_empty()
+
+    def _drop_empty(self) -> None:
+        dead = [s for s in self._series.values() if not s]
         for s in dead:
             del self._series[s.labels]
             for index, key in ((self._by_name, s.name), (self._by_origin, s.origin)):

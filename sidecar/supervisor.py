@@ -11,6 +11,7 @@ accepting and finishes in-flight requests, running actions drain within
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -20,12 +21,16 @@ import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
+from sidecar.actions.journal import Journal, JournalWatch, StateDirLocked, lock_state_dir
 from sidecar.actions.path import ActionPath, build_action_path
+from sidecar.actions.routing import Router
 from sidecar.core import logs
 from sidecar.core.config import Config
 from sidecar.core.errors import ConfigError, RuleError, SidecarError
 from sidecar.core.loops import Loop, Sleep
 from sidecar.core.model import Alert, LabelSet, labelset
+from sidecar.core.outbound import Outbound
+from sidecar.evidence.capture import Evidence
 from sidecar.rules.condition import Condition
 from sidecar.rules.engine import RuleEngine, runtime_groups
 from sidecar.rules.files import load_patterns, longest_range_ms
@@ -34,8 +39,8 @@ from sidecar.rules.promql import LOOKBACK_MS
 from sidecar.scrape.export import ExpvarCollector
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
-from sidecar.web import actions_api, rules_api, status
-from sidecar.web.server import Server, build_app
+from sidecar.web import actions_api, evidence_api, rules_api, status
+from sidecar.web.server import Limits, Server, build_app
 from sidecar.web.status import StatusAdapter
 
 __all__ = ["Sidecar", "memory_limit", "run"]
@@ -91,12 +96,17 @@ class Sidecar:
         wanted_ms = longest_range_ms([g.spec for g in self.groups]) + LOOKBACK_MS
         if wanted_ms > cap_ms:
             log.warning("store.retention_capped", wanted_ms=wanted_ms, cap_ms=cap_ms)
-        self.store = Store(retention_ms=min(wanted_ms, cap_ms), max_series=cfg.store.max_series)
+        self.store = Store(
+            retention_ms=min(wanted_ms, cap_ms),
+            max_series=cfg.store.max_series,
+            registry=self.registry,
+        )
         self.started = asyncio.Event()
         self.server: Server | None = None
         """The HTTP server, once ``run`` has built it."""
         self.port: int | None = None
         self._ready = False
+        self._journal: Journal | None = None
         self._tasks: list[asyncio.Task[None]] = []
         Gauge(
             "leak_sidecar_store_retention_seconds",
@@ -122,9 +132,15 @@ class Sidecar:
         return True, "loops running"
 
     def _readiness(self) -> tuple[bool, str]:
-        if self._ready:
-            return True, f"config and {len(self.groups)} rule groups loaded, listening"
-        return False, "starting"
+        if not self._ready:
+            return False, "starting"
+        loaded = f"config and {len(self.groups)} rule groups loaded, listening"
+        problem = self._journal.problem if self._journal is not None else None
+        if problem is not None:
+            # Still ready: a full state volume must not take the app's pod out of its
+            # Service. It says so here, and leak_sidecar_journal_writable is 0.
+            return True, f"degraded, actions refused: {problem}; {loaded}"
+        return True, loaded
 
     def _constants(self) -> dict[LabelSet, float]:
         if self.memory_limit is None:
@@ -135,10 +151,15 @@ class Sidecar:
         """Run until ``stop`` is set; raises if a loop dies."""
         cfg = self.cfg
         token = cfg.token.get_secret_value() if cfg.token else None
+        # First, before anything is built: a second sidecar on this directory stops here.
+        state_lock = lock_state_dir(cfg.state_dir)
         # One session for the process; every request sets its own, tighter timeout.
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=max(cfg.scrape.timeout, cfg.actions.timeout) * 4)
         )
+        # One for every call to the app: credentials and TLS, never on the session itself,
+        # which also talks to Alertmanager.
+        outbound = Outbound(cfg.app.http_config)
         scraper = Scraper(
             cfg,
             self.store,
@@ -148,13 +169,21 @@ class Sidecar:
             monotonic=self.monotonic,
             sleep=self.sleep,
             constants=self._constants(),
+            outbound=outbound,
         )
         self.registry.register(ExpvarCollector(self.store, lambda: scraper.meta))
         groups = self.groups
         condition = Condition(scraper, self.store, groups, clock=self.clock)
         path = build_action_path(
-            cfg, session=session, registry=self.registry, view=condition, clock=self.clock
+            cfg,
+            session=session,
+            registry=self.registry,
+            view=condition,
+            clock=self.clock,
+            outbound=outbound,
         )
+        # The scrape stage sees an app restart; the reconciler re-sends what it lost.
+        scraper.on_restart = path.app_restarted
         notifier = Notifier(
             self._deliver(path, session),
             self.registry,
@@ -162,12 +191,33 @@ class Sidecar:
             retry=cfg.actions.retry,
             sleep=self.sleep,
         )
+        evidence = Evidence(
+            cfg.evidence,
+            state_dir=cfg.state_dir,
+            session=session,
+            registry=self.registry,
+            vars_url=cfg.app.base_url + cfg.app.expvar_path,
+            outbound=outbound,
+            # A stretched scrape interval is the sign that the app is struggling.
+            struggling=lambda: scraper.interval > cfg.scrape.interval,
+            asks=Router(cfg.actions, identity=cfg.rules.external_labels).asks_evidence,
+            clock=self.clock,
+            monotonic=self.monotonic,
+            sleep=self.sleep,
+        )
+
+        path.receiver.tag = evidence.tag
+
+        async def send(alerts: Sequence[Alert]) -> None:
+            # Tagged before the notifier: Alertmanager and the receiver both see the link.
+            await notifier.send(evidence.tag(alerts))
+
         engine = RuleEngine(
             groups,
             self.store,
             cfg.rules,
             registry=self.registry,
-            send=notifier.send,
+            send=send,
             state_dir=cfg.state_dir,
             clock=self.clock,
             monotonic=self.monotonic,
@@ -179,22 +229,31 @@ class Sidecar:
                 registry=self.registry,
                 token=token,
                 max_body_bytes=int(cfg.server.max_body_bytes),
+                limits=Limits(
+                    header_timeout=cfg.server.header_timeout,
+                    body_timeout=cfg.server.body_timeout,
+                    max_connections=cfg.server.max_connections,
+                ),
                 health=self._health,
                 ready=self._readiness,
                 routes=[
                     *actions_api.path_routes(path, self.registry),
                     *rules_api.routes(groups),
                     *status.routes(source),
+                    *evidence_api.routes(evidence, token=token),
                 ],
             ),
             shutdown_grace=cfg.server.shutdown_grace,
         )
         self.server = server
+        self._journal = path.journal
         loops: dict[str, Loop] = {
+            "journal": JournalWatch(path.journal, cfg.breaker.check_interval),
             "scrape": scraper,
             "rules": engine,
             "notify": notifier,
             "breaker": path,
+            "evidence": evidence,
         }
         try:
             await path.start()
@@ -211,6 +270,8 @@ class Sidecar:
         finally:
             self._ready = False
             await asyncio.shield(_shutdown(server, path, session))
+            if state_lock is not None:
+                os.close(state_lock)
             log.info("sidecar.stopped")
 
     def _deliver(self, path: ActionPath, session: aiohttp.ClientSession) -> Deliver:
@@ -241,7 +302,8 @@ async def _shutdown(server: Server, path: ActionPath, session: aiohttp.ClientSes
 
 def run(cfg: Config) -> int:
     """``leak-sidecar run``: until SIGTERM or SIGINT; 0 on a clean stop, 1 on a crash,
-    2 when the rules or the memory limit file are invalid."""
+    2 when the rules or the memory limit file are invalid or another sidecar holds the
+    state directory."""
     logs.configure(cfg.log.format, cfg.log.level)
     try:
         sidecar = Sidecar(cfg)
@@ -260,11 +322,18 @@ def run(cfg: Config) -> int:
             loop.add_signal_handler(sig, stop.set)
         await sidecar.run(stop)
 
-    crashed = False
+    crashed = locked = False
     try:
         asyncio.run(main())
+    except* StateDirLocked as held:
+        # A configuration problem, not a crash: restarting cannot cure it.
+        locked = True
+        for refusal in held.exceptions:
+            print(refusal, file=sys.stderr)
     except* Exception as group:
         crashed = True
         for err in group.exceptions:
             log.exception("sidecar.crashed", error=repr(err), exc_info=err)
+    if locked:
+        return 2
     return 1 if crashed else 0

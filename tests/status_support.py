@@ -19,6 +19,7 @@ from sidecar.web.status_view import (
     ActiveAlert,
     BreakerEvent,
     BreakerStatus,
+    ReconcileStatus,
     RuleStatus,
     StatusView,
     TargetStatus,
@@ -205,6 +206,13 @@ def rich_view() -> StatusView:
                 BreakerEvent(NOW - 120_000, "open", "alert CacheKeysGrowing firing", "alert"),
                 BreakerEvent(NOW - 1_800_000, "closed", "manual reset", "operator"),
             ),
+            desired="open",
+            generation=7,
+            observed="open",
+            observed_generation=7,
+            observed_ms=NOW - 119_000,
+            in_sync=True,
+            reconcile=ReconcileStatus(NOW - 119_000, "confirmed", "decision", 2),
         ),
         actions=(
             ActionRecord(

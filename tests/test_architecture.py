@@ -50,8 +50,14 @@ def test_the_tree_keeps_every_contract() -> None:
         (
             "sidecar/rules/notify.py",
             "from sidecar.actions import dispatch as _planted",
-            "Scrape, rules and actions talk only through core values BROKEN",
+            "Scrape, rules, actions and evidence talk only through core values BROKEN",
             "sidecar.rules is not allowed to import sidecar.actions",
+        ),
+        (
+            "sidecar/evidence/capture.py",
+            "from sidecar.scrape import fetch as _planted",
+            "Scrape, rules, actions and evidence talk only through core values BROKEN",
+            "sidecar.evidence is not allowed to import sidecar.scrape",
         ),
         (
             "sidecar/actions/receiver.py",

@@ -278,6 +278,22 @@ async def test_circuit_view_shows_state_since_reason_holders_and_reset(
             "earliest_reset": "2023-11-14T22:14:20.000Z",
             "dry_run": False,
             "pending_actions": [],
+            "desired": "open",
+            "generation": 1,
+            "observed": {
+                "state": "open",
+                "generation": 1,
+                "at": "2023-11-14T22:13:20.000Z",
+                "via": "call",
+            },
+            "in_sync": True,
+            "last_reconcile": {
+                "at": "2023-11-14T22:13:20.000Z",
+                "outcome": "confirmed",
+                "trigger": "decision",
+                "attempts": 1,
+                "error": "",
+            },
         }
         labels = {"alertname": "PoolSaturated", "action": "circuit_break"}
         assert holder == {

@@ -60,9 +60,9 @@ async def test_append_writes_one_fsynced_line_per_entry(
     assert len(synced) == 2
     await journal.close()
     assert (tmp_path / "state" / JOURNAL_FILE).read_bytes() == (
-        b'{"type":"decision","version":2,"at":1,"actions":[],"seen":{"f@0:firing":1},'
+        b'{"type":"decision","version":3,"at":1,"actions":[],"seen":{"f@0:firing":1},'
         b'"cooldowns":{}}\n'
-        b'{"type":"done","version":2,"at":2,"done":[{"id":"a-1","outcome":"success"}]}\n'
+        b'{"type":"done","version":3,"at":2,"done":[{"id":"a-1","outcome":"success"}]}\n'
     )
     assert list(journal.replay()) == [decision, done]
     assert journal.entries == 2
@@ -84,11 +84,11 @@ def test_corrupt_and_truncated_lines_are_skipped_with_a_warning(tmp_path: Path) 
 
 
 def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_path: Path) -> None:
-    """JSON objects that are no entry this code knows are logged, not counted, and skipped."""
+    """JSON objects that are no entry this code knows are logged, counted, and skipped."""
     lines = [
         b'{"type":"decision","version":2,"at":"soon"}',
         b'{"type":"restart","version":2,"at":1}',
-        b'{"version":3,"at":1}',
+        b'{"version":4,"at":1}',
         b'{"version":"2","at":1}',
         b'{"actions":[{"id":"x"}]}',
         b'{"type":"done","version":2,"at":9,"done":[]}',
@@ -96,7 +96,7 @@ def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_pa
     (tmp_path / JOURNAL_FILE).write_bytes(b"\n".join(lines))
     registry = CollectorRegistry()
     with capture_logs() as events:
-        assert list(Journal(tmp_path, registry).replay()) == [Done(at=9, done=())]
+        assert list(Journal(tmp_path, registry).replay()) == [Done(version=2, at=9, done=())]
     assert [(e["event"], e["line"]) for e in events] == [
         ("journal.corrupt_entry", n) for n in (1, 2, 3, 4, 5)
     ]
@@ -104,10 +104,10 @@ def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_pa
     # releases); the version check is ours and pinned.
     assert all(e["error"] for e in events)
     assert [e["error"] for e in events[2:4]] == [
-        "unsupported journal entry version 3, expected 1 or 2",
-        "unsupported journal entry version '2', expected 1 or 2",
+        "unsupported journal entry version 4, expected 1, 2 or 3",
+        "unsupported journal entry version '2', expected 1, 2 or 3",
     ]
-    assert registry.get_sample_value("leak_sidecar_journal_corrupt_lines_total") == 0.0
+    assert registry.get_sample_value("leak_sidecar_journal_corrupt_lines_total") == 5.0
 
 
 def test_version_1_entries_read_as_the_current_version(tmp_path: Path) -> None:
@@ -118,8 +118,8 @@ def test_version_1_entries_read_as_the_current_version(tmp_path: Path) -> None:
     )
     assert list(Journal(tmp_path, CollectorRegistry()).replay()) == [
         Decision(at=5, seen={"k": 5}),
-        Done(at=5, done=(OutcomeRecord("a-1", "success"),)),
-        Done(at=6, done=(OutcomeRecord("a-2", "rejected"),)),
+        Done(version=1, at=5, done=(OutcomeRecord("a-1", "success"),)),
+        Done(version=1, at=6, done=(OutcomeRecord("a-2", "rejected"),)),
     ]
 
 
@@ -356,6 +356,10 @@ async def test_a_0_1_0_journal_of_a_held_circuit_restores_what_0_1_0_restored(
             "open_until": None,
             "level": 0,
             "last_reset": None,
+            # 0.1.0 named no generation: its open circuit gets the next one, and its call a
+            # key for every re-send after an app restart (the rig's ids start at a-1).
+            "generation": 1,
+            "call": "a-1",
         }
         assert [h.key for h in state.holders] == ["e4633889fbb03b94"]
         assert r.path.dispatcher.pending == {}
@@ -395,6 +399,8 @@ async def test_a_0_1_0_journal_reopened_with_a_call_pending_restores_what_0_1_0_
             "open_until": T0_MS + 246_000,
             "level": 1,
             "last_reset": T0_MS + 60_000,
+            "generation": 1,
+            "call": "a-1",
         }
         assert list(r.path.dispatcher.pending) == ["a-6"]
         for starts in ("2023-11-14T22:00:00Z", "2023-11-14T22:30:00Z"):

@@ -188,8 +188,8 @@ async def test_bad_input_is_refused_and_nothing_is_acted_on(
             r.metric("leak_sidecar_webhook_alerts_total", status="firing", action="circuit_break")
             is None
         )
-        expected = None if status == 401 else 1.0
-        assert r.metric("leak_sidecar_webhook_requests_total", code=str(status)) == expected
+        # Every answer is counted, the auth middleware's 401 included.
+        assert r.metric("leak_sidecar_webhook_requests_total", code=str(status)) == 1.0
 
 
 async def test_one_firing_alert_calls_break_once_with_body_and_key(
@@ -220,7 +220,9 @@ async def test_one_firing_alert_calls_break_once_with_body_and_key(
             "reason": "alert CacheGrowing firing",
             "source": "alertmanager",
             "alerts": [{"labels": labels, "fingerprint": fingerprint(labels), "startsAt": STARTS}],
+            "generation": 1,
         }
+        assert call.headers["X-Leak-Sidecar-Generation"] == "1"
         assert r.metric("leak_sidecar_webhook_requests_total", code="200") == 1.0
         assert (
             r.metric("leak_sidecar_webhook_alerts_total", status="firing", action="circuit_break")
@@ -514,11 +516,19 @@ async def test_action_path_metric_names_are_pinned(
         ("leak_sidecar_action_retries", "counter"),
         ("leak_sidecar_actions", "counter"),
         ("leak_sidecar_actions_given_up", "counter"),
+        ("leak_sidecar_circuit_desired_state", "gauge"),
+        ("leak_sidecar_circuit_generation", "gauge"),
+        ("leak_sidecar_circuit_holders_dropped", "counter"),
+        ("leak_sidecar_circuit_observed_state", "gauge"),
         ("leak_sidecar_circuit_state", "gauge"),
         ("leak_sidecar_cooldown_skipped", "counter"),
         ("leak_sidecar_dedupe", "counter"),
         ("leak_sidecar_journal_corrupt_lines", "counter"),
+        ("leak_sidecar_journal_writable", "gauge"),
         ("leak_sidecar_journal_write_failures", "counter"),
+        ("leak_sidecar_reconcile", "counter"),
+        ("leak_sidecar_reconcile_checks", "counter"),
+        ("leak_sidecar_reconcile_triggers", "counter"),
         ("leak_sidecar_webhook_alerts", "counter"),
         ("leak_sidecar_webhook_requests", "counter"),
     ]

@@ -619,6 +619,8 @@ def test_reasons_are_pinned() -> None:
         "http_4xx",
         "http_5xx",
         "http",
+        "tls",
+        "credentials",
         "body_too_large",
         "invalid_json",
         "not_object",

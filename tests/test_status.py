@@ -32,6 +32,7 @@ from sidecar.web.status_view import (
     ActiveAlert,
     BreakerEvent,
     BreakerStatus,
+    ReconcileStatus,
     RuleStatus,
     StatusView,
     TargetStatus,
@@ -183,7 +184,33 @@ async def test_states_are_words_with_a_colour_class(serve: Callable[[StatusView]
         ("err", "badge bad"),
         ("success", "badge good"),
         ("gave_up", "badge bad"),
+        ("in sync", "badge good"),
+        ("confirmed", "badge good"),
     }
+
+
+async def test_circuit_shows_desired_observed_and_the_last_reconcile(
+    serve: Callable[[StatusView], Client],
+) -> None:
+    """Desired and observed state with their generations, sync, and the last reconcile."""
+    _, doc = await _page(serve(rich_view()))
+    assert doc.by_id("circuit-desired").text() == "open (generation 7)"
+    assert doc.by_id("circuit-observed").text().startswith("open (generation 7) ")
+    assert doc.by_id("circuit-sync").text() == "in sync"
+    assert doc.by_id("circuit-reconcile").text().endswith("decision, 2 call(s)")
+    behind = replace(
+        rich_view(),
+        breaker=replace(
+            rich_view().breaker,
+            observed=None,
+            in_sync=False,
+            reconcile=ReconcileStatus(NOW, "unavailable", "app_restart", 3, "refused <b>"),
+        ),
+    )
+    _, doc = await _page(serve(behind))
+    assert doc.by_id("circuit-sync").text() == "converging"
+    assert doc.by_id("circuit-observed").text() == "\u2014"
+    assert doc.by_id("circuit-reconcile").text().endswith("app_restart, 3 call(s): refused <b>")
 
 
 async def test_header_sections_and_refresh(serve: Callable[[StatusView], Client]) -> None:

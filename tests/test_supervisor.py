@@ -52,15 +52,11 @@ def test_a_missing_memory_limit_file_is_a_config_error(tmp_path: Path) -> None:
     ]
 
 
-def test_run_refuses_rules_it_cannot_evaluate(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """An unsupported function at start is exit 2 naming file, group and rule, not a skip."""
+def test_run_refuses_invalid_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule file promtool rejects is exit 2 at start, naming file, group and rule.
+    (A valid rule the evaluator cannot run is not: it loads and reports health err.)"""
     rules = tmp_path / "bad.yml"
-    rules.write_text(
-        "groups:\n  - name: g\n    rules:\n      - alert: A\n"
-        "        expr: histogram_quantile(0.9, x)\n"
-    )
+    rules.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(x\n")
     cfg = tmp_path / "sidecar.yaml"
     cfg.write_text(
         f"rules:\n  files: [{rules}]\nserver:\n  listen: 127.0.0.1:0\n"
@@ -68,9 +64,8 @@ def test_run_refuses_rules_it_cannot_evaluate(
     )
     assert main(["run", "--config", str(cfg)], env={}) == 2
     assert capsys.readouterr().err == (
-        f'{rules}: 5:15: group "g", rule 1, "A": cannot evaluate '
-        "'histogram_quantile(0.9, x)': not supported: function histogram_quantile "
-        "(native histograms are not supported)\n"
+        f'{rules}: 5:15: group "g", rule 1, "A": could not parse expression: '
+        "1:6: parse error: unclosed left parenthesis\n"
     )
 
 

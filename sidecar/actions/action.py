@@ -61,6 +61,8 @@ def alert_names(alerts: Iterable[Alert]) -> str:
 
 _UtcTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 """An aware time; written in UTC with a ``Z``, as Alertmanager prints times."""
+_EVIDENCE = "evidence_id"
+"""The annotation the evidence stage sets; the app's call names the bundle with it."""
 
 
 class AlertRecord(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -144,6 +146,10 @@ class Action:
                     "labels": dict(a.labels),
                     "fingerprint": a.fingerprint,
                     "startsAt": rfc3339(a.starts_at),
+                    # The evidence stage's bundle for this alert, when it took one.
+                    **(
+                        {"evidence": a.annotations[_EVIDENCE]} if _EVIDENCE in a.annotations else {}
+                    ),
                 }
                 for a in self.alerts
             ],

@@ -7,13 +7,21 @@ and after a restart, so that the app can recognise a repeat. Connection errors,
 timeouts, 429 and 5xx are ``ActionUnavailable`` and retried with exponential backoff and
 full jitter, bounded in attempts and time; any other 4xx is ``ActionRejected`` and never
 retried: the app has said no and asking again cannot change its mind.
+
+Circuit calls are not run to an end here: the reconciler (``reconcile``) makes one
+``call`` at a time, for the current generation only, and decides when to send again.
+Each carries its generation (header ``X-Leak-Sidecar-Generation`` and ``generation`` in
+the body), so that the app can ignore a command older than one it applied. ``observe``
+reads the app's own view of its circuit when ``app.state_path`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import aiohttp
 import structlog
@@ -22,17 +30,30 @@ from prometheus_client import CollectorRegistry, Counter
 from sidecar.actions.action import Action
 from sidecar.core.config import ActionsConfig, AppConfig
 from sidecar.core.durations import format_duration
-from sidecar.core.errors import ActionRejected, ActionUnavailable, clip
+from sidecar.core.errors import ActionRejected, ActionUnavailable, CredentialsError, clip
 from sidecar.core.loops import Sleep
 from sidecar.core.model import ActionKind
+from sidecar.core.outbound import Outbound
 from sidecar.core.retry import retrying
 
-__all__ = ["Actuator", "Outcome"]
+__all__ = ["GENERATION_HEADER", "Actuator", "AppCircuit", "Outcome"]
 
 log = structlog.get_logger(__name__)
 
 Outcome = Literal["success", "rejected", "gave_up", "dry_run"]
 """How an action ended, as journaled."""
+
+GENERATION_HEADER = "X-Leak-Sidecar-Generation"
+
+
+@dataclass(frozen=True, slots=True)
+class AppCircuit:
+    """What the app's state endpoint says of its circuit."""
+
+    state: Literal["open", "closed"]
+    generation: int | None
+    """The generation it last applied, when it says."""
+
 
 _ERROR_BODY_BYTES = 512
 _SUCCESS_BODY_BYTES = 64 * 1024
@@ -60,8 +81,11 @@ class Actuator:
         *,
         dry_run: bool = False,
         sleep: Sleep = asyncio.sleep,
+        outbound: Outbound | None = None,
     ) -> None:
         self._session = session
+        # Credentials and TLS of app.http_config, files re-read when they change.
+        self._outbound = outbound or Outbound(app.http_config)
         self._cfg = cfg
         self._dry_run = dry_run
         self._sleep = sleep
@@ -71,6 +95,8 @@ class Actuator:
             "circuit_reset": app.base_url + app.reset_path,
             "cache_flush": app.base_url + app.flush_path,
         }
+        self.dry_run = dry_run
+        self._state_url = None if app.state_path is None else app.base_url + app.state_path
         self._attempts = Counter(
             "leak_sidecar_actions_total",
             "Attempts to call the app's action endpoints, by action and outcome.",
@@ -125,12 +151,51 @@ class Actuator:
         bound.info("action.succeeded")
         return "success"
 
-    async def _attempt(self, action: Action, on_attempt: Callable[[], None] | None) -> None:
+    async def call(self, action: Action, generation: int) -> None:
+        """One attempt at a circuit call for ``generation``; raises ``ActionError`` on failure."""
+        await self._attempt(action, None, generation)
+
+    @property
+    def observes(self) -> bool:
+        """Whether the app has a state endpoint (``app.state_path``)."""
+        return self._state_url is not None
+
+    async def observe(self) -> AppCircuit:
+        """GET the app's state endpoint; ``ActionError`` when it cannot say."""
+        url = self._state_url
+        if url is None:
+            raise RuntimeError("app.state_path is not set")
+        try:
+            async with self._outbound.request(
+                self._session, "GET", url, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                body = await resp.content.read(_ERROR_BODY_BYTES if resp.status >= 300 else 4096)
+        except TimeoutError as exc:
+            raise ActionUnavailable("observe", url, f"no answer from {url}") from exc
+        except CredentialsError as exc:
+            raise ActionUnavailable("observe", url, str(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise ActionUnavailable(
+                "observe", url, f"cannot reach {url}: {clip(exc, 200)}"
+            ) from exc
+        if resp.status >= 300:
+            raise ActionUnavailable(
+                "observe",
+                url,
+                f"{url} answered {resp.status}: "
+                f"{clip(self._outbound.redact(body.decode(errors='replace')), 200)}",
+                resp.status,
+            )
+        return _app_circuit(url, body)
+
+    async def _attempt(
+        self, action: Action, on_attempt: Callable[[], None] | None, generation: int | None = None
+    ) -> None:
         if on_attempt is not None:
             on_attempt()
         url = self._urls[action.kind]
         try:
-            await self._post(action, url)
+            await self._post(action, url, generation)
         except ActionRejected:
             self._attempts.labels(action.kind, "rejected").inc()
             raise
@@ -139,13 +204,19 @@ class Actuator:
             raise
         self._attempts.labels(action.kind, "success").inc()
 
-    async def _post(self, action: Action, url: str) -> None:
+    async def _post(self, action: Action, url: str, generation: int | None = None) -> None:
         headers = {"Idempotency-Key": action.id}
+        body = action.body()
+        if generation is not None:
+            headers[GENERATION_HEADER] = str(generation)
+            body["generation"] = generation
         try:
             # No redirects: the call goes to the configured URL or nowhere.
-            async with self._session.post(
+            async with self._outbound.request(
+                self._session,
+                "POST",
                 url,
-                json=action.body(),
+                json=body,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -160,11 +231,35 @@ class Actuator:
                 url,
                 f"no answer from {url} within {format_duration(self._cfg.timeout)}",
             ) from exc
+        except CredentialsError as exc:  # mid-rotation: the next attempt may find the file
+            raise ActionUnavailable(action.kind, url, str(exc)) from exc
+        except aiohttp.ClientSSLError as exc:  # the certificate will not verify next time either
+            raise ActionRejected(
+                action.kind, url, f"TLS with {url} failed: {clip(exc, 200)}"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise ActionUnavailable(
                 action.kind, url, f"cannot reach {url}: {clip(exc, 200)}"
             ) from exc
-        message = f"{url} answered {resp.status}: {clip(text, 200)}"
+        message = f"{url} answered {resp.status}: {clip(self._outbound.redact(text), 200)}"
         if resp.status == 429 or resp.status >= 500:
             raise ActionUnavailable(action.kind, url, message, resp.status)
         raise ActionRejected(action.kind, url, message, resp.status)
+
+
+def _app_circuit(url: str, body: bytes) -> AppCircuit:
+    """The state endpoint's answer: ``{"state": "open"|"closed", "generation": n}``."""
+    try:
+        doc: Any = json.loads(body)
+    except ValueError:
+        doc = None
+    state = doc.get("state") if isinstance(doc, dict) else None
+    gen = doc.get("generation") if isinstance(doc, dict) else None
+    if state not in ("open", "closed") or not (gen is None or type(gen) is int):
+        raise ActionRejected(
+            "observe",
+            url,
+            f'expected {{"state": "open" or "closed", "generation": integer}} from {url}, '
+            f"got {clip(body.decode(errors='replace'), 200)}",
+        )
+    return AppCircuit(state, gen)

@@ -16,7 +16,15 @@ resolution is not enough to reset: the injected ``ConditionView`` must also say 
 condition is false on fresh data, because an alert that resolved since its target went
 away (no data) says nothing about the leak. Opening again within ``probation`` of a
 reset doubles the time it stays open (with jitter, up to ``max_open``), as Envoy grows
-an ejection's duration, so that a flapping condition does not flap the app.
+an ejection's duration, so that a flapping condition does not flap the app; the number
+of doublings (``level``) stops at ``MAX_LEVEL``, past which the open time is ``max_open``
+anyway, so that no number of re-opens, nor a journal, can make it overflow.
+
+Desired state. Every transition that asks something of the app (an opening, a manual
+break, a reset) takes the next ``generation`` and names the ``call_id`` of the action
+that carries it: ``desired`` (open or closed) at ``generation`` is what the reconciler
+(``reconcile``) makes the app match, with that id as the Idempotency-Key. Generations
+only grow, and are journaled with the state, so they keep growing across restarts.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, get_args
 
 import msgspec
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sidecar.actions.action import (
     AlertRecord,
@@ -41,19 +49,31 @@ from sidecar.core.model import Alert
 from sidecar.core.times import iso
 
 __all__ = [
+    "MAX_HOLDERS",
+    "MAX_LEVEL",
     "STATES",
     "Breaker",
     "CircuitRecord",
     "CircuitState",
     "ConditionView",
+    "Desired",
     "Holder",
     "SourceKind",
     "StateName",
 ]
 
 StateName = Literal["closed", "open", "held"]
+Desired = Literal["open", "closed"]
+"""What the app's circuit should be: ``held`` is ``open`` to the app."""
 SourceKind = Literal["alert", "operator"]
 STATES: tuple[StateName, ...] = get_args(StateName)
+
+MAX_HOLDERS = 100
+"""Holders kept at most; further firing alerts are counted
+(``leak_sidecar_circuit_holders_dropped_total``), not kept."""
+
+MAX_LEVEL = 64
+"""Cap on ``level``: ``min_open * 2**64`` passes any ``max_open``, and stays a float."""
 
 
 class ConditionView(Protocol):
@@ -89,6 +109,10 @@ class CircuitRecord(msgspec.Struct, frozen=True):
     open_until: int | None
     level: int
     last_reset: int | None
+    generation: int = 0
+    """Absent before 0.3 (journal version 2 and older): 0."""
+    call: str | None = None
+    """The id of the action carrying ``generation``; absent before 0.3."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +129,15 @@ class CircuitState:
     level: int = 0
     """How many times in a row it opened again within probation of a reset."""
     last_reset_ms: int | None = None
+    generation: int = 0
+    """Grows by one with every decision that calls the app for the circuit."""
+    call_id: str | None = None
+    """The action carrying ``generation``: its id is the Idempotency-Key of every re-send."""
+
+    @property
+    def desired(self) -> Desired:
+        """What the app's circuit should be."""
+        return "closed" if self.state == "closed" else "open"
 
     def to_record(self) -> CircuitRecord:
         """The journal record."""
@@ -117,6 +150,8 @@ class CircuitState:
             open_until=self.open_until_ms,
             level=self.level,
             last_reset=self.last_reset_ms,
+            generation=self.generation,
+            call=self.call_id,
         )
 
     @classmethod
@@ -130,8 +165,11 @@ class CircuitState:
             source=record.source,
             holders=tuple(Holder(a.fingerprint, a) for a in alerts),
             open_until_ms=record.open_until,
-            level=record.level,
+            # A journal may carry any number: the level is clamped, never trusted.
+            level=min(max(record.level, 0), MAX_LEVEL),
             last_reset_ms=record.last_reset,
+            generation=max(record.generation, 0),
+            call_id=record.call,
         )
 
     def view(self) -> dict[str, Any]:
@@ -143,7 +181,13 @@ class CircuitState:
             "source": self.source,
             "held_by": [alert_json(h.alert) for h in self.holders],
             "earliest_reset": None if self.open_until_ms is None else iso(self.open_until_ms),
+            "desired": self.desired,
+            "generation": self.generation,
         }
+
+    def calling(self, call_id: str) -> CircuitState:
+        """This state as a new intent for the app: the next generation, carried by ``call_id``."""
+        return replace(self, generation=self.generation + 1, call_id=call_id)
 
 
 class Breaker:
@@ -167,6 +211,21 @@ class Breaker:
             ["state"],
             registry=registry,
         )
+        self._holders_dropped = Counter(
+            "leak_sidecar_circuit_holders_dropped_total",
+            "Firing alerts not kept as holders of the circuit because MAX_HOLDERS were held.",
+            registry=registry,
+        )
+        self._desired = Gauge(
+            "leak_sidecar_circuit_desired_state",
+            "What the sidecar wants the app's circuit to be: 1 open (or held), 0 closed.",
+            registry=registry,
+        )
+        self._generation = Gauge(
+            "leak_sidecar_circuit_generation",
+            "Generation of the desired circuit state: it grows with every decision for the app.",
+            registry=registry,
+        )
         self._show(self.state)
 
     def commit(self, state: CircuitState) -> None:
@@ -177,19 +236,22 @@ class Breaker:
     def _show(self, state: CircuitState) -> None:
         for name in STATES:
             self._gauge.labels(name).set(1 if name == state.state else 0)
+        self._desired.set(1 if state.desired == "open" else 0)
+        self._generation.set(state.generation)
 
     def _open_for_ms(self, level: int) -> int:
-        if level == 0:
+        if level <= 0:
             return round(self.cfg.min_open * 1000)
         # Jitter only ever lengthens, so that min_open stays a minimum.
-        grown = self.cfg.min_open * (1 << level) * (1 + self.cfg.jitter * self._random())
+        doubled = self.cfg.min_open * (1 << min(level, MAX_LEVEL))
+        grown = doubled * (1 + self.cfg.jitter * self._random())
         return round(min(grown, self.cfg.max_open) * 1000)
 
     def _opening(
         self, s: CircuitState, now: int, reason: str, source: SourceKind, held: bool
     ) -> CircuitState:
         recent = s.last_reset_ms is not None and now - s.last_reset_ms < self.cfg.probation * 1000
-        level = s.level + 1 if recent else 0
+        level = min(s.level + 1, MAX_LEVEL) if recent else 0
         return replace(
             s,
             state="held" if held else "open",
@@ -203,6 +265,11 @@ class Breaker:
     def fire(self, s: CircuitState, alert: Alert, now: int) -> tuple[CircuitState, bool]:
         """A ``circuit_break`` alert fires; True when this opens the circuit (call the app)."""
         holders = _holding(s.holders, alert)
+        if len(holders) > MAX_HOLDERS:
+            # Bounded: the state is journaled, shown and rewritten on every change. The
+            # alerts past the cap still open a closed circuit but do not hold it.
+            holders = s.holders
+            self._holders_dropped.inc()
         if s.state != "closed":
             return replace(s, holders=holders), False
         reason = f"alert {alert_names((alert,))} firing"

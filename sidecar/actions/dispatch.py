@@ -11,9 +11,14 @@ compaction writes one ``Snapshot`` (see ``entries``). Replaying them at start re
 the breaker, the dedupe and cooldown memory, and resumes unfinished calls with their
 original ids, hence their original ``Idempotency-Key``.
 
-Calls run in tasks this object owns. Breaks and resets run one after another, in the
-order decided, so that a reset never overtakes the break it undoes; flushes run
-beside them. ``drain`` lets the supervisor wait for them at shutdown.
+Breaks and resets are levels, not events: each decision that changes what the app's
+circuit should be takes the next generation (``CircuitState.calling``) and hands its
+action to the ``Reconciler``, which sends the current one until the app confirms it and
+supersedes an older one that is still unconfirmed; a circuit action is done (journaled
+``Done``) once confirmed. At start the journal's current intent is handed back: sent
+again unless it was confirmed. Flushes run in tasks this object owns, one after
+another, with the actuator's bounded retries. ``drain`` lets the supervisor wait for
+them all at shutdown.
 """
 
 from __future__ import annotations
@@ -31,13 +36,22 @@ from prometheus_client import CollectorRegistry, Counter
 from sidecar.actions.action import Action, alert_names, instance_key, new_action_id
 from sidecar.actions.actuator import Actuator
 from sidecar.actions.breaker import Breaker, CircuitRecord, CircuitState
-from sidecar.actions.entries import Decision, Done, Entry, OutcomeRecord, Snapshot
+from sidecar.actions.entries import (
+    Decision,
+    Done,
+    Entry,
+    OutcomeRecord,
+    Snapshot,
+    still_pending,
+)
 from sidecar.actions.history import ActionEvent, History, Transition
+from sidecar.actions.intent import resume
 from sidecar.actions.journal import Journal
+from sidecar.actions.reconcile import Reconciler
 from sidecar.actions.routing import Route
 from sidecar.core.config import ActionsConfig
 from sidecar.core.errors import JournalError, clip
-from sidecar.core.loops import pause
+from sidecar.core.loops import Sleep, pause
 from sidecar.core.model import ActionKind, Alert
 from sidecar.core.times import now_ms
 
@@ -80,6 +94,7 @@ class Dispatcher:
         registry: CollectorRegistry,
         *,
         clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
         new_id: Callable[[], str] = new_action_id,
     ) -> None:
         self._cfg = cfg
@@ -95,7 +110,16 @@ class Dispatcher:
         """Journaled actions whose call has not finished, in the order decided."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.history = History()
-        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self.reconciler = Reconciler(
+            cfg.reconcile,
+            actuator,
+            registry,
+            history=self.history,
+            on_done=self._finished,
+            clock=clock,
+            sleep=sleep,
+        )
+        self._flushing: asyncio.Task[None] | None = None
         self._waiting: str | None = None
         self._dedupe = Counter(
             "leak_sidecar_dedupe_total",
@@ -128,10 +152,14 @@ class Dispatcher:
                 for kind, alerts in plan.calls.items()
                 if alerts
             ]
-            changed = plan.state != self.breaker.state
+            state = plan.state
+            for a in actions:
+                if a.kind != "cache_flush":
+                    state = state.calling(a.id)
+            changed = state != self.breaker.state
             if plan.seen or changed or actions:
                 await self._record(
-                    now, actions, plan.state if changed else None, plan.seen, plan.cooldowns
+                    now, actions, state if changed else None, plan.seen, plan.cooldowns
                 )
             return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
 
@@ -192,6 +220,7 @@ class Dispatcher:
             now = self._now()
             state = self.breaker.manual_break(self.breaker.state, reason, hold, now)
             action = self._action("circuit_break", reason, "operator", [], now)
+            state = state.calling(action.id)
             await self._record(now, [action], state)
             return action, state
 
@@ -201,6 +230,7 @@ class Dispatcher:
             now = self._now()
             state = self.breaker.reset(self.breaker.state, reason, "operator", now)
             action = self._action("circuit_reset", reason, "operator", [], now)
+            state = state.calling(action.id)
             await self._record(now, [action], state)
             return action, state
 
@@ -228,6 +258,7 @@ class Dispatcher:
             state = self.breaker.reset(s, reason, "alert", now)
             alerts = [h.alert for h in s.holders]
             action = self._action("circuit_reset", reason, "breaker", alerts, now)
+            state = state.calling(action.id)
             await self._record(now, [action], state)
             return action
 
@@ -320,11 +351,18 @@ class Dispatcher:
         self.history.started(
             ActionEvent(action.created_ms, action.id, action.kind, action.source, action.reason)
         )
-        lane = "flush" if action.kind == "cache_flush" else "circuit"
+        if action.kind != "cache_flush":
+            # Committed already: the breaker's generation is this action's.
+            old = self.reconciler.want(action, self.breaker.state.generation)
+            if old is not None:
+                # Never sent again; a restart drops it too (it is not the circuit's call).
+                self.pending.pop(old.id, None)
+                self.history.finished(old.id, "superseded")
+            return
         task = asyncio.create_task(
-            self._run(action, self._lanes.get(lane)), name=f"action-{action.kind}-{action.id}"
+            self._run(action, self._flushing), name=f"action-{action.kind}-{action.id}"
         )
-        self._lanes[lane] = task
+        self._flushing = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -337,6 +375,10 @@ class Dispatcher:
         except Exception as exc:  # a bug must not kill the lane; it is logged
             log.error("action.crashed", action=action.kind, action_id=action.id, exc_info=exc)
             return  # stays in the journal: the next start tries again
+        await self._finished(action, outcome)
+
+    async def _finished(self, action: Action, outcome: str) -> None:
+        """An action ended: forget it, show it, and journal it so a restart does not repeat it."""
         self.pending.pop(action.id, None)
         self.history.finished(action.id, outcome)
         # A failure is logged; a restart repeats the call with the same Idempotency-Key.
@@ -347,6 +389,8 @@ class Dispatcher:
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for running calls; cancel the rest (journaled)."""
         tasks = set(self._tasks)
+        if self.reconciler.task is not None and not self.reconciler.task.done():
+            tasks.add(self.reconciler.task)
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=grace)
@@ -365,6 +409,9 @@ class Dispatcher:
         for entry in self.journal.replay():
             if isinstance(entry, Done):
                 for d in entry.done:
+                    call = self.pending.get(d.id)
+                    if call is not None and call.kind != "cache_flush" and still_pending(entry, d):
+                        continue  # an older version gave up on it: send it again
                     self.pending.pop(d.id, None)
                 continue
             self.pending.update((a.id, Action.from_record(a)) for a in entry.actions)
@@ -379,13 +426,35 @@ class Dispatcher:
             else CircuitState(since_ms=now, reason="started without a journal")
         )
         self._expire(now)
+        self._restore_intent()
         log.info(
             "journal.replayed",
             circuit=self.breaker.state.state,
             pending=len(self.pending),
             seen=len(self._seen),
         )
-        await self.journal.rewrite(self._live)
+        # A full or read-only state directory is a degraded start, not a crash loop: the
+        # old journal is intact, ``journal.problem`` says why, and writes are refused
+        # (503) until the journal's watch sees the directory writable again.
+        with contextlib.suppress(JournalError):
+            await self.journal.rewrite(self._live)
         for action in self.pending.values():
-            log.warning("action.resumed", action=action.kind, action_id=action.id)
-            self._start(action)
+            if action.kind == "cache_flush":
+                log.warning("action.resumed", action=action.kind, action_id=action.id)
+                self._start(action)
+
+    def _restore_intent(self) -> None:
+        """Hand the circuit's current call to the reconciler; drop the calls it superseded."""
+        r = resume(self.breaker.state, list(self.pending.values()), self._new_id)
+        for old in r.superseded:
+            del self.pending[old]
+            log.info("reconcile.superseded", action_id=old, by=r.state.call_id)
+        if r.state != self.breaker.state:
+            self.breaker.commit(r.state)  # the compaction that follows journals it
+        if r.action is None:
+            return
+        if not r.confirmed:
+            a = r.action
+            log.warning("action.resumed", action=a.kind, action_id=a.id)
+            self.history.started(ActionEvent(a.created_ms, a.id, a.kind, a.source, a.reason))
+        self.reconciler.restore(r.action, r.state.generation, confirmed=r.confirmed)

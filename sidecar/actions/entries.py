@@ -22,8 +22,15 @@ in ``action``, ``CircuitRecord`` in ``breaker``.
 Versions. 1 is what 0.1.0 wrote: the same objects without ``type`` and ``version``; a
 line with ``done`` is a completion, any other a decision (its compaction snapshot reads
 as one). 2 adds those two fields and changes nothing else, so that a sidecar rolled back
-to 0.1.0 still reads what this one wrote (it ignores the fields it does not know). A
-line of another version is refused like a line of the wrong shape.
+to 0.1.0 still reads what this one wrote (it ignores the fields it does not know). 3
+adds the circuit's ``generation`` and ``call`` (the id of the action carrying it) and
+changes what is pending: a circuit call is no longer done when it gave up or was
+refused, only when the app confirmed it or a later decision superseded it; a version 2
+reader of these lines is not wanted (it would forget an unconfirmed break), hence the
+bump. Version 2 lines read as version 3 with generation 0; a circuit call of version 1
+or 2 that ended ``gave_up`` or ``rejected`` is pending again (see ``still_pending``),
+so that a journal left by finding 1 re-sends the break it lost. A line of another
+version is refused like a line of the wrong shape.
 """
 
 from __future__ import annotations
@@ -46,10 +53,13 @@ __all__ = [
     "Snapshot",
     "decode",
     "encode",
+    "still_pending",
 ]
 
-JOURNAL_VERSION: Final = 2
+JOURNAL_VERSION: Final = 3
 """The version this code writes."""
+_V2: Final = 2
+"""Same shapes as 3, without the circuit's generation (read with its default)."""
 LEGACY_VERSION: Final = 1
 """0.1.0's entries, which carry no version."""
 
@@ -124,13 +134,13 @@ def decode(obj: dict[str, Any]) -> list[Entry]:
     """
     version = obj.get("version", LEGACY_VERSION)
     # type() is int: true and 2.0 are no versions.
-    if type(version) is int and version == JOURNAL_VERSION:
+    if type(version) is int and version in (JOURNAL_VERSION, _V2):
         return [msgspec.convert(obj, Entry)]
     if type(version) is int and version == LEGACY_VERSION:
         return _upgrade(msgspec.convert(obj, _Legacy))
     raise ValueError(
         f"unsupported journal entry version {clip(repr(version), 40)}, "
-        f"expected {LEGACY_VERSION} or {JOURNAL_VERSION}"
+        f"expected {LEGACY_VERSION}, {_V2} or {JOURNAL_VERSION}"
     )
 
 
@@ -149,5 +159,17 @@ def _upgrade(old: _Legacy) -> list[Entry]:
             )
         )
     if old.done:
-        out.append(Done(at=old.at, done=old.done))
+        out.append(Done(version=LEGACY_VERSION, at=old.at, done=old.done))
     return out
+
+
+_FINAL_BEFORE_3: Final = frozenset({"gave_up", "rejected"})
+
+
+def still_pending(done: Done, outcome: OutcomeRecord) -> bool:
+    """Whether a circuit call this ``Done`` finished is still to be made.
+
+    Before version 3 a circuit call that gave up or was refused was final; now the
+    reconciler re-sends it until the app confirms it.
+    """
+    return done.version < JOURNAL_VERSION and outcome.outcome in _FINAL_BEFORE_3

@@ -2,8 +2,10 @@
 
 The supervisor builds one ``ActionPath`` from the config, serves it over HTTP
 (``web.actions_api.path_routes``), awaits ``start()`` (journal replay) before it
-listens, runs ``run(stop)`` in its task group (the automatic-reset timer), and awaits
-``close()`` at shutdown after the server stopped accepting requests.
+listens, runs ``run(stop)`` in its task group (the automatic-reset timer and the
+reconciler's reads of the app's state endpoint), hands ``app_restarted`` to the scrape
+stage as its restart hook, and awaits ``close()`` at shutdown after the server stopped
+accepting requests.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from sidecar.actions.breaker import Breaker, ConditionView
 from sidecar.actions.dispatch import Dispatcher
 from sidecar.actions.journal import Journal
 from sidecar.actions.receiver import Receiver
+from sidecar.actions.reconcile import Reconciler
 from sidecar.actions.routing import Router
 from sidecar.core.config import Config
-from sidecar.core.loops import Sleep
+from sidecar.core.loops import Sleep, wait_any
+from sidecar.core.outbound import Outbound
 
 __all__ = ["ActionPath", "build_action_path"]
 
@@ -45,12 +49,27 @@ class ActionPath:
         """Restore the breaker and memory from the journal and resume unfinished calls."""
         await self.dispatcher.restore()
 
+    @property
+    def reconciler(self) -> Reconciler:
+        """Keeps the app's circuit at the breaker's desired state."""
+        return self.dispatcher.reconciler
+
+    def app_restarted(self, reason: str) -> None:
+        """The scrape stage's hook: the app restarted (``reason`` says how it showed)."""
+        self.reconciler.app_restarted(reason)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Re-check the automatic reset every ``breaker.check_interval`` until ``stop``."""
-        await self.dispatcher.run(stop, self.cfg.breaker.check_interval)
+        """Re-check the automatic reset every ``breaker.check_interval``, and the app's
+        state endpoint every ``actions.reconcile.interval``, until ``stop``."""
+        await wait_any(
+            self.dispatcher.run(stop, self.cfg.breaker.check_interval),
+            self.reconciler.run(stop),
+        )
 
     async def close(self) -> None:
         """Let running calls finish within ``actions.drain_timeout``, then close the journal."""
+        # A circuit call waiting out its backoff is not started again: the journal keeps it.
+        self.reconciler.close()
         await self.dispatcher.drain(self.cfg.actions.drain_timeout)
         await self.journal.close()
 
@@ -65,15 +84,22 @@ def build_action_path(
     sleep: Sleep = asyncio.sleep,
     random: Callable[[], float] = _random.random,
     new_id: Callable[[], str] = new_action_id,
+    outbound: Outbound | None = None,
 ) -> ActionPath:
     """Build the action path on the process's one ``ClientSession`` and registry."""
     journal = Journal(cfg.state_dir, registry)
     breaker = Breaker(cfg.breaker, view, registry, random=random)
     actuator = Actuator(
-        cfg.app, cfg.actions, session, registry, dry_run=cfg.breaker.dry_run, sleep=sleep
+        cfg.app,
+        cfg.actions,
+        session,
+        registry,
+        dry_run=cfg.breaker.dry_run,
+        sleep=sleep,
+        outbound=outbound,
     )
     dispatcher = Dispatcher(
-        cfg.actions, journal, breaker, actuator, registry, clock=clock, new_id=new_id
+        cfg.actions, journal, breaker, actuator, registry, clock=clock, sleep=sleep, new_id=new_id
     )
     router = Router(cfg.actions, identity=cfg.rules.external_labels)
     receiver = Receiver(router, dispatcher, registry)

@@ -12,22 +12,37 @@ dedupe, cooldowns, the journal and the metrics.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Literal
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sidecar.actions.dispatch import Delivery, Dispatcher
 from sidecar.actions.routing import ACTION_LABEL, Router
-from sidecar.core.errors import clip
+from sidecar.core.errors import clip, validation_message
 from sidecar.core.model import Alert
 from sidecar.core.model import fingerprint as labels_fingerprint
 
 __all__ = [
+    "MAX_ALERTS",
+    "MAX_LABELS_CHARS",
     "WEBHOOK_VERSION",
     "Receiver",
+    "RefusedAlert",
     "WebhookAlert",
     "WebhookPayload",
     "parse_payload",
@@ -36,8 +51,43 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 WEBHOOK_VERSION = "4"
+MAX_ALERTS = 1000
+"""Alerts in one notification: a pod's own alerts are a handful; more is a flood.
+Alertmanager's webhook_config ``max_alerts`` truncates at the source."""
+MAX_LABELS_CHARS = 16384
+"""Characters in one alert's label and annotation names and values together: a holder
+of the circuit is kept, journaled and shown, so each must stay small."""
 _UNSET = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 """Go's zero time: Alertmanager's ``endsAt`` when it has none."""
+
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?"
+)
+"""The shape of an RFC 3339 time; the offset is checked by pydantic, which says so."""
+
+
+def _utc(value: object) -> object:
+    # Strict: an RFC 3339 string only, never a number of seconds ("0" or 0). Then
+    # normalised to UTC here, once: a time valid in its own offset but outside Python's
+    # range in UTC (0001-01-01T00:00:00+00:01) is refused for this alert instead of
+    # failing later, in the journal or at the next start.
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        shown = clip(repr(value), 60) if isinstance(value, str) else type(value).__name__
+        raise ValueError(f"expected an RFC 3339 time string, got {shown}")
+    return value
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"time out of range in UTC: {value.isoformat()}") from None
+
+
+_Time = Annotated[AwareDatetime, BeforeValidator(_utc), AfterValidator(_to_utc)]
 
 
 class _Tolerant(BaseModel):
@@ -50,10 +100,20 @@ class WebhookAlert(_Tolerant):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(min_length=1)
     annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: AwareDatetime = Field(alias="startsAt")
-    ends_at: AwareDatetime | None = Field(None, alias="endsAt")
-    generator_url: str = Field("", alias="generatorURL")
+    starts_at: _Time = Field(alias="startsAt")
+    ends_at: _Time | None = Field(None, alias="endsAt")
+    generator_url: str = Field("", alias="generatorURL", max_length=4096)
     fingerprint: str = Field("", pattern=r"^(?:[0-9a-f]{16})?$")
+
+    @model_validator(mode="after")
+    def _small(self) -> WebhookAlert:
+        size = sum(len(k) + len(v) for d in (self.labels, self.annotations) for k, v in d.items())
+        if size > MAX_LABELS_CHARS:
+            raise ValueError(
+                f"labels and annotations: expected at most {MAX_LABELS_CHARS} characters "
+                f"together, got {size}"
+            )
+        return self
 
     def to_alert(self) -> Alert:
         """The sidecar's own ``Alert`` value, with Alertmanager's fingerprint or ours."""
@@ -70,13 +130,15 @@ class WebhookAlert(_Tolerant):
         )
 
 
-class WebhookPayload(_Tolerant):
-    """Alertmanager's webhook notification, version 4."""
+class _Envelope(_Tolerant):
+    """The notification around its alerts; each alert is validated on its own."""
 
     version: str
     group_key: str = Field("", alias="groupKey")
-    truncated_alerts: int = Field(0, ge=0, alias="truncatedAlerts")
-    alerts: list[WebhookAlert]
+    # Strict: "1" or 1.0 is not a count.
+    truncated_alerts: int = Field(0, ge=0, alias="truncatedAlerts", strict=True)
+    # Counted before any alert is looked at: a flood of empty alerts costs one check.
+    alerts: list[Any] = Field(max_length=MAX_ALERTS)
 
     @field_validator("version")
     @classmethod
@@ -86,9 +148,45 @@ class WebhookPayload(_Tolerant):
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedAlert:
+    """An alert of the notification that failed validation: not acted on."""
+
+    index: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPayload:
+    """Alertmanager's webhook notification, version 4: its valid alerts, and the refused."""
+
+    version: str
+    group_key: str
+    truncated_alerts: int
+    alerts: tuple[WebhookAlert, ...]
+    refused: tuple[RefusedAlert, ...]
+
+
 def parse_payload(body: bytes) -> WebhookPayload:
-    """Validate a webhook body (``ValidationError`` on bad JSON or schema)."""
-    return WebhookPayload.model_validate_json(body)
+    """Validate a webhook body (``ValidationError`` on bad JSON or envelope).
+
+    Each alert is validated on its own: one bad alert (an impossible date, say) is
+    refused alone, and the others of its group are still acted on.
+    """
+    envelope = _Envelope.model_validate_json(body)
+    alerts, refused = [], []
+    for index, raw in enumerate(envelope.alerts):
+        try:
+            alerts.append(WebhookAlert.model_validate(raw))
+        except ValidationError as exc:
+            refused.append(RefusedAlert(index, validation_message(exc, prefix=f"alerts.{index}.")))
+    return WebhookPayload(
+        envelope.version,
+        envelope.group_key,
+        envelope.truncated_alerts,
+        tuple(alerts),
+        tuple(refused),
+    )
 
 
 class Receiver:
@@ -103,6 +201,9 @@ class Receiver:
             ["status", "action"],
             registry=registry,
         )
+        self.tag: Callable[[Sequence[Alert]], list[Alert]] | None = None
+        """Set by the supervisor: the evidence stage sees (and annotates) this pod's alerts
+        from Alertmanager; the embedded engine's are tagged before they are sent."""
 
     async def deliver(self, alerts: Sequence[Alert], source: str) -> Delivery:
         """Route and act on alerts; ``JournalError`` means nothing was acted on."""
@@ -128,4 +229,9 @@ class Receiver:
                     source=source,
                 )
             routed.append((alert, route))
+        if self.tag is not None and source == "alertmanager":
+            ours = [i for i, (_, route) in enumerate(routed) if route.action != "foreign"]
+            tagged = self.tag([routed[i][0] for i in ours])
+            for i, alert in zip(ours, tagged, strict=True):
+                routed[i] = (alert, routed[i][1])
         return await self._dispatcher.apply(routed, source)

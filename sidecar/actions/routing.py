@@ -9,7 +9,9 @@ the alerts it matches. An ``action`` label with any other value is an invalid ro
 counted and logged by the receiver, never acted on.
 
 Each decision carries the cooldown that applies and the key it is kept under, so that
-a route with its own ``cooldown`` is limited separately from the action's default.
+a route with its own ``cooldown`` is limited separately from the action's default. A
+route may also ask for evidence (``evidence: true``); ``asks_evidence`` says so for the
+evidence stage, which the supervisor hands it as a plain function.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class _Compiled:
     match_re: tuple[tuple[str, re.Pattern[str]], ...]
     route: Route
     """The decision, built once: it depends on config alone."""
+    evidence: bool
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k, "") == v for k, v in self.match) and all(
@@ -82,6 +85,7 @@ class Router:
                 # Anchored as Alertmanager's match_re; compiled once, validated by config.
                 match_re=tuple((k, re.compile(v)) for k, v in sorted(r.match_re.items())),
                 route=_decision(i, r, cooldowns),
+                evidence=r.evidence,
             )
             for i, r in enumerate(cfg.routes)
         )
@@ -93,6 +97,13 @@ class Router:
                 for a in ("circuit_break", "cache_flush")
             },
         }
+
+    def asks_evidence(self, labels: Mapping[str, str]) -> bool:
+        """Whether the first config route that matches these labels sets ``evidence``."""
+        for r in self._routes:
+            if r.matches(labels):
+                return r.evidence
+        return False
 
     def route(self, labels: Mapping[str, str]) -> Route:
         """The route for one alert's labels; ``invalid`` for an unknown ``action`` label,

@@ -16,7 +16,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, model_validator
 
-from sidecar.core.config_fields import Duration, Listen, Positive, PositiveDuration, Url, UrlPath
+from sidecar.core.config_fields import (
+    BaseUrl,
+    Duration,
+    Listen,
+    LocalPath,
+    Positive,
+    PositiveDuration,
+    StateDir,
+    Url,
+    UrlPath,
+)
+from sidecar.core.config_http import HttpClientConfig
 from sidecar.core.durations import format_duration
 
 __all__ = [
@@ -25,8 +36,10 @@ __all__ = [
     "AppConfig",
     "BreakerConfig",
     "Config",
+    "EvidenceConfig",
     "LogConfig",
     "MapConfig",
+    "ReconcileConfig",
     "RetryConfig",
     "RouteConfig",
     "RulesConfig",
@@ -39,7 +52,9 @@ ENV_TOKEN = "LEAK_SIDECAR_TOKEN"  # noqa: S105 -- the variable's name, not a sec
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: "yes", 1 or "1" is not a boolean, "5" not a number; a config that decides
+    # outages says what it means. Paths are the one lax type (``LocalPath``).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class RetryConfig(_Model):
@@ -90,19 +105,41 @@ class MapConfig(_Model):
 class AppConfig(_Model):
     """The Go service next to the sidecar: where to read it and which endpoints to call."""
 
-    base_url: Url = Field(
-        "http://127.0.0.1:8080", description="Containers of a pod share loopback."
+    base_url: BaseUrl = Field(
+        "http://127.0.0.1:8080",
+        description="Containers of a pod share loopback. No credentials in it (they would "
+        "show wherever the URL does): they go in http_config.",
     )
     expvar_path: UrlPath = Field("/debug/vars", description="Go's expvar handler default.")
     break_path: UrlPath = "/v1/circuit/break"
     reset_path: UrlPath = "/v1/circuit/reset"
     flush_path: UrlPath = "/v1/cache/flush"
+    state_path: UrlPath | None = Field(
+        None,
+        description="The app's own view of its circuit (e.g. /v1/circuit), read every "
+        "actions.reconcile.interval; none by default: an app need not offer one, and "
+        "without it the sidecar trusts the app's answers to its calls.",
+    )
     memory_limit_bytes: int | None = Field(
         None, ge=0, description="The app container's memory limit, if known without a file."
     )
-    memory_limit_file: Path | None = Field(
+    memory_limit_file: LocalPath | None = Field(
         None, description="Downward API file holding the app container's memory limit."
     )
+    http_config: HttpClientConfig = Field(
+        default_factory=HttpClientConfig,
+        description="Credentials and TLS for every call to the app (core.config_http); "
+        "none by default: an app on the pod's loopback usually trusts it.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AppConfig:
+        if self.http_config.tls_config.configured and not self.base_url.startswith("https:"):
+            raise ValueError(
+                f"app.http_config.tls_config: set, but app.base_url is not https "
+                f"({self.base_url}): the calls would go in plain text"
+            )
+        return self
 
 
 class ScrapeConfig(_Model):
@@ -237,6 +274,11 @@ class RouteConfig(_Model):
     match_re: dict[str, str] = Field(default_factory=dict)
     action: Literal["circuit_break", "cache_flush", "none"]
     cooldown: Duration | None = None
+    evidence: bool = Field(
+        False,
+        description="Capture the app's profiles when a matching alert fires, as the alert "
+        "label evidence: 'true' asks (docs/evidence.md); off: profiling costs the app.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RouteConfig:
@@ -245,6 +287,35 @@ class RouteConfig(_Model):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"invalid regex for label {name}: {pattern!r}: {exc}") from exc
+        return self
+
+
+class ReconcileConfig(_Model):
+    """How the app's circuit is kept at the state the breaker decided."""
+
+    initial_backoff: PositiveDuration = Field(
+        0.5, description="First wait before a circuit call is sent again after it failed."
+    )
+    max_backoff: PositiveDuration = Field(
+        30.0,
+        description="Cap on the wait between re-sends, which go on until the app confirms: "
+        "short enough that an app back from an outage is protected within half a minute, "
+        "long enough that a dead app costs two calls a minute.",
+    )
+    interval: PositiveDuration = Field(
+        30.0,
+        description="How often the app's state endpoint (app.state_path) is read and a "
+        "disagreement corrected: a cheap GET, twice a scrape interval.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ReconcileConfig:
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError(
+                f"actions.reconcile.max_backoff: must not be below "
+                f"actions.reconcile.initial_backoff ({format_duration(self.initial_backoff)}), "
+                f"got {format_duration(self.max_backoff)}"
+            )
         return self
 
 
@@ -263,6 +334,10 @@ class ActionsConfig(_Model):
             {"attempts": 4, "initial_backoff": "200ms", "max_backoff": "5s", "max_elapsed": "20s"}
         ),
         description="Rides out an app restart without hammering it.",
+    )
+    reconcile: ReconcileConfig = Field(
+        default_factory=ReconcileConfig,
+        description="Circuit calls are re-sent until the app confirms them.",
     )
     cooldowns: dict[Literal["circuit_break", "cache_flush"], Duration] = Field(
         default_factory=lambda: dict(_DEFAULT_COOLDOWNS),
@@ -334,15 +409,94 @@ class BreakerConfig(_Model):
         return self
 
 
+class EvidenceConfig(_Model):
+    """Heap and goroutine profiles from the app's net/http/pprof when a leak alert fires."""
+
+    enabled: bool = Field(
+        True,
+        description="On: an app without pprof costs one refused GET per baseline_interval, "
+        "counted as not available.",
+    )
+    pprof_url: BaseUrl = Field(
+        "http://127.0.0.1:6060",
+        description="Go's customary pprof port, on its own loopback-only listener: the "
+        "profiles never share the app's public port.",
+    )
+    heap_path: UrlPath = Field("/debug/pprof/heap", description="net/http/pprof's default.")
+    goroutine_path: UrlPath = Field(
+        "/debug/pprof/goroutine", description="net/http/pprof's default; read with debug=1."
+    )
+    allocs_path: UrlPath | None = Field(
+        None,
+        description="None by default: allocations since start explain churn, not retention, "
+        "and double the bytes kept; /debug/pprof/allocs to add them.",
+    )
+    timeout: PositiveDuration = Field(
+        10.0, description="One profile; writing a large heap profile takes the app seconds."
+    )
+    max_profile_bytes: ByteSize = Field(
+        ByteSize(8 * 1024 * 1024),
+        gt=0,
+        description="Per file, counted while streaming (and once inflated): a real heap "
+        "profile is well under 1MiB even for a large service.",
+    )
+    alertnames: list[str] = Field(
+        default_factory=lambda: ["HeapFloorRising", "OOMPredicted", "GoroutinesGrowing"],
+        description="The pack's memory and goroutine rules; any other alert asks with the "
+        "label evidence: 'true'.",
+    )
+    cooldown: Duration = Field(
+        600.0, description="Per rule: one bundle per leak episode, not one per evaluation."
+    )
+    warmup: Duration = Field(
+        300.0, description="The baseline waits this long after start: caches fill first."
+    )
+    baseline_interval: PositiveDuration = Field(
+        3600.0, description="The baseline is refreshed this often while no leak alert fires."
+    )
+    external_url: Url | None = Field(
+        None,
+        description="The sidecar as operators reach it, prefix of the evidence link in alert "
+        "annotations; none by default: the link is then a path on the sidecar.",
+    )
+    top: Positive = Field(10, description="Call sites per report: the leak is at the top.")
+    max_bundles: Positive = Field(10, description="Bundles kept; the oldest is dropped first.")
+    max_bytes: ByteSize = Field(
+        ByteSize(64 * 1024 * 1024),
+        gt=0,
+        description="Bundles and baseline together on the state volume, oldest dropped first.",
+    )
+
+
 class ServerConfig(_Model):
     """The sidecar's own HTTP server."""
 
     listen: Listen = "0.0.0.0:9120"
-    token_file: Path | None = None
+    token_file: LocalPath | None = None
     allow_unauthenticated: bool = Field(
         False, description="Must be said in so many words to listen beyond loopback."
     )
-    max_body_bytes: ByteSize = Field(ByteSize(1024 * 1024), gt=0)
+    max_body_bytes: ByteSize = Field(
+        ByteSize(1024 * 1024),
+        gt=0,
+        description="Checked against Content-Length before a byte is read: a notification "
+        "of a pod's alerts is a few kilobytes.",
+    )
+    header_timeout: PositiveDuration = Field(
+        30.0,
+        description="A connection must send a request's headers this soon after it opens "
+        "or after its last answer, or it is closed: above Prometheus's 15s scrape interval, "
+        "so that its keep-alive connection is reused.",
+    )
+    body_timeout: PositiveDuration = Field(
+        10.0, description="A request's body must arrive whole this soon: a megabyte takes ms."
+    )
+    max_connections: Positive = Field(
+        256,
+        description="Past this, the oldest connection without a request in progress is "
+        "closed for the new one, so that idle clients never starve the probes; lowered to "
+        "half the process's file descriptor limit.",
+    )
     shutdown_grace: Duration = Field(10.0, description="Below Kubernetes' default 30s.")
 
 
@@ -360,22 +514,33 @@ class Config(_Model):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-    state_dir: Path = Field(
+    state_dir: StateDir = Field(
         Path("/var/lib/leak-sidecar"), description="Journal and alert state; an emptyDir."
     )
     token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        # Every cross-field problem, one line each: fixing one must not reveal the next.
+        problems = []
         host = self.server.listen.rpartition(":")[0].strip("[]")
         if self.token is None and not self.server.allow_unauthenticated and not _loopback(host):
-            raise ValueError(
+            problems.append(
                 f"server.listen: {self.server.listen} is beyond loopback and no token is set "
                 f"(env {ENV_TOKEN} or server.token_file); set server.allow_unauthenticated: true "
                 "to accept unauthenticated actions"
             )
+        if self.server.shutdown_grace < self.actions.drain_timeout:
+            problems.append(
+                f"server.shutdown_grace: must not be below actions.drain_timeout "
+                f"({format_duration(self.actions.drain_timeout)}), "
+                f"got {format_duration(self.server.shutdown_grace)}"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 

@@ -7,14 +7,25 @@ line. The section models in ``config`` are built from these.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, Strict
 
 from sidecar.core.durations import parse_duration
 
-__all__ = ["Duration", "Listen", "Positive", "PositiveDuration", "Url", "UrlPath"]
+__all__ = [
+    "BaseUrl",
+    "Duration",
+    "Listen",
+    "LocalPath",
+    "Positive",
+    "PositiveDuration",
+    "StateDir",
+    "Url",
+    "UrlPath",
+]
 
 
 def _duration(value: object) -> float:
@@ -36,6 +47,31 @@ def _url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: the point is to keep the password out of every output.
+        shown = f"{parts.scheme}://***@{parts.netloc.rpartition('@')[2]}{parts.path}"
+        raise ValueError(
+            f"expected no user or password in the URL (it would show on the status page "
+            f"and in logs), got {shown!r}; use app.http_config.basic_auth or authorization"
+        )
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        raise ValueError(
+            f"expected no query string or fragment (paths are appended to the URL), "
+            f"got {shown!r} followed by one"
+        )
+    return value
+
+
+def _dir(value: object) -> object:
+    # Path("") is the working directory: an empty value is a mistake, not a choice.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"expected a directory path, got {value!r}")
+    return value
+
+
 def _path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError(f"expected a path starting with '/', got {value!r}")
@@ -55,7 +91,15 @@ PositiveDuration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 """For intervals, timeouts and backoffs: zero would spin a loop or time out at once."""
 Url = Annotated[str, AfterValidator(_url)]
 """An http(s) URL with a host; a trailing slash is dropped so that paths join cleanly."""
+# Userinfo is refused first: the generic URL message would echo the password.
+BaseUrl = Annotated[str, AfterValidator(_base_url), AfterValidator(_url)]
+"""A ``Url`` that paths are appended to: no userinfo (credentials go in ``http_config``),
+no query string or fragment."""
 UrlPath = Annotated[str, AfterValidator(_path)]
 Listen = Annotated[str, AfterValidator(_listen)]
 """``host:port`` to listen on."""
 Positive = Annotated[int, Field(gt=0)]
+LocalPath = Annotated[Path, Strict(False)]
+"""A file or directory path, written as a string: the one lax type of the strict models."""
+StateDir = Annotated[Path, BeforeValidator(_dir), Strict(False)]
+"""A directory the sidecar owns; an empty string is refused."""

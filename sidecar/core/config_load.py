@@ -63,8 +63,9 @@ def _format_errors(exc: ValidationError) -> list[str]:
             msg = "required key is missing"
         elif "got " not in msg and err["type"] != "value_error":
             msg = f"{msg}, got {clip(repr(err['input']), 80)}"
-        # Cross-field checks name their own key path, both values included.
-        lines.append(msg if _OWN_KEY.match(msg) else f"{key}: {msg}")
+        # Cross-field checks name their own key path, both values included, one
+        # problem a line.
+        lines.extend(msg.splitlines() if _OWN_KEY.match(msg) else [f"{key}: {msg}"])
     return lines
 
 

@@ -4,11 +4,14 @@ Every error the sidecar raises on purpose derives from ``SidecarError``::
 
     SidecarError
     ├── ConfigError          a config file, key or environment value is wrong (exit 2)
+    ├── CredentialsError     a credentials or TLS file for calls to the app is unusable now
     ├── ScrapeError          one scrape of the expvar endpoint failed
     │   └── ScrapeTransient  a failure a retry may cure (refused, timeout, 5xx)
     ├── RuleError            a rule file, expression or template cannot be loaded or evaluated
     ├── JournalError         the action journal cannot be written: nothing that depended
     │                        on it was acknowledged
+    ├── EvidenceError        a profile could not be fetched or read (``reason`` says why),
+    │                        or evidence is off
     └── ActionError          a call to the app's endpoint failed
         ├── ActionRejected   the app answered 4xx (other than 429): retrying cannot help
         └── ActionUnavailable 5xx, 429, refused, reset or timed out: transient
@@ -28,16 +31,20 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "MAX_PROBLEMS",
     "ActionError",
     "ActionRejected",
     "ActionUnavailable",
     "ConfigError",
+    "CredentialsError",
+    "EvidenceError",
     "JournalError",
     "RuleError",
     "ScrapeError",
     "ScrapeTransient",
     "SidecarError",
     "clip",
+    "problems_message",
     "validation_message",
 ]
 
@@ -50,14 +57,33 @@ def clip(text: object, limit: int = _CLIP) -> str:
     return s if len(s) <= limit else s[:limit] + f"... ({len(s) - limit} more characters)"
 
 
-def validation_message(exc: ValidationError) -> str:
-    """pydantic's errors as one line: ``where: what`` per problem, ``; ``-joined."""
-    parts = []
-    for err in exc.errors(include_url=False):
+MAX_PROBLEMS = 10
+"""Problems listed in one validation message; the rest are counted, not listed, so that
+a hostile body cannot make its own answer (or a log line) megabytes long."""
+
+
+def validation_message(exc: ValidationError, *, prefix: str = "", limit: int = MAX_PROBLEMS) -> str:
+    """pydantic's errors as one line: ``where: what`` per problem, ``; ``-joined.
+
+    At most ``limit`` problems are listed, each cut to a few hundred characters, then
+    ``(and N more problems)``; ``prefix`` goes before every location (``alerts.3.``).
+    """
+    parts: list[str] = []
+    total = exc.error_count()
+    # errors() builds every problem's dict: ask only for what is shown.
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        if len(parts) == limit:
+            break
         msg = err["msg"].removeprefix("Value error, ")
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+        loc = prefix + ".".join(str(p) for p in err["loc"])
+        parts.append(clip(f"{loc}: {msg}" if loc else msg))
+    return problems_message(parts, total)
+
+
+def problems_message(parts: list[str], total: int) -> str:
+    """Listed problems ``; ``-joined, and how many more there were than listed."""
+    more = total - len(parts)
+    return "; ".join(parts) + (f" (and {more} more problems)" if more > 0 else "")
 
 
 class SidecarError(Exception):
@@ -113,6 +139,14 @@ class JournalError(SidecarError):
         super().__init__(message)
 
 
+class EvidenceError(SidecarError):
+    """Evidence could not be captured or read; ``reason`` is a low-cardinality label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 class ActionError(SidecarError):
     """A call to the app failed."""
 
@@ -129,3 +163,15 @@ class ActionRejected(ActionError):
 
 class ActionUnavailable(ActionError):
     """The app could not take the call now (5xx, 429, connection error, timeout)."""
+
+
+class CredentialsError(SidecarError):
+    """A file of ``app.http_config`` cannot be used now (gone, empty, half-written).
+
+    ``key`` is the config key naming the file; the message never holds the secret.
+    A call that meets it fails as transient: a rotation in progress ends by itself.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)

@@ -4,6 +4,11 @@ Retry only the named transient errors; stop on attempts or on elapsed time, whic
 comes first; exponential backoff with full jitter, capped; re-raise the last error; make
 every scheduled retry visible (a log event and a counter). Never tenacity's bare
 defaults: they retry forever.
+
+One policy does retry without end, on purpose: ``converging``, for the reconciler,
+whose job is to make the app match the desired circuit state however long the app
+takes; it is bounded in its wait (capped backoff), visible in every retry, and stops
+only when its caller says so (shutdown).
 """
 
 from __future__ import annotations
@@ -23,10 +28,60 @@ from tenacity import (
 from sidecar.core.config import RetryConfig
 from sidecar.core.loops import Sleep
 
-__all__ = ["Sleep", "retrying"]
+__all__ = ["Sleep", "converging", "retrying"]
 
 
 log = structlog.get_logger(__name__)
+
+
+def _before_sleep(
+    event: str, on_retry: Callable[[RetryCallState], None] | None, context: dict[str, object]
+) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            event,
+            attempt=state.attempt_number,
+            wait_seconds=round(wait, 3),
+            error=str(exc),
+            **context,
+        )
+        if on_retry is not None:
+            on_retry(state)
+
+    return before_sleep
+
+
+def converging(
+    initial_backoff: float,
+    max_backoff: float,
+    transient: tuple[type[BaseException], ...],
+    *,
+    event: str,
+    until: Callable[[], bool],
+    on_retry: Callable[[RetryCallState], None] | None = None,
+    sleep: Sleep | None = None,
+    **log_context: object,
+) -> AsyncRetrying:
+    """Retry ``transient`` errors until success or ``until()``: never on attempts or time.
+
+    Exponential backoff with full jitter from ``initial_backoff``, each wait capped at
+    ``max_backoff``; every retry logged as ``event`` and counted by ``on_retry``; when
+    ``until()`` holds after a failure, the last error is re-raised.
+    """
+    kwargs: dict[str, object] = {}
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    return AsyncRetrying(
+        retry=retry_if_exception_type(transient),
+        # Neither attempts nor time: only the caller ends it.
+        stop=lambda _state: until(),
+        wait=wait_random_exponential(multiplier=initial_backoff, max=max_backoff),
+        before_sleep=_before_sleep(event, on_retry, log_context),
+        reraise=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def retrying(
@@ -44,19 +99,6 @@ def retrying(
     with the attempt number, the wait and the error; ``on_retry`` counts it.
     """
 
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            event,
-            attempt=state.attempt_number,
-            wait_seconds=round(wait, 3),
-            error=str(exc),
-            **log_context,
-        )
-        if on_retry is not None:
-            on_retry(state)
-
     kwargs: dict[str, object] = {}
     if sleep is not None:
         kwargs["sleep"] = sleep
@@ -64,7 +106,7 @@ def retrying(
         retry=retry_if_exception_type(transient),
         stop=stop_after_attempt(cfg.attempts) | stop_after_delay(cfg.max_elapsed),
         wait=wait_random_exponential(multiplier=cfg.initial_backoff, max=cfg.max_backoff),
-        before_sleep=before_sleep,
+        before_sleep=_before_sleep(event, on_retry, log_context),
         reraise=True,
         **kwargs,  # type: ignore[arg-type]
     )

@@ -98,6 +98,8 @@ def _config(app_url: str, rules: Path, state_dir: Path) -> Config:
             "scrape": {"maps": [{"path": "caches", "labels": ["cache"]}], "cost_fraction": 1},
             "rules": {"files": [str(rules / "*.yml")]},
             "breaker": {"min_open": "1m"},
+            # The demo app is Python: it serves no net/http/pprof to capture evidence from.
+            "evidence": {"enabled": False},
             "server": {"listen": "127.0.0.1:0"},
             "state_dir": str(state_dir),
         }

@@ -5,6 +5,9 @@
 answer is cut off without being held. Each failure is a ``ScrapeError`` whose
 ``reason`` is one of ``ERROR_REASONS``; refused connections, timeouts, resets and
 5xx/429 answers are ``ScrapeTransient``: a retry within the interval may cure them.
+Credentials and TLS come from ``core.outbound`` (``app.http_config``); a certificate
+that does not verify is ``tls`` and not retried, a credentials file unusable right now
+(mid-rotation) is ``credentials`` and is.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import asyncio
 
 import aiohttp
 
+from sidecar.core.config_http import HttpClientConfig
 from sidecar.core.durations import format_duration
-from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
+from sidecar.core.errors import CredentialsError, ScrapeError, ScrapeTransient, clip
+from sidecar.core.outbound import Outbound
 
 __all__ = ["ERROR_REASONS", "TRANSIENT_REASONS", "BodyTooLarge", "fetch"]
 
@@ -27,6 +32,8 @@ ERROR_REASONS = (
     "http_4xx",
     "http_5xx",
     "http",
+    "tls",
+    "credentials",
     "body_too_large",
     "invalid_json",
     "not_object",
@@ -35,10 +42,19 @@ ERROR_REASONS = (
     "internal",
 )
 """Every ``reason`` label of ``leak_sidecar_scrape_errors_total``."""
-TRANSIENT_REASONS = ("refused", "connect", "connection", "timeout", "http_4xx", "http_5xx")
+TRANSIENT_REASONS = (
+    "refused",
+    "connect",
+    "connection",
+    "timeout",
+    "http_4xx",
+    "http_5xx",
+    "credentials",
+)
 """The reasons a retry is tried for (429 is a 4xx that asks for one)."""
 
 _CHUNK = 64 * 1024
+_PLAIN = Outbound(HttpClientConfig())
 
 
 class BodyTooLarge(ScrapeError):
@@ -56,6 +72,7 @@ async def fetch(
     within: float,
     client_timeout: aiohttp.ClientTimeout,
     limit: int,
+    outbound: Outbound | None = None,
 ) -> bytearray:
     """GET ``url`` and return its body within ``within`` seconds, or raise a
     ``ScrapeError`` naming the reason."""
@@ -64,7 +81,9 @@ async def fetch(
         # aiohttp rounds a total of 5s or more up to the next whole second: the outer
         # asyncio.timeout holds scrape.timeout exactly.
         async with asyncio.timeout(within):
-            async with session.get(
+            async with (outbound or _PLAIN).request(
+                session,
+                "GET",
                 url,
                 timeout=client_timeout,
                 allow_redirects=False,
@@ -78,6 +97,11 @@ async def fetch(
             "timeout",
             f"no complete answer from {url} within scrape.timeout ({format_duration(within)})",
         ) from exc
+    except CredentialsError as exc:
+        raise ScrapeTransient("credentials", str(exc)) from exc
+    except aiohttp.ClientSSLError as exc:
+        # Certificate or handshake refused: the same next time, unless the files change.
+        raise ScrapeError("tls", f"TLS with {url} failed: {clip(exc, 200)}") from exc
     except aiohttp.ClientConnectorError as exc:
         refused = isinstance(exc.os_error, ConnectionRefusedError)
         raise ScrapeTransient(

@@ -13,6 +13,11 @@ Reading Go's /debug/vars is not free for the app: it stops the world for
 ``scrape.cost_fraction`` of the interval, or the body passes ``scrape.soft_body_bytes``,
 the effective interval doubles (up to ``scrape.max_interval``); after three scrapes cheap
 enough for half the interval it halves again, down to ``scrape.interval``.
+
+An app restart is told to ``on_restart`` (the supervisor wires the reconciler there; the
+scraper knows nothing of actions): the target coming back up after it was down, or one
+of memstats' counters (``TotalAlloc``, ``Mallocs``, ``NumGC``) going down
+between two scrapes, which only a new process does.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from sidecar.core.config import Config
 from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
 from sidecar.core.loops import Sleep, pause
 from sidecar.core.model import LabelSet, MetricMeta, ScrapeFacts, Snapshot, labelset
+from sidecar.core.outbound import Outbound
 from sidecar.core.retry import retrying
 from sidecar.core.times import now_ms
 from sidecar.scrape.fetch import ERROR_REASONS, TRANSIENT_REASONS, BodyTooLarge, fetch
@@ -56,6 +62,7 @@ class Scraper:
     ``sleep`` waits between scrapes and between retries (tests pass recording fakes).
     ``constants`` are series written with every scrape beside the sidecar's own (e.g.
     the app's memory limit), so that embedded rules see them as Prometheus would.
+    ``outbound`` carries ``app.http_config`` (the process's one, shared with the actions).
     """
 
     def __init__(
@@ -69,8 +76,13 @@ class Scraper:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         constants: Mapping[LabelSet, float] | None = None,
+        outbound: Outbound | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> None:
+        self.on_restart = on_restart
+        """Told (with a reason) when the app restarted; set after construction by wiring."""
         self._cfg = config.scrape
+        self._outbound = outbound or Outbound(config.app.http_config)
         self._constants = dict(constants or {})
         self._store = store
         self._session = session
@@ -231,6 +243,7 @@ class Scraper:
                 within=self._cfg.timeout,
                 client_timeout=self._timeout,
                 limit=int(self._cfg.max_body_bytes),
+                outbound=self._outbound,
             )
         except BodyTooLarge as exc:
             self._seen_bytes = exc.seen_bytes
@@ -242,6 +255,7 @@ class Scraper:
 
     def _succeeded(self, snap: Snapshot, flat: Flattened, started: float, cost: float) -> None:
         result = self._store.ingest(snap.timestamp_ms, snap.samples)
+        restarted = _restart(self.snapshot, snap, self.last.up)
         self.snapshot = snap
         duration = self._monotonic() - started
         self._m_up.set(1)
@@ -272,6 +286,10 @@ class Scraper:
         )
         self._adapt(cost, snap.body_bytes)
         self._ingest_own(snap.timestamp_ms, 1.0, duration, snap.body_bytes)
+        if restarted is not None:
+            log.info("scrape.target_restarted", url=self.url, reason=restarted)
+            if self.on_restart is not None:
+                self.on_restart(restarted)
 
     def _ingest_own(self, t: int, up: float, duration: float, body: int | None) -> None:
         """Write what Prometheus would see of the sidecar, so embedded rules can use it.
@@ -346,6 +364,32 @@ class Scraper:
             cost_seconds=round(cost, 6),
             body_bytes=body_bytes,
         )
+
+
+_PROCESS_COUNTERS = tuple(
+    labelset({"__name__": name})
+    for name in (
+        "go_memstats_alloc_bytes_total",
+        "go_memstats_mallocs_total",
+        "go_gc_cycles_total",
+    )
+)
+"""Counters of the Go runtime that only a new process can take back down."""
+
+
+def _restart(before: Snapshot | None, now: Snapshot, was_up: bool | None) -> str | None:
+    """Why ``now`` looks like a new process of the app, or None."""
+    if was_up is False:
+        # Down then up: most often a new process (which starts closed); when it was only
+        # a network blip, the re-sent call is a repeat the app recognises.
+        return "target_up_again"
+    if before is None:
+        return None
+    for key in _PROCESS_COUNTERS:
+        old, new = before.samples.get(key), now.samples.get(key)
+        if old is not None and new is not None and new < old:
+            return "counter_reset"
+    return None
 
 
 _TARGET_UP = labelset({"__name__": "leak_sidecar_target_up"})

@@ -1,7 +1,9 @@
 """The operator's API: see the circuit, break, reset and flush by hand.
 
 ``GET /v1/circuit`` shows the state, since when, why, who asked, the alerts holding it
-open and the earliest automatic reset. The POSTs (authenticated by the server like
+open and the earliest automatic reset; the ``desired`` state and its ``generation``, what
+the app last confirmed (``observed``), whether they agree (``in_sync``) and the last
+reconcile (see ``actions.reconcile``). The POSTs (authenticated by the server like
 every POST) go through the same dispatcher as alerts: the same journal, actuator,
 metrics and log. Their bodies are optional JSON objects (every field has a default);
 unknown fields are refused, since a misspelt ``hold`` must not silently mean false.
@@ -29,7 +31,8 @@ __all__ = ["BreakRequest", "FlushRequest", "ResetRequest", "path_routes", "route
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: "yes" or 1 must not pass for true, nor 5 for a reason.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class BreakRequest(_Request):
@@ -104,6 +107,8 @@ def routes(dispatcher: Dispatcher, *, dry_run: bool = False) -> list[web.RouteDe
             **state.view(),
             "dry_run": dry_run,
             "pending_actions": [_action_view(a) for a in dispatcher.pending.values()],
+            # What the app last confirmed, and whether that is what was decided.
+            **dispatcher.reconciler.view(),
         }
 
     async def get_circuit(request: web.Request) -> web.Response:

@@ -1,7 +1,10 @@
 """POST /alerts: Alertmanager's webhook, handed to the receiver.
 
 Wrong content type is 415; invalid JSON, a schema problem or another version is 422
-with the validation message; nothing is acted on. The answer is 200 once the resulting
+with the validation message; nothing is acted on. Each alert of the group is validated
+on its own: an invalid one (an impossible date, say) is refused alone, the others are
+acted on, and the answer lists the refused (``refused``, each a 422); when every alert
+is refused the answer is 422. The answer is 200 once the resulting
 actions are journaled, not after they ran: the calls run in the background, and a slow
 app must not make Alertmanager time out and resend. 503 only when the journal cannot be
 written, the one failure a retry can cure.
@@ -15,7 +18,13 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from sidecar.actions.receiver import Receiver, parse_payload
-from sidecar.core.errors import JournalError, clip, validation_message
+from sidecar.core.errors import (
+    MAX_PROBLEMS,
+    JournalError,
+    clip,
+    problems_message,
+    validation_message,
+)
 from sidecar.web.server import json_error, refuse_non_json
 
 __all__ = ["routes"]
@@ -25,52 +34,74 @@ log = structlog.get_logger(__name__)
 
 def routes(receiver: Receiver, registry: CollectorRegistry) -> list[web.RouteDef]:
     """``POST /alerts`` on ``receiver``, every answer counted by status code."""
-    requests = Counter(
-        "leak_sidecar_webhook_requests_total",
-        "Webhook requests on /alerts handled by the receiver, by HTTP status code.",
-        ["code"],
-        registry=registry,
-    )
+    return [web.post("/alerts", _Webhook(receiver, registry).handle)]
 
-    def answer(response: web.Response) -> web.Response:
-        requests.labels(str(response.status)).inc()
-        return response
 
-    async def handle(request: web.Request) -> web.Response:
+class _Webhook:
+    """The handler's owner; ``Observed``, so that the server's 401, 413 and 500 are counted too."""
+
+    def __init__(self, receiver: Receiver, registry: CollectorRegistry) -> None:
+        self._receiver = receiver
+        self._requests = Counter(
+            "leak_sidecar_webhook_requests_total",
+            "Requests on /alerts by the HTTP status of the answer, refusals by the server's "
+            "auth and size checks included.",
+            ["code"],
+            registry=registry,
+        )
+
+    def answered(self, status: int) -> None:
+        """Count one answer."""
+        self._requests.labels(str(status)).inc()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Validate, act, answer."""
         refused = refuse_non_json(request)
         if refused is not None:
-            return answer(refused)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            requests.labels("413").inc()
-            raise  # the server turns it into its JSON 413
+            return refused
+        body = await request.read()  # read and bounded by the server already
         try:
             payload = parse_payload(body)
         except ValidationError as exc:
             message = validation_message(exc)
             log.warning("webhook.invalid", error=clip(message, 500))
-            return answer(json_error(422, f"invalid webhook payload: {message}"))
+            return json_error(422, f"invalid webhook payload: {message}")
+        errors = [r.error for r in payload.refused]
+        if payload.refused:
+            log.warning(
+                "webhook.alerts_refused",
+                group_key=clip(payload.group_key, 200),
+                refused=len(errors),
+                accepted=len(payload.alerts),
+                error=clip(errors[0], 300),
+            )
+            if not payload.alerts:
+                message = problems_message(errors[:MAX_PROBLEMS], len(errors))
+                return json_error(422, f"invalid webhook payload: {message}")
         if payload.truncated_alerts:
             log.warning(
-                "webhook.truncated", group_key=payload.group_key, count=payload.truncated_alerts
+                "webhook.truncated",
+                group_key=clip(payload.group_key, 200),
+                count=payload.truncated_alerts,
             )
         try:
-            result = await receiver.deliver([a.to_alert() for a in payload.alerts], "alertmanager")
+            result = await self._receiver.deliver(
+                [a.to_alert() for a in payload.alerts], "alertmanager"
+            )
         except JournalError:
-            return answer(
-                json_error(503, "cannot journal the actions, nothing was done; retry later")
-            )
-        return answer(
-            web.json_response(
-                {
-                    "status": "success",
-                    "alerts": len(payload.alerts),
-                    "duplicates": result.duplicates,
-                    "cooled_down": result.cooled_down,
-                    "actions": [{"id": a.id, "action": a.kind} for a in result.actions],
-                }
-            )
-        )
-
-    return [web.post("/alerts", handle)]
+            return json_error(503, "cannot journal the actions, nothing was done; retry later")
+        answer: dict[str, object] = {
+            "status": "success",
+            "alerts": len(payload.alerts),
+            "duplicates": result.duplicates,
+            "cooled_down": result.cooled_down,
+            "actions": [{"id": a.id, "action": a.kind} for a in result.actions],
+        }
+        if payload.refused:
+            # The others were acted on; these were not (422 each), at most a few listed.
+            answer["refused"] = [
+                {"index": r.index, "status": 422, "error": r.error}
+                for r in payload.refused[:MAX_PROBLEMS]
+            ]
+            answer["refused_count"] = len(payload.refused)
+        return web.json_response(answer)

@@ -30,6 +30,7 @@ from sidecar.web.status_view import (
     ActiveAlert,
     BreakerEvent,
     BreakerStatus,
+    ReconcileStatus,
     RuleHealth,
     RuleState,
     RuleStatus,
@@ -151,6 +152,8 @@ class StatusAdapter:
                 )
         circuit = self._path.breaker.state
         history = self._path.dispatcher.history
+        rec = self._path.reconciler
+        seen, tried = rec.observed, rec.last
         breaker = BreakerStatus(
             state=circuit.state,
             since_ms=circuit.since_ms or None,
@@ -162,6 +165,17 @@ class StatusAdapter:
             history=tuple(
                 BreakerEvent(t.at_ms, t.state, t.reason, t.source)  # type: ignore[arg-type]
                 for t in history.transitions()[:_RECENT]
+            ),
+            desired=circuit.desired,
+            generation=circuit.generation,
+            observed=None if seen is None else seen.state,
+            observed_generation=None if seen is None else seen.generation,
+            observed_ms=None if seen is None else seen.at_ms,
+            in_sync=rec.in_sync,
+            reconcile=None
+            if tried is None
+            else ReconcileStatus(
+                tried.at_ms, tried.outcome, tried.trigger, tried.attempts, tried.error
             ),
         )
         actions = tuple(

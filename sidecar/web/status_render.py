@@ -45,6 +45,11 @@ _TONE = {
     "pending": "warn",
     "dry_run": "warn",
     "dry-run": "warn",
+    "confirmed": "good",
+    "in sync": "good",
+    "unavailable": "bad",
+    "disagreed": "bad",
+    "converging": "warn",
 }
 
 _CSS = """
@@ -249,6 +254,7 @@ def _breaker(now: int, b: BreakerStatus) -> _Html:
                 ("breaker-source", "Source", clip(b.source) or _NONE),
                 ("breaker-holders", "Held open by", holders),
                 ("breaker-reset", "Earliest auto-reset", _when(now, b.earliest_reset_ms)),
+                *_reconcile_rows(now, b),
             ]
         ),
         _el("h3", "Recent changes", class_="muted"),
@@ -260,6 +266,28 @@ def _breaker(now: int, b: BreakerStatus) -> _Html:
             "No state changes yet.",
         ),
     )
+
+
+def _reconcile_rows(now: int, b: BreakerStatus) -> list[tuple[str, str, object]]:
+    """Desired against observed: what was decided, what the app confirmed, the last try."""
+    observed: object = _NONE
+    if b.observed is not None:
+        gen = "" if b.observed_generation is None else f" (generation {b.observed_generation})"
+        observed = _cat((_badge(b.observed), gen, " ", _when(now, b.observed_ms)))
+    last: object = _NONE
+    r = b.reconcile
+    if r is not None:
+        error = f": {clip(r.error)}" if r.error else ""
+        last = _cat(
+            (_badge(r.outcome), " ", _when(now, r.at_ms), f" {clip(r.trigger)}, ",
+             f"{r.attempts} call(s){error}")
+        )  # fmt: skip
+    return [
+        ("circuit-desired", "Desired", _cat((_badge(b.desired), f" (generation {b.generation})"))),
+        ("circuit-observed", "Observed", observed),
+        ("circuit-sync", "App", _badge("in sync" if b.in_sync else "converging")),
+        ("circuit-reconcile", "Last reconcile", last),
+    ]
 
 
 def _alerts(now: int, alerts: tuple[ActiveAlert, ...]) -> _Html:
@@ -365,6 +393,8 @@ def _summary(view: StatusView) -> _Html:
         _el("li", "circuit ", _badge(view.breaker.state, "summary-circuit")),
         _el("li", _el("span", f"{firing} firing", id="summary-firing")),
         _el("li", "generated ", _el("time", generated, datetime=generated)),
+        # The bundles themselves need the bearer token: profiles are sensitive.
+        _el("li", _el("a", "evidence", href="/v1/evidence", id="summary-evidence")),
         class_="summary",
     )
 

@@ -20,6 +20,7 @@ __all__ = [
     "BreakerEvent",
     "BreakerStatus",
     "CircuitName",
+    "ReconcileStatus",
     "RuleHealth",
     "RuleState",
     "RuleStatus",
@@ -104,6 +105,28 @@ class BreakerStatus:
     dry_run: bool = False
     """Actions are logged and journaled but the app is not called."""
     history: tuple[BreakerEvent, ...] = ()
+    desired: Literal["open", "closed"] = "closed"
+    """What the app's circuit should be (``held`` is ``open`` to the app)."""
+    generation: int = 0
+    observed: Literal["open", "closed"] | None = None
+    """What the app last confirmed; ``None`` while not known."""
+    observed_generation: int | None = None
+    observed_ms: int | None = None
+    in_sync: bool = True
+    """The app confirmed the desired state."""
+    reconcile: ReconcileStatus | None = None
+    """The last call or state check that tried to bring the app to the desired state."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileStatus:
+    """The last reconcile: when, how it ended, why it ran, calls so far, the error."""
+
+    at_ms: int
+    outcome: str
+    trigger: str
+    attempts: int = 0
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

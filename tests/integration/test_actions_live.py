@@ -26,19 +26,22 @@ def _outcomes(path: Path) -> list[str]:
     return [d["outcome"] for e in journal_entries(path) for d in e.get("done", ())]
 
 
+FLUSH = "/v1/cache/flush"
+
 FAULTS = [
-    pytest.param(Fault(path=BREAK, status=500, times=None), 3, id="status-500"),
-    pytest.param(Fault(path=BREAK, drop=True, times=None), 3, id="dropped-mid-response"),
-    pytest.param(Fault(path=BREAK, delay=30, times=None), 0, id="hanging-past-timeout"),
+    pytest.param(Fault(path=FLUSH, status=500, times=None), 3, id="status-500"),
+    pytest.param(Fault(path=FLUSH, drop=True, times=None), 3, id="dropped-mid-response"),
+    pytest.param(Fault(path=FLUSH, delay=30, times=None), 0, id="hanging-past-timeout"),
     pytest.param(None, 0, id="connection-refused"),
 ]
 
 
 @pytest.mark.parametrize(("fault", "recorded"), FAULTS)
-async def test_faults_are_retried_bounded_and_recorded_while_serving(
+async def test_flush_faults_are_retried_bounded_and_recorded_while_serving(
     tmp_path: Path, registry: CollectorRegistry, fault: Fault | None, recorded: int
 ) -> None:
-    """Each fault costs three attempts, then gave_up is journaled; the sidecar keeps answering."""
+    """A flush (fire and forget) costs three attempts, then gave_up is journaled; the
+    sidecar keeps answering."""
     demo = DemoApp()
     sections: dict[str, Any] = {"actions": {"timeout": "300ms"}}
     if fault is None:
@@ -49,27 +52,64 @@ async def test_faults_are_retried_bounded_and_recorded_while_serving(
         demo.faults.add(fault)
     async with rig(tmp_path, registry, demo=demo, **sections) as r:
         started = time.monotonic()
-        status, _ = await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
+        status, _ = await r.post("/alerts", webhook(alert("MapGrowing", action="cache_flush")))
         assert status == 200
         # While the call struggles, the sidecar answers at once.
         assert (await r.client.get("/healthz")).status == 200
         circuit = await (await r.client.get("/v1/circuit")).json()
         if fault is not None and fault.delay:
             assert [a["id"] for a in circuit["pending_actions"]] == ["a-1"]
-        status, _ = await r.post("/alerts", webhook(alert("MapGrowing", action="cache_flush")))
-        assert status == 200
         assert time.monotonic() - started < 1.0
         await r.settle()
-        assert len(r.calls(BREAK)) == recorded
+        assert len(r.calls(FLUSH)) == recorded
         assert (
-            r.metric("leak_sidecar_actions_total", action="circuit_break", outcome="unavailable")
-            == 3
+            r.metric("leak_sidecar_actions_total", action="cache_flush", outcome="unavailable") == 3
         )
-        assert r.metric("leak_sidecar_action_retries_total", action="circuit_break") == 2
-        assert r.metric("leak_sidecar_actions_given_up_total", action="circuit_break") == 1
-        flush = "gave_up" if fault is None else "success"  # the flush has no fault
-        assert sorted(_outcomes(r.path.journal.path)) == sorted(["gave_up", flush])
-        assert r.path.breaker.state.state == "open"  # the decision stands; the app was unreachable
+        assert r.metric("leak_sidecar_action_retries_total", action="cache_flush") == 2
+        assert r.metric("leak_sidecar_actions_given_up_total", action="cache_flush") == 1
+        assert _outcomes(r.path.journal.path) == ["gave_up"]
+        assert r.path.dispatcher.pending == {}
+
+
+BREAK_FAULTS = [
+    pytest.param(Fault(path=BREAK, status=500, times=4), 5, id="status-500"),
+    pytest.param(Fault(path=BREAK, status=400, times=4), 5, id="rejected-400"),
+    pytest.param(Fault(path=BREAK, drop=True, times=4), 5, id="dropped-mid-response"),
+    pytest.param(Fault(path=BREAK, delay=30, times=4), 1, id="hanging-past-timeout"),
+]
+
+
+@pytest.mark.parametrize(("fault", "recorded"), BREAK_FAULTS)
+async def test_break_faults_are_resent_until_the_app_confirms(
+    tmp_path: Path, registry: CollectorRegistry, fault: Fault, recorded: int
+) -> None:
+    """A failed break is never given up: re-sent, same key and generation, until confirmed."""
+    demo = DemoApp()
+    demo.faults.add(fault)
+    async with rig(tmp_path, registry, demo=demo, actions={"timeout": "300ms"}) as r:
+        status, _ = await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
+        assert status == 200
+        assert (await r.client.get("/healthz")).status == 200
+        await r.settle()
+        calls = r.calls(BREAK)
+        assert len(calls) == recorded
+        assert {(c.idempotency_key, c.body["generation"]) for c in calls} == {("a-1", 1)}
+        assert demo.sim.circuit()["state"] == "open"
+        failed = "rejected" if fault.status == 400 else "unavailable"
+        assert r.metric("leak_sidecar_reconcile_total", outcome=failed) == 4
+        assert r.metric("leak_sidecar_reconcile_total", outcome="confirmed") == 1
+        assert r.metric("leak_sidecar_actions_given_up_total", action="circuit_break") is None
+        # Capped exponential backoff between the re-sends, drawn with full jitter.
+        assert len(r.sleeps.waits) == 4
+        assert all(0 <= w <= 30 for w in r.sleeps.waits)
+        circuit = await (await r.client.get("/v1/circuit")).json()
+        assert (circuit["desired"], circuit["observed"]["state"], circuit["in_sync"]) == (
+            "open",
+            "open",
+            True,
+        )
+        assert circuit["last_reconcile"]["attempts"] == 5
+        assert _outcomes(r.path.journal.path) == ["success"]
         assert r.path.dispatcher.pending == {}
 
 

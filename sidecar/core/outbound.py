@@ -1,0 +1,201 @@
+"""Credentials and TLS for every call to the app, from files re-read when they change.
+
+The scrape, the actions (and any other call to the app) build their requests through
+one ``Outbound``: ``prepare()`` gives the per-request ``Authorization`` header and the
+TLS settings; ``request()`` opens a request on the process's one ``ClientSession``
+with them. The session itself carries no credentials: it also talks to Alertmanager,
+which must never see the app's token.
+
+Files are read on every use (a secret is a few bytes, a certificate a few kilobytes; a
+call goes out every scrape interval): a token rotated on disk (a Kubernetes Secret swaps
+a symlink) is sent by the very next call, without a restart, a timer, or trusting
+mtimes that a fast rewrite may not change. The SSL context is rebuilt only when a TLS
+file's content changed. A file that is gone, empty or half-written raises
+``CredentialsError`` for that call only, a transient failure: the rotation finishes.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from sidecar.core.config_http import HttpClientConfig, TlsConfig, read_secret, ssl_context
+from sidecar.core.errors import CredentialsError
+
+__all__ = ["Outbound", "Prepared"]
+
+log = structlog.get_logger(__name__)
+
+_REDACTED = "<secret>"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What one request to the app carries besides its own headers."""
+
+    headers: Mapping[str, str] = field(repr=False)  # holds the secret: never in a repr
+    ssl: ssl.SSLContext | bool
+    """A context built from ``tls_config``, or True: aiohttp's verified default."""
+    server_hostname: str | None
+
+
+def _read(path: Path, key: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CredentialsError(key, f"{key}: cannot read {path}: {exc.strerror}") from exc
+
+
+class _SecretFile:
+    """One secret file, read on every use: a few bytes, and never a stale token."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        self.path = path
+        self.key = key
+        self._value: str | None = None
+
+    def value(self) -> str:
+        try:
+            value = read_secret(self.path)
+        except ValueError as exc:
+            raise CredentialsError(self.key, f"{self.key}: {exc}") from exc
+        if self._value is not None and value != self._value:
+            log.info("outbound.reloaded", key=self.key, path=str(self.path))
+        self._value = value
+        return value
+
+
+class _Tls:
+    """The SSL context of ``tls_config``, built again when one of its files changed.
+
+    The files are compared by content, not by mtime: a rewrite within the file system's
+    timestamp granularity is still seen. An unchanged context keeps its pooled connections.
+    """
+
+    def __init__(self, tls: TlsConfig, key: str) -> None:
+        self.tls = tls
+        self.key = key
+        self._files = {
+            f"{key}.{name}": path
+            for name, path in (
+                ("ca_file", tls.ca_file),
+                ("cert_file", tls.cert_file),
+                ("key_file", tls.key_file),
+            )
+            if path is not None
+        }
+        self._seen: tuple[bytes, ...] | None = None
+        self._ctx: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext:
+        seen = tuple(_read(path, k) for k, path in self._files.items())
+        if self._ctx is None or seen != self._seen:
+            try:
+                ctx = ssl_context(self.tls)
+            except ValueError as exc:
+                raise CredentialsError(self.key, f"{self.key}: {exc}") from exc
+            if self._ctx is not None:
+                log.info("outbound.reloaded", key=self.key, files=sorted(self._files))
+            self._seen, self._ctx = seen, ctx
+        return self._ctx
+
+
+class Outbound:
+    """Per-request credentials and TLS for calls to the app, from ``app.http_config``.
+
+    ``key`` is the config path of ``cfg``, used in error messages and logs.
+    """
+
+    def __init__(self, cfg: HttpClientConfig, *, key: str = "app.http_config") -> None:
+        self._cfg = cfg
+        auth, basic = cfg.authorization, cfg.basic_auth
+        self._token: _SecretFile | None = None
+        self._password: _SecretFile | None = None
+        if auth is not None and auth.credentials_file is not None:
+            self._token = _SecretFile(
+                auth.credentials_file, f"{key}.authorization.credentials_file"
+            )
+        if basic is not None and basic.password_file is not None:
+            self._password = _SecretFile(basic.password_file, f"{key}.basic_auth.password_file")
+        tls = cfg.tls_config
+        self._tls = _Tls(tls, f"{key}.tls_config") if tls.configured else None
+        self._server_name = tls.server_name
+        # Header values sent so far (the current and the one before a rotation), for redact().
+        self._sent: list[str] = []
+
+    def prepare(self) -> Prepared:
+        """Headers and TLS settings for one request now; ``CredentialsError`` if unusable."""
+        value = self._authorization()
+        headers = {} if value is None else {"Authorization": value}
+        ctx: ssl.SSLContext | bool = True if self._tls is None else self._tls.context()
+        return Prepared(headers, ctx, self._server_name)
+
+    def request(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """``session.request`` with this config's credentials and TLS.
+
+        Raises ``CredentialsError`` at once when a file is unusable; nothing is sent then.
+        """
+        prepared = self.prepare()
+        if prepared.server_hostname is not None:
+            kwargs["server_hostname"] = prepared.server_hostname
+        return session.request(
+            method, url, headers={**(headers or {}), **prepared.headers}, ssl=prepared.ssl, **kwargs
+        )
+
+    def redact(self, text: str) -> str:
+        """``text`` with every credential this object sent replaced: an app that echoes
+        the header in an error body must not put the secret in our logs or answers."""
+        for secret in self._secrets():
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    def _secrets(self) -> list[str]:
+        out: list[str] = []
+        for value in self._sent:
+            out.append(value)
+            scheme, _, rest = value.partition(" ")
+            if rest:
+                out.append(rest)
+                if scheme == "Basic":
+                    user_pass = base64.b64decode(rest).decode("utf-8", "replace")
+                    out.append(user_pass.partition(":")[2])
+        return sorted({s for s in out if s}, key=len, reverse=True)
+
+    def _authorization(self) -> str | None:
+        auth, basic = self._cfg.authorization, self._cfg.basic_auth
+        if auth is not None:
+            secret = self._token.value() if self._token else _inline(auth.credentials)
+            value = f"{auth.type} {secret}"
+        elif basic is not None:
+            password = self._password.value() if self._password else _inline(basic.password)
+            # RFC 7617, UTF-8 (aiohttp's BasicAuth is deprecated).
+            user_pass = f"{basic.username}:{password}".encode()
+            value = "Basic " + base64.b64encode(user_pass).decode("ascii")
+        else:
+            return None
+        if not self._sent or self._sent[-1] != value:
+            self._sent = [*self._sent[-1:], value]
+        return value
+
+
+def _inline(secret: SecretStr | None) -> str:
+    # Validated at load: exactly one of the inline value and the file is set.
+    assert secret is not None
+    return secret.get_secret_value()
