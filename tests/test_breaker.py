@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from sidecar.actions.breaker import Breaker, CircuitRecord, CircuitState
-from sidecar.core.config import BreakerConfig
+from sidecar.core.config_actions import BreakerConfig
 from sidecar.core.model import Alert, fingerprint
 
 NOW = 1_000_000

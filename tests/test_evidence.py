@@ -23,7 +23,8 @@ from test_evidence_report import DUMP, _heap
 
 from sidecar.actions.action import Action
 from sidecar.actions.routing import Router
-from sidecar.core.config import ActionsConfig, EvidenceConfig
+from sidecar.core.config import EvidenceConfig
+from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.errors import EvidenceError
 from sidecar.core.model import Alert
 from sidecar.evidence.bundles import Bundles, new_id

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sidecar.core.config import RetryConfig
+from sidecar.core.config_fields import RetryConfig
 from sidecar.core.errors import ActionUnavailable
 from sidecar.core.model import Alert, fingerprint
 from sidecar.rules.notify import Notifier, alertmanager_deliver, alertmanager_payload

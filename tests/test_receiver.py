@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
 from sidecar.actions.routing import Route, Router
-from sidecar.core.config import ActionsConfig
+from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.model import Alert, fingerprint
 from sidecar.web import actions_api, alerts_api
 

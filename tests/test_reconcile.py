@@ -22,7 +22,7 @@ from sidecar.actions.actuator import Actuator, AppCircuit
 from sidecar.actions.breaker import MAX_LEVEL, Breaker, CircuitState
 from sidecar.actions.history import History
 from sidecar.actions.reconcile import Reconciler
-from sidecar.core.config import BreakerConfig, ReconcileConfig
+from sidecar.core.config_actions import BreakerConfig, ReconcileConfig
 from sidecar.core.errors import ActionRejected, ActionUnavailable
 from sidecar.core.model import Alert
 from sidecar.demo.app import DemoApp, Fault

@@ -28,7 +28,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from sidecar.actions.action import Action
-from sidecar.core.config import ActionsConfig, AppConfig
+from sidecar.core.config import AppConfig
+from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.durations import format_duration
 from sidecar.core.errors import ActionRejected, ActionUnavailable, CredentialsError, clip
 from sidecar.core.loops import Sleep

@@ -44,7 +44,7 @@ from sidecar.actions.action import (
     alert_names,
     alert_record,
 )
-from sidecar.core.config import BreakerConfig
+from sidecar.core.config_actions import BreakerConfig
 from sidecar.core.model import Alert
 from sidecar.core.times import iso
 

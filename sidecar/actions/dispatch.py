@@ -49,7 +49,7 @@ from sidecar.actions.intent import resume
 from sidecar.actions.journal import Journal
 from sidecar.actions.reconcile import Reconciler
 from sidecar.actions.routing import Route
-from sidecar.core.config import ActionsConfig
+from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.errors import JournalError, clip
 from sidecar.core.loops import Sleep, pause
 from sidecar.core.model import ActionKind, Alert

@@ -35,7 +35,7 @@ from sidecar.actions.action import Action
 from sidecar.actions.actuator import Actuator
 from sidecar.actions.history import History
 from sidecar.actions.intent import Intent, LastReconcile, Observed
-from sidecar.core.config import ReconcileConfig
+from sidecar.core.config_actions import ReconcileConfig
 from sidecar.core.errors import ActionError, ActionRejected, ActionUnavailable, clip
 from sidecar.core.loops import Sleep, pause, wait_any
 from sidecar.core.retry import converging

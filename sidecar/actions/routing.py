@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from sidecar.core.config import ActionsConfig, RouteConfig
+from sidecar.core.config_actions import ActionsConfig, RouteConfig
 
 __all__ = ["ACTION_LABEL", "Route", "RouteAction", "Router"]
 

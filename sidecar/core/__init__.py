@@ -1,11 +1,13 @@
 """What every stage shares: values, errors, config, logging, retries, loops, durations, times.
 
 Owns: the typed values stages hand each other (``model``), the exception tree
-(``errors``), the validated config (``config``: its sections; ``config_fields``: its
-value types; ``config_load``: reading the file and environment), structlog set-up
-(``logs``), every retry policy (``retry``), the loop contract and its interruptible
-sleep (``loops``), atomic durable writes (``durable``), and one home each for
-durations (``durations``) and times (``times``).
+(``errors``), the validated config (``config``: its sections and ``Config``;
+``config_actions``: the action path's sections; ``config_http``: calls to the app;
+``config_fields``: value types and the section base; ``config_load``: reading the file
+and environment), structlog set-up (``logs``), every retry policy (``retry``), the loop
+contract and its interruptible sleep (``loops``), atomic durable writes (``durable``),
+the app's outbound credentials (``outbound``), and one home each for durations
+(``durations``) and times (``times``).
 
 May import: the standard library and third-party libraries only; nothing of ``sidecar``
 outside ``core``.

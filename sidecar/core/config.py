@@ -1,10 +1,12 @@
 """Configuration: the sections of the one YAML file, as frozen pydantic models.
 
 Each section is a frozen model with ``extra="forbid"``; each field's description says
-why its default is what it is; a cross-field check names both values. The field types
-(durations, URLs, paths) and their checks are in ``config_fields``; reading the file,
-the environment and the token, and printing one ``key.path: problem`` line per problem,
-in ``config_load``, which returns the ``Config`` that is then passed down.
+why its default is what it is; a cross-field check names both values. The action
+path's sections are in ``config_actions``, the app's ``http_config`` in
+``config_http``; the field types (durations, URLs, paths) and their checks in
+``config_fields``; reading the file, the environment and the token, and printing one
+``key.path: problem`` line per problem, in ``config_load``, which returns the ``Config``
+that is then passed down.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, model_validator
+from pydantic import ByteSize, Field, SecretStr, model_validator
 
+from sidecar.core.config_actions import ActionsConfig, BreakerConfig
 from sidecar.core.config_fields import (
     BaseUrl,
+    ConfigModel,
     Duration,
     Listen,
     LocalPath,
     Positive,
     PositiveDuration,
+    RetryConfig,
     StateDir,
     Url,
     UrlPath,
@@ -32,16 +37,11 @@ from sidecar.core.durations import format_duration
 
 __all__ = [
     "ENV_TOKEN",
-    "ActionsConfig",
     "AppConfig",
-    "BreakerConfig",
     "Config",
     "EvidenceConfig",
     "LogConfig",
     "MapConfig",
-    "ReconcileConfig",
-    "RetryConfig",
-    "RouteConfig",
     "RulesConfig",
     "ScrapeConfig",
     "ServerConfig",
@@ -51,28 +51,11 @@ __all__ = [
 ENV_TOKEN = "LEAK_SIDECAR_TOKEN"  # noqa: S105 -- the variable's name, not a secret
 
 
-class _Model(BaseModel):
-    # Strict: "yes", 1 or "1" is not a boolean, "5" not a number; a config that decides
-    # outages says what it means. Paths are the one lax type (``LocalPath``).
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-class RetryConfig(_Model):
-    """A bounded retry policy: exponential backoff with jitter, capped in attempts and time."""
-
-    attempts: Positive = Field(3, description="Total tries, the first included.")
-    initial_backoff: PositiveDuration = Field(0.1, description="Wait before the first retry.")
-    max_backoff: PositiveDuration = Field(2.0, description="Cap on one wait, jitter included.")
-    max_elapsed: PositiveDuration = Field(
-        10.0, description="Give up once this much time has passed."
-    )
-
-
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
-class MapConfig(_Model):
+class MapConfig(ConfigModel):
     """An expvar map exported as one metric with its keys as label values."""
 
     path: str = Field(
@@ -102,7 +85,7 @@ class MapConfig(_Model):
         return self
 
 
-class AppConfig(_Model):
+class AppConfig(ConfigModel):
     """The Go service next to the sidecar: where to read it and which endpoints to call."""
 
     base_url: BaseUrl = Field(
@@ -142,7 +125,7 @@ class AppConfig(_Model):
         return self
 
 
-class ScrapeConfig(_Model):
+class ScrapeConfig(ConfigModel):
     """How the expvar endpoint is read."""
 
     interval: PositiveDuration = Field(15.0, description="Prometheus's default scrape interval.")
@@ -210,7 +193,7 @@ class ScrapeConfig(_Model):
         return self
 
 
-class StoreConfig(_Model):
+class StoreConfig(ConfigModel):
     """Bounds on the history the rules read."""
 
     max_retention: PositiveDuration = Field(
@@ -219,7 +202,7 @@ class StoreConfig(_Model):
     max_series: Positive = Field(20000, description="All origins together.")
 
 
-class RulesConfig(_Model):
+class RulesConfig(ConfigModel):
     """The embedded rule engine."""
 
     files: list[str] = Field(
@@ -267,149 +250,7 @@ class RulesConfig(_Model):
         return self
 
 
-class RouteConfig(_Model):
-    """Alert labels -> action; the first route that matches wins."""
-
-    match: dict[str, str] = Field(default_factory=dict)
-    match_re: dict[str, str] = Field(default_factory=dict)
-    action: Literal["circuit_break", "cache_flush", "none"]
-    cooldown: Duration | None = None
-    evidence: bool = Field(
-        False,
-        description="Capture the app's profiles when a matching alert fires, as the alert "
-        "label evidence: 'true' asks (docs/evidence.md); off: profiling costs the app.",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> RouteConfig:
-        for name, pattern in self.match_re.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex for label {name}: {pattern!r}: {exc}") from exc
-        return self
-
-
-class ReconcileConfig(_Model):
-    """How the app's circuit is kept at the state the breaker decided."""
-
-    initial_backoff: PositiveDuration = Field(
-        0.5, description="First wait before a circuit call is sent again after it failed."
-    )
-    max_backoff: PositiveDuration = Field(
-        30.0,
-        description="Cap on the wait between re-sends, which go on until the app confirms: "
-        "short enough that an app back from an outage is protected within half a minute, "
-        "long enough that a dead app costs two calls a minute.",
-    )
-    interval: PositiveDuration = Field(
-        30.0,
-        description="How often the app's state endpoint (app.state_path) is read and a "
-        "disagreement corrected: a cheap GET, twice a scrape interval.",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> ReconcileConfig:
-        if self.max_backoff < self.initial_backoff:
-            raise ValueError(
-                f"actions.reconcile.max_backoff: must not be below "
-                f"actions.reconcile.initial_backoff ({format_duration(self.initial_backoff)}), "
-                f"got {format_duration(self.max_backoff)}"
-            )
-        return self
-
-
-_DEFAULT_COOLDOWNS: dict[Literal["circuit_break", "cache_flush"], float] = {
-    "cache_flush": 300.0,
-    "circuit_break": 0.0,
-}
-
-
-class ActionsConfig(_Model):
-    """Calls to the app."""
-
-    timeout: PositiveDuration = Field(2.0, description="One call; a breaker must act fast.")
-    retry: RetryConfig = Field(
-        default_factory=lambda: RetryConfig.model_validate(
-            {"attempts": 4, "initial_backoff": "200ms", "max_backoff": "5s", "max_elapsed": "20s"}
-        ),
-        description="Rides out an app restart without hammering it.",
-    )
-    reconcile: ReconcileConfig = Field(
-        default_factory=ReconcileConfig,
-        description="Circuit calls are re-sent until the app confirms them.",
-    )
-    cooldowns: dict[Literal["circuit_break", "cache_flush"], Duration] = Field(
-        default_factory=lambda: dict(_DEFAULT_COOLDOWNS),
-        description="A flush at most once per 5m: flushing is cheap but refills cost the app.",
-    )
-    routes: list[RouteConfig] = Field(
-        default_factory=list,
-        description="None by default: each rule names its action with its 'action' label.",
-    )
-    dedupe_ttl: Duration = Field(
-        86400.0,
-        description="How long an alert instance is remembered as handled: well past "
-        "Alertmanager's default repeat_interval (4h), so that repeats are never re-acted on.",
-    )
-    dedupe_max: Positive = Field(
-        10000,
-        description="Cap on remembered alert instances (oldest forgotten first): bounds "
-        "memory and journal size against a flood of distinct alerts.",
-    )
-    journal_max_entries: Positive = Field(
-        1000,
-        description="The journal is compacted to its live state past this many lines: "
-        "bounded on disk, and a restart replays it in milliseconds.",
-    )
-    journal_max_bytes: ByteSize = Field(
-        ByteSize(16 * 1024 * 1024),
-        gt=0,
-        description="The journal is also compacted past this size: a few deliveries of "
-        "large payloads (up to server.max_body_bytes each) must not fill the state volume.",
-    )
-    drain_timeout: Duration = Field(
-        5.0,
-        description="At shutdown, in-flight calls get this long before they are cancelled "
-        "(they stay in the journal and run again at the next start); below server.shutdown_grace.",
-    )
-
-
-class BreakerConfig(_Model):
-    """The circuit state machine."""
-
-    min_open: Duration = Field(
-        60.0, description="Long enough for the app to shed load; Kubernetes probes run every 10s."
-    )
-    max_open: Duration = Field(1800.0, description="Cap on a grown open time: 30m, then retry.")
-    probation: Duration = Field(
-        600.0, description="Opening again this soon after a reset doubles the open time."
-    )
-    jitter: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="A grown open time is stretched by up to this fraction, so that the "
-        "sidecars of a fleet do not reset their apps in lockstep.",
-    )
-    check_interval: PositiveDuration = Field(
-        5.0, description="How often the automatic reset is re-checked: a small part of min_open."
-    )
-    dry_run: bool = Field(
-        False, description="Log and count every decision, call nothing: for a first rollout."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> BreakerConfig:
-        if self.max_open < self.min_open:
-            raise ValueError(
-                f"breaker.max_open: must not be below breaker.min_open "
-                f"({format_duration(self.min_open)}), got {format_duration(self.max_open)}"
-            )
-        return self
-
-
-class EvidenceConfig(_Model):
+class EvidenceConfig(ConfigModel):
     """Heap and goroutine profiles from the app's net/http/pprof when a leak alert fires."""
 
     enabled: bool = Field(
@@ -468,7 +309,7 @@ class EvidenceConfig(_Model):
     )
 
 
-class ServerConfig(_Model):
+class ServerConfig(ConfigModel):
     """The sidecar's own HTTP server."""
 
     listen: Listen = "0.0.0.0:9120"
@@ -500,12 +341,12 @@ class ServerConfig(_Model):
     shutdown_grace: Duration = Field(10.0, description="Below Kubernetes' default 30s.")
 
 
-class LogConfig(_Model):
+class LogConfig(ConfigModel):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class Config(_Model):
+class Config(ConfigModel):
     """The whole configuration. ``token`` comes from the environment or ``token_file``."""
 
     app: AppConfig = Field(default_factory=AppConfig)

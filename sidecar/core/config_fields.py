@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from sidecar.core.durations import parse_duration
 
 __all__ = [
     "BaseUrl",
+    "ConfigModel",
     "Duration",
     "Listen",
     "LocalPath",
     "Positive",
     "PositiveDuration",
+    "RetryConfig",
     "StateDir",
     "Url",
     "UrlPath",
@@ -103,3 +105,22 @@ LocalPath = Annotated[Path, Strict(False)]
 """A file or directory path, written as a string: the one lax type of the strict models."""
 StateDir = Annotated[Path, BeforeValidator(_dir), Strict(False)]
 """A directory the sidecar owns; an empty string is refused."""
+
+
+class ConfigModel(BaseModel):
+    """The base of every config section: frozen, no unknown keys, strict types."""
+
+    # Strict: "yes", 1 or "1" is not a boolean, "5" not a number; a config that decides
+    # outages says what it means. Paths are the one lax type (``LocalPath``).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class RetryConfig(ConfigModel):
+    """A bounded retry policy: exponential backoff with jitter, capped in attempts and time."""
+
+    attempts: Positive = Field(3, description="Total tries, the first included.")
+    initial_backoff: PositiveDuration = Field(0.1, description="Wait before the first retry.")
+    max_backoff: PositiveDuration = Field(2.0, description="Cap on one wait, jitter included.")
+    max_elapsed: PositiveDuration = Field(
+        10.0, description="Give up once this much time has passed."
+    )

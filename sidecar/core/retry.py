@@ -25,7 +25,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from sidecar.core.config import RetryConfig
+from sidecar.core.config_fields import RetryConfig
 from sidecar.core.loops import Sleep
 
 __all__ = ["Sleep", "converging", "retrying"]

@@ -13,6 +13,7 @@ import asyncio
 
 import aiohttp
 
+from sidecar.core.durations import format_duration
 from sidecar.core.errors import CredentialsError, EvidenceError, clip
 from sidecar.core.outbound import Outbound
 
@@ -77,7 +78,9 @@ async def get(
     except CredentialsError as exc:
         raise CaptureError("credentials", f"no request to {url}: {exc}") from exc
     except TimeoutError as exc:
-        raise CaptureError("timeout", f"no complete answer from {url} within {within}s") from exc
+        raise CaptureError(
+            "timeout", f"no complete answer from {url} within {format_duration(within)}"
+        ) from exc
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, ConnectionRefusedError):
             raise CaptureError(

@@ -20,7 +20,7 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from sidecar.core.config import RetryConfig
+from sidecar.core.config_fields import RetryConfig
 from sidecar.core.errors import ActionUnavailable, clip
 from sidecar.core.loops import Sleep, wait_any
 from sidecar.core.model import Alert

@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, generate_latest
 
+from sidecar.core.durations import format_duration
 from sidecar.core.errors import clip
 
 __all__ = [
@@ -175,7 +176,10 @@ async def _body(request: web.Request, handler: Handler) -> web.StreamResponse:
             except TimeoutError:
                 # The rest of the body may never come: do not wait for it after answering.
                 return _closing(
-                    json_error(408, f"request body not received within {limits.body_timeout:g}s")
+                    json_error(
+                        408,
+                        f"request body not received within {format_duration(limits.body_timeout)}",
+                    )
                 )
             except (web.RequestPayloadError, HttpProcessingError) as exc:
                 # A Content-Encoding that does not decode (bad deflate or gzip), a broken

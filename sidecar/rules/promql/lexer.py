@@ -11,11 +11,13 @@ import math
 import re
 from dataclasses import dataclass
 
+from sidecar.gocompat.gofmt import go_quote
+
 __all__ = [
     "WORD_OPS",
     "ParseFailure",
     "Tok",
-    "go_q",
+    "TokenCursor",
     "go_rune",
     "is_alnum",
     "is_alpha",
@@ -78,9 +80,9 @@ class Tok:
             return f"<aggr:{self.val}>"
         name = {"IDENT": "identifier", "METRIC": "metric identifier", "NUMBER": "number",
                 "STRING": "string", "DURATION": "duration"}[self.kind]  # fmt: skip
-        shown = go_q(self.val[:10]) + "..." if len(self.val) > 10 else go_q(self.val)
+        shown = go_quote(self.val[:10]) + "..." if len(self.val) > 10 else go_quote(self.val)
         if self.kind in ("IDENT", "METRIC"):
-            shown = go_q(self.val)
+            shown = go_quote(self.val)
         return f"{name} {shown}"
 
 
@@ -91,27 +93,31 @@ class ParseFailure(Exception):
         super().__init__(message)
 
 
-def go_q(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
+class TokenCursor:
+    """Reads a token list front to back; a lexer error token raises where it stands."""
+
+    def __init__(self, toks: list[Tok]) -> None:
+        self.toks = toks
+        self.i = 0
+
+    def peek(self) -> Tok:
+        tok = self.toks[self.i]
+        if tok.kind == "ERROR":
+            raise ParseFailure(tok.pos, tok.val)
+        return tok
+
+    def take(self) -> Tok:
+        tok = self.peek()
+        if tok.kind != "EOF":
+            self.i += 1
+        return tok
 
 
 def go_rune(ch: str) -> str:
     """Go's ``%q`` of a rune."""
     if ch == "'":
         return "'\\''"
-    body = go_q(ch)[1:-1].replace('\\"', '"')
+    body = go_quote(ch)[1:-1].replace('\\"', '"')
     return f"'{body}'"
 
 
@@ -210,7 +216,7 @@ def _scan(text: str, toks: list[Tok]) -> None:  # one state machine, as Go's lex
             if m is None or (m.end() < n and (is_alnum(text[m.end()]) or text[m.end()] == "_")):
                 if nm and (nm.end() >= n or not is_alnum(text[nm.end()])):
                     raise ParseFailure(i, "missing unit character in duration")
-                raise ParseFailure(i, f"bad duration syntax: {go_q(nm.group() if nm else '')}")
+                raise ParseFailure(i, f"bad duration syntax: {go_quote(nm.group() if nm else '')}")
             toks.append(Tok("DURATION", m.group(), i))
             i = m.end()
             continue
@@ -247,7 +253,7 @@ def _scan(text: str, toks: list[Tok]) -> None:  # one state machine, as Go's lex
             assert nm is not None
             end = nm.end()
             if end < n and (is_alnum(text[end]) or text[end] in "_"):
-                raise ParseFailure(i, f"bad number or duration syntax: {go_q(nm.group())}")
+                raise ParseFailure(i, f"bad number or duration syntax: {go_quote(nm.group())}")
             toks.append(Tok("NUMBER", text[i:end], i))
             i = end
         elif ch in "\"'`":

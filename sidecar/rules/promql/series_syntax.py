@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 
+from sidecar.gocompat.gofmt import go_quote
 from sidecar.rules.promql.histograms import go_parse_float
 from sidecar.rules.promql.lexer import (
     ParseFailure,
     Tok,
-    go_q,
+    TokenCursor,
     go_rune,
     is_alnum,
     is_alpha,
@@ -78,7 +79,7 @@ def _lex_values(text: str, i: int) -> list[Tok]:
             assert m is not None
             nxt = text[m.end() : m.end() + 1]
             if nxt and nxt != "x" and is_alnum(nxt):
-                toks.append(Tok("ERROR", f"bad number syntax: {go_q(m.group())}", i))
+                toks.append(Tok("ERROR", f"bad number syntax: {go_quote(m.group())}", i))
                 return toks
             toks.append(Tok("NUMBER", m.group(), i))
             i = m.end()
@@ -101,23 +102,7 @@ def _desc(tok: Tok) -> str:
     return tok.desc()
 
 
-class _Values:
-    def __init__(self, toks: list[Tok]) -> None:
-        self.toks = toks
-        self.i = 0
-
-    def peek(self) -> Tok:
-        tok = self.toks[self.i]
-        if tok.kind == "ERROR":
-            raise ParseFailure(tok.pos, tok.val)
-        return tok
-
-    def take(self) -> Tok:
-        tok = self.peek()
-        if tok.kind != "EOF":
-            self.i += 1
-        return tok
-
+class _Values(TokenCursor):
     def fail(self, inside: bool) -> ParseFailure:
         # Inside an item the grammar's error rule names the context; between items the
         # parser reports the bare token.

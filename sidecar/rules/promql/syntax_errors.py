@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 
-from sidecar.rules.promql.lexer import WORD_OPS, ParseFailure, Tok, go_q, lex
+from sidecar.gocompat.gofmt import go_quote
+from sidecar.rules.promql.lexer import WORD_OPS, ParseFailure, Tok, TokenCursor, lex
 
 __all__ = ["explain", "explain_metric", "position"]
 
@@ -83,23 +84,7 @@ def _check_at(ts: float, start: int) -> None:
         raise ParseFailure(start, f"timestamp out of bounds for @ modifier: {shown}")
 
 
-class _Parser:
-    def __init__(self, toks: list[Tok]) -> None:
-        self.toks = toks
-        self.i = 0
-
-    def peek(self) -> Tok:
-        tok = self.toks[self.i]
-        if tok.kind == "ERROR":
-            raise ParseFailure(tok.pos, tok.val)
-        return tok
-
-    def take(self) -> Tok:
-        tok = self.peek()
-        if tok.kind != "EOF":
-            self.i += 1
-        return tok
-
+class _Parser(TokenCursor):
     def unexpected(self, context: str = "", expected: str = "") -> ParseFailure:
         tok = self.peek()
         msg = "unexpected " + tok.desc()
@@ -270,14 +255,14 @@ class _Parser:
                 raise self.unexpected()
         self.take()
         if name.val not in _FUNCTIONS:
-            raise ParseFailure(name.pos, f"unknown function with name {go_q(name.val)}")
+            raise ParseFailure(name.pos, f"unknown function with name {go_quote(name.val)}")
         want = _ARGS.get(name.val, ("instant vector",))
         lo, hi = len(want), len(want)
         if name.val in _OPTIONAL_LAST:
             lo -= 1
         elif name.val == "label_join":
             lo, hi = lo - 1, 1 << 30
-        fn = go_q(name.val)
+        fn = go_quote(name.val)
         if lo == hi and len(kinds) != lo:
             raise ParseFailure(
                 name.pos, f"expected {lo} argument(s) in call to {fn}, got {len(kinds)}"
@@ -296,7 +281,7 @@ class _Parser:
             if got != exp and not (exp == "instant vector" and got == "instant vector"):
                 raise ParseFailure(
                     pos,
-                    f"expected type {exp} in call to function {go_q(name.val)}, got {got}",
+                    f"expected type {exp} in call to function {go_quote(name.val)}, got {got}",
                 )
         return "scalar" if name.val in _SCALAR_FUNCS else "instant vector"
 
