@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from pydantic_support import says
 
 from sidecar.demo import app as demo_app
 from sidecar.demo.app import (
@@ -102,6 +103,13 @@ async def refusal(http: aiohttp.ClientSession, url: str, body: bytes) -> str:
         assert r.status == 422
         error: str = (await r.json())["error"]
         return error
+
+
+def matches(error: str, expected: str) -> bool:
+    """``expected`` exactly, or, ending in ``...``, our words followed by a library's."""
+    if expected.endswith("..."):
+        return error.startswith(expected.removesuffix("...")) and len(error) > len(expected) - 3
+    return error == expected
 
 
 async def get_vars(http: aiohttp.ClientSession, url: str) -> dict[str, object]:
@@ -384,21 +392,18 @@ async def test_drop_fault_acts_then_cuts_the_reply(
             "faults cannot target the demo controls, got '/demo/leak'",
         ),
         (b'{"path": "/x", "status": 500, "drop": true}', "status and drop exclude each other"),
-        (b'{"path": "x", "status": 500}', "path: String should match pattern '^/'"),
-        (b'{"path": "/x", "status": 200}', "status: Input should be greater than or equal to 400"),
-        (b'{"path": "/x", "status": 500, "extra": 1}', "extra: Extra inputs are not permitted"),
-        (
-            b"{nope",
-            "body is not JSON: unexpected character, expected a string key: "
-            "line 1 column 2 (char 1)",
-        ),
+        (b'{"path": "x", "status": 500}', f"path: {says('string_pattern_mismatch', pattern='^/')}"),
+        (b'{"path": "/x", "status": 200}', f"status: {says('greater_than_equal', ge=400)}"),
+        (b'{"path": "/x", "status": 500, "extra": 1}', f"extra: {says('extra_forbidden')}"),
+        # orjson's own account of the fault follows: not pinned.
+        (b"{nope", "body is not JSON: ..."),
     ],
 )
 async def test_bad_fault_is_refused_with_the_reason(
     http: aiohttp.ClientSession, url: str, body: bytes, error: str
 ) -> None:
     """An invalid fault gets 422 naming what is wrong, and nothing is queued."""
-    assert await refusal(http, f"{url}/demo/faults", body) == error
+    assert matches(await refusal(http, f"{url}/demo/faults", body), error)
     async with http.get(f"{url}/demo/faults") as r:
         assert await r.json() == {"faults": []}
 
@@ -434,17 +439,17 @@ async def test_leak_switch_over_http(http: aiohttp.ClientSession, url: str, cloc
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        (b'{"keys_per_second": -1}', "keys_per_second: Input should be greater than or equal to 0"),
-        (b'{"bogus": 1}', "bogus: Extra inputs are not permitted"),
+        (b'{"keys_per_second": -1}', f"keys_per_second: {says('greater_than_equal', ge=0)}"),
+        (b'{"bogus": 1}', f"bogus: {says('extra_forbidden')}"),
         (b"[]", "expected a JSON object, got list"),
-        (b"", "body is not JSON: Input is a zero-length, empty document: line 1 column 1 (char 0)"),
+        (b"", "body is not JSON: ..."),
     ],
 )
 async def test_bad_leak_settings_are_refused(
     http: aiohttp.ClientSession, url: str, body: bytes, error: str
 ) -> None:
     """Invalid leak settings get 422 and the leak stays as it was."""
-    assert await refusal(http, f"{url}/demo/leak", body) == error
+    assert matches(await refusal(http, f"{url}/demo/leak", body), error)
     async with http.get(f"{url}/demo/leak") as r:
         assert (await r.json())["on"] is False
 

@@ -13,12 +13,15 @@ from unittest.mock import MagicMock
 import pytest
 from actions_support import AUTH, STARTS, TOKEN, alert, rig, webhook
 from prometheus_client import CollectorRegistry, generate_latest
+from pydantic_support import says
 from structlog.testing import capture_logs
 
 from sidecar.actions.routing import Route, Router
 from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.model import Alert, fingerprint
 from sidecar.web import actions_api, alerts_api
+
+STATUSES = "'firing' or 'resolved'"  # a webhook alert's status, as pydantic lists it
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 JSON = {**AUTH, "Content-Type": "application/json"}
@@ -54,18 +57,23 @@ BAD_INPUT = [
         JSON,
         b"{not json",
         422,
-        "invalid webhook payload: Invalid JSON: key must be a string at line 1 column 2",
+        # The parser's own account of the fault follows: the library's words, not pinned.
+        f"invalid webhook payload: {says('json_invalid', 'json', error='')}...",
         id="non-json",
     ),
     pytest.param(
         JSON,
         b"",
         422,
-        "invalid webhook payload: Invalid JSON: EOF while parsing a value at line 1 column 0",
+        f"invalid webhook payload: {says('json_invalid', 'json', error='')}...",
         id="empty-body",
     ),
     pytest.param(
-        JSON, b"[]", 422, "invalid webhook payload: Input should be an object", id="not-an-object"
+        JSON,
+        b"[]",
+        422,
+        f"invalid webhook payload: {says('model_type', 'json', class_name='')}",
+        id="not-an-object",
     ),
     pytest.param(
         JSON,
@@ -78,35 +86,35 @@ BAD_INPUT = [
         JSON,
         _body(version=4),
         422,
-        "invalid webhook payload: version: Input should be a valid string",
+        f"invalid webhook payload: version: {says('string_type')}",
         id="version-wrong-type",
     ),
     pytest.param(
         JSON,
         b'{"version": "4"}',
         422,
-        "invalid webhook payload: alerts: Field required",
+        f"invalid webhook payload: alerts: {says('missing')}",
         id="missing-alerts",
     ),
     pytest.param(
         JSON,
         _body(alerts="x"),
         422,
-        "invalid webhook payload: alerts: Input should be a valid array",
+        f"invalid webhook payload: alerts: {says('list_type', 'json')}",
         id="alerts-wrong-type",
     ),
     pytest.param(
         JSON,
         _body(alert_status="pending"),
         422,
-        "invalid webhook payload: alerts.0.status: Input should be 'firing' or 'resolved'",
+        f"invalid webhook payload: alerts.0.status: {says('literal_error', expected=STATUSES)}",
         id="unknown-status",
     ),
     pytest.param(
         JSON,
         _body(alert_startsAt="2023-11-14T22:00:00"),
         422,
-        "invalid webhook payload: alerts.0.startsAt: Input should have timezone info",
+        f"invalid webhook payload: alerts.0.startsAt: {says('timezone_aware')}",
         id="naive-time",
     ),
     pytest.param(
@@ -114,14 +122,14 @@ BAD_INPUT = [
         _body(alert_labels={}),
         422,
         "invalid webhook payload: alerts.0.labels: "
-        "Dictionary should have at least 1 item after validation, not 0",
+        + says("too_short", min_length=1, field_type="Dictionary", actual_length=0),
         id="no-labels",
     ),
     pytest.param(
         JSON,
         _body(alert_labels={"alertname": "A", "severity": 3}),
         422,
-        "invalid webhook payload: alerts.0.labels.severity: Input should be a valid string",
+        f"invalid webhook payload: alerts.0.labels.severity: {says('string_type')}",
         id="label-wrong-type",
     ),
     pytest.param(
@@ -129,22 +137,23 @@ BAD_INPUT = [
         _body(alert_fingerprint="../../etc"),
         422,
         "invalid webhook payload: alerts.0.fingerprint: "
-        "String should match pattern '^(?:[0-9a-f]{16})?$'",
+        + says("string_pattern_mismatch", pattern="^(?:[0-9a-f]{16})?$"),
         id="bad-fingerprint",
     ),
     pytest.param(
         JSON,
         json.dumps({"version": "4", "alerts": [{"labels": {"a": "b"}}]}).encode(),
         422,
-        "invalid webhook payload: alerts.0.status: Field required; "
-        "alerts.0.startsAt: Field required",
+        f"invalid webhook payload: alerts.0.status: {says('missing')}; "
+        f"alerts.0.startsAt: {says('missing')}",
         id="missing-alert-fields",
     ),
     pytest.param(
         JSON,
         b"[" * (2 * 1024 * 1024),
         413,
-        "request body too large: Maximum request body size 1048576 exceeded.",
+        # aiohttp's own sentence follows: not pinned.
+        "request body too large: ...",
         id="huge-body",
     ),
     pytest.param(
@@ -179,7 +188,12 @@ async def test_bad_input_is_refused_and_nothing_is_acted_on(
         data = io.BytesIO(body) if len(body) > 65536 else body
         resp = await r.client.post("/alerts", data=data, headers=headers)
         assert resp.status == status
-        assert await resp.json() == {"status": "error", "error": error}
+        answer = await resp.json()
+        assert answer["status"] == "error"
+        if error.endswith("..."):  # ours, then a library's words
+            assert answer["error"].startswith(error.removesuffix("..."))
+        else:
+            assert answer == {"status": "error", "error": error}
         await r.settle()
         assert r.calls() == []
         assert r.path.breaker.state.state == "closed"
