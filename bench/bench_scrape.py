@@ -10,6 +10,9 @@ Modes, per body:
   http     Scraper.scrape_once over loopback: read, cap, decode, flatten, ingest
   orjson   orjson.loads of the whole body (the alternative decoder, for comparison)
   msgspec  msgspec.json.decode of the whole body into Python objects (same)
+  http_relabel  http, with RELABEL as scrape.metric_relabel_configs
+  relabel  sidecar.scrape.relabel on the flattened samples alone (steady state: the
+           label sets seen last scrape; the first, cold application is in "cold_ms")
 
 Usage: python bench/bench_scrape.py  (prints a Markdown table)
 """
@@ -35,12 +38,33 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.core.config import Config, ScrapeConfig
 from sidecar.scrape.flatten import flatten
+from sidecar.scrape.relabel import Relabeller
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_VARS = (ROOT / "tests" / "fixtures" / "goapp" / "vars.json").read_bytes()
-MODES = ("flatten", "http", "orjson", "msgspec")
+MODES = ("flatten", "http", "http_relabel", "relabel", "orjson", "msgspec")
+RELABEL: list[dict[str, Any]] = [
+    # A realistic mapping onto the pack (docs/relabel.md): six steps, every action kind
+    # that touches each sample (replace, labelmap, labeldrop, drop, keep).
+    {"source_labels": ["__name__"], "regex": "go_memstats_(frees|lookups)_total", "action": "drop"},
+    {"source_labels": ["__name__"], "regex": "leaky_(.+)_keys", "target_label": "cache"},
+    {
+        "source_labels": ["__name__"],
+        "regex": "leaky_.+_keys",
+        "target_label": "__name__",
+        "replacement": "cache_keys_total",
+    },
+    {
+        "source_labels": ["__name__"],
+        "regex": "goroutines|num_goroutine",
+        "target_label": "__name__",
+        "replacement": "goroutines",
+    },
+    {"regex": "__tmp_(.+)", "action": "labelmap"},
+    {"regex": "__tmp_.+", "action": "labeldrop"},
+]
 RUNS = {"go": 50, "1mb": 10, "20mb": 3}
 
 
@@ -74,13 +98,17 @@ def _peak_kib() -> int:
 # -- child: one mode, one body -------------------------------------------------------------
 
 
-async def _child_http(url: str, small_url: str, runs: int) -> dict[str, Any]:
+async def _child_http(url: str, small_url: str, runs: int, relabel: bool) -> dict[str, Any]:
     def scraper(session: aiohttp.ClientSession, target: str) -> Scraper:
         base, _, path = target.partition("/debug")
         cfg = Config.model_validate(
             {
                 "app": {"base_url": base, "expvar_path": "/debug" + path},
-                "scrape": {"max_body_bytes": "64MiB", "soft_body_bytes": "64MiB"},
+                "scrape": {
+                    "max_body_bytes": "64MiB",
+                    "soft_body_bytes": "64MiB",
+                    "metric_relabel_configs": RELABEL if relabel else [],
+                },
                 "server": {"listen": "127.0.0.1:9120"},
             }
         )
@@ -111,6 +139,9 @@ def _child_decode(mode: str, body_path: str, runs: int) -> dict[str, Any]:
         f.readinto(body)
     small = bytearray(GO_VARS)
 
+    if mode == "relabel":
+        return _child_relabel(body, runs)
+
     def once(data: bytearray) -> int:
         if mode == "flatten":
             return len(flatten(data, cfg).samples)
@@ -128,6 +159,30 @@ def _child_decode(mode: str, body_path: str, runs: int) -> dict[str, Any]:
         if not times[1:]:
             growth = _peak_kib() - before
     return {"seconds": statistics.median(times), "growth_kib": growth, "series": n}
+
+
+def _child_relabel(body: bytearray, runs: int) -> dict[str, Any]:
+    cfg = ScrapeConfig.model_validate(
+        {"max_body_bytes": "64MiB", "soft_body_bytes": "64MiB", "metric_relabel_configs": RELABEL}
+    )
+    samples = flatten(body, cfg).samples
+    relabeller = Relabeller(cfg.metric_relabel_configs)
+    before = _start_peak()
+    t0 = time.perf_counter()
+    out = relabeller.apply(samples)
+    cold = time.perf_counter() - t0
+    growth = _peak_kib() - before
+    times = []
+    for _ in range(max(runs, 20)):
+        t0 = time.perf_counter()
+        out = relabeller.apply(samples)
+        times.append(time.perf_counter() - t0)
+    return {
+        "seconds": statistics.median(times),
+        "cold_ms": round(cold * 1000, 3),
+        "growth_kib": growth,
+        "series": len(out.samples),
+    }
 
 
 # -- parent: serve the bodies, spawn one child per measurement -----------------------------
@@ -182,6 +237,10 @@ async def _measure(cases: dict[str, bytes]) -> list[dict[str, Any]]:
     return rows
 
 
+def _mode(row: dict[str, Any]) -> str:
+    return f"{row['mode']} (cold {row['cold_ms']} ms)" if "cold_ms" in row else str(row["mode"])
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| body | size | mode | median time | peak RSS growth | growth / body | samples |",
@@ -190,8 +249,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         growth = r["growth_kib"] * 1024
         lines.append(
-            f"| {r['case']} | {r['bytes'] / 1e6:.2f} MB | {r['mode']} "
-            f"| {r['seconds'] * 1000:.1f} ms | {growth / 1e6:.1f} MB "
+            f"| {r['case']} | {r['bytes'] / 1e6:.2f} MB | {_mode(r)} "
+            f"| {r['seconds'] * 1000:.2f} ms | {growth / 1e6:.1f} MB "
             f"| {growth / r['bytes']:.2f}x | {r['series']} |"
         )
     return "\n".join(lines)
@@ -207,8 +266,9 @@ def main() -> None:
     args = p.parse_args()
     # Stdout carries the child's result; the scraper's log lines go to stderr.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    if args.child == "http":
-        print(json.dumps(asyncio.run(_child_http(args.url, args.small_url, args.runs))))
+    if args.child in {"http", "http_relabel"}:
+        relabel = args.child == "http_relabel"
+        print(json.dumps(asyncio.run(_child_http(args.url, args.small_url, args.runs, relabel))))
     elif args.child:
         print(json.dumps(_child_decode(args.child, args.body, args.runs)))
     else:

@@ -91,7 +91,7 @@ def main() -> None:
     )
     cpu = cpu1 - cpu0
     wall = t1 - t0
-    print(f"window: {wall:.0f}s, 1 s scrapes and evaluations, 5 rules, demo app leaking")
+    print(f"window: {wall:.0f}s, 1 s scrapes and evaluations, 6 rules, demo app leaking")
     print(f"RSS after start: {rss0:.1f} MiB; after the window: {rss1:.1f} MiB")
     print(f"CPU: {cpu:.2f}s in {wall:.0f}s = {100 * cpu / wall:.1f}% of a core")
     print(f"per scrape+evaluation cycle: {1000 * cpu / wall:.1f} ms of CPU")

@@ -278,7 +278,7 @@ def _docker_includes(path: str, patterns: list[str]) -> bool:
     [
         ("pyproject.toml", True),
         ("README.md", True),
-        ("sidecar/cli.py", True),
+        ("sidecar/cli/__init__.py", True),
         ("sidecar/rules/promql/__init__.py", True),
         ("config/sidecar.yaml", True),
         ("rules/leaks.yml", True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,21 @@ def test_break_drains_pool_and_stops_growth_reset_resumes(clock: Clock) -> None:
         "orders": {"200": 40 * 40, "503": 40 * 10},
         "sessions": {"200": 10 * 40, "503": 10 * 10},
     }
+
+
+def test_a_gc_runs_at_least_every_two_minutes(clock: Clock) -> None:
+    """A big live heap behind an open circuit grows its garbage too slowly to reach NextGC,
+    yet Go's periodic GC runs every 2 minutes (not counted as forced by the app)."""
+    sim = make(clock, on=True, keys_per_second=0, heap_bytes_per_second=100 * MIB)
+    clock.step(10)
+    sim.break_circuit()  # live is now about 1 GiB: NextGC is hours of garbage away
+    before = mem(sim)["NumGC"]
+    clock.step(600)
+    ms = mem(sim)
+    assert ms["NumGC"] - before == 5
+    assert ms["NumForcedGC"] == 0
+    ends = [ms["PauseEnd"][(n + 255) % 256] for n in range(ms["NumGC"] - 4, ms["NumGC"] + 1)]
+    assert [b - a for a, b in itertools.pairwise(ends)] == [120_000_000_000] * 4
 
 
 def test_pause_ring_wraps_at_256(clock: Clock) -> None:

@@ -100,9 +100,9 @@ def test_go_fixture_flattens_sample_by_sample() -> None:
         ("go_gc_duration_seconds_sum", ()): 0.00010875,
         ("go_gc_duration_seconds_count", ()): 3.0,
         # Fields client_golang does not export keep their expvar names.
-        ("memstats_DebugGC", ()): 0.0,
-        ("memstats_EnableGC", ()): 1.0,
-        ("memstats_NumForcedGC", ()): 3.0,
+        ("go_memstats_debug_gc", ()): 0.0,
+        ("go_memstats_enable_gc", ()): 1.0,
+        ("go_gc_cycles_forced_gc_cycles_total", ()): 3.0,
         ("caches", (("cache", "orders"),)): 42.0,
         ("caches", (("cache", "sessions"),)): 1001.0,
         ("caches", (("cache", "users"),)): 7.0,
@@ -174,6 +174,7 @@ def test_go_fixture_metadata() -> None:
         "go_memstats_mallocs_total",
         "go_memstats_frees_total",
         "go_gc_cycles_total",
+        "go_gc_cycles_forced_gc_cycles_total",
     }
     # Every sample has its family's metadata.
     assert {family_of(dict(ls)["__name__"], f.meta) for ls in f.samples} == set(f.meta)

@@ -20,10 +20,14 @@ from sidecar.supervisor import Sidecar
 
 ROOT = Path(__file__).parent.parent
 
-COMMANDS = ["run", "check-config", "check-rules", "test-rules", "demo", "demo-app"]
+COMMANDS = ["run", "check-config", "check-rules", "check-target", "test-rules", "demo", "demo-app"]
 
 ROUTES = [
     ("GET", "/"),
+    ("GET", "/-/healthy"),
+    ("GET", "/-/ready"),
+    ("GET", "/api/v1/alerts"),
+    ("GET", "/api/v1/rules"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/readyz"),
@@ -33,6 +37,7 @@ ROUTES = [
     ("GET", "/v1/evidence/{id}"),
     ("GET", "/v1/evidence/{id}/{file}"),
     ("GET", "/v1/rules"),
+    ("POST", "/-/reload"),
     ("POST", "/alerts"),
     ("POST", "/v1/cache/flush"),
     ("POST", "/v1/circuit/break"),
@@ -46,12 +51,15 @@ OWN_METRICS = [
     "leak_sidecar_actions_given_up",
     "leak_sidecar_alerts",
     "leak_sidecar_app_memory_limit_bytes",
+    "leak_sidecar_build_info",
     "leak_sidecar_circuit_desired_state",
     "leak_sidecar_circuit_generation",
     "leak_sidecar_circuit_holders_dropped",
     "leak_sidecar_circuit_observed_state",
     "leak_sidecar_circuit_state",
     "leak_sidecar_clock_steps",
+    "leak_sidecar_config_last_reload_success_timestamp_seconds",
+    "leak_sidecar_config_last_reload_successful",
     "leak_sidecar_cooldown_skipped",
     "leak_sidecar_dedupe",
     "leak_sidecar_evidence_bundles",
@@ -95,6 +103,7 @@ LOG_EVENTS = [
     "action.rejected", "action.resumed", "action.retry_scheduled", "action.succeeded",
     "alert.cooldown", "alert.duplicate", "alert.foreign", "alert.invalid_action",
     "circuit.{state}", "circuit.reset_waiting",
+    "config.reload_failed", "config.reload_restart_needed", "config.reloaded",
     "evidence.baseline_failed", "evidence.baseline_taken", "evidence.captured",
     "evidence.not_available", "evidence.requested", "evidence.skipped",
     "evidence.write_failed",
@@ -168,7 +177,8 @@ def test_config_keys() -> None:
         "scrape.interval", "scrape.timeout", "scrape.max_interval", "scrape.cost_fraction",
         "scrape.max_body_bytes", "scrape.soft_body_bytes", "scrape.max_object_keys",
         "scrape.max_depth", "scrape.max_series", "scrape.strings", "scrape.max_text_length",
-        "scrape.maps", "scrape.retry.attempts", "scrape.retry.initial_backoff",
+        "scrape.maps", "scrape.metric_relabel_configs", "scrape.retry.attempts",
+        "scrape.retry.initial_backoff",
         "scrape.retry.max_backoff", "scrape.retry.max_elapsed",
         "store.max_retention", "store.max_series",
         "rules.files", "rules.evaluation_interval", "rules.external_labels",

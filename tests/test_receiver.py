@@ -591,3 +591,16 @@ async def test_alert_about_another_pod_calls_nothing(
         assert (
             r.metric("leak_sidecar_webhook_alerts_total", status="firing", action="foreign") == 1.0
         )
+
+
+async def test_circuit_transition_logs_times_in_rfc3339(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """circuit.open names when it may reset as RFC 3339, like every time in the logs."""
+    async with rig(tmp_path, registry) as r:
+        with capture_logs() as events:
+            status, _ = await r.post("/alerts", webhook(alert(action="circuit_break")))
+        assert status == 200
+    (opened,) = [e for e in events if e["event"] == "circuit.open"]
+    # min_open (60s) after the rig's clock, T0.
+    assert opened["open_until"] == "2023-11-14T22:14:20.000Z"

@@ -67,12 +67,12 @@ def _embedded(path: Path) -> tuple[int, str]:
 
 @pytest.mark.integration
 def test_promtool_check_rules_accepts_every_rule_file() -> None:
-    """``promtool check rules rules/*.yml`` exits 0 and finds the pack's five rules."""
+    """``promtool check rules rules/*.yml`` exits 0 and finds the pack's six rules."""
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "rules").glob("*.yml"))
     assert files == ["rules/leaks.yml"]
     res = _promtool("check", "rules", *files, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout == "Checking rules/leaks.yml\n  SUCCESS: 5 rules found\n\n"
+    assert res.stdout == "Checking rules/leaks.yml\n  SUCCESS: 6 rules found\n\n"
 
 
 @pytest.mark.integration
@@ -93,12 +93,13 @@ def test_pack_tests_pass_embedded_engine(path: Path) -> None:
 
 
 def test_pack_test_files_exist_for_every_rule() -> None:
-    """Five test files cover the pack, each rule with a firing case and a silent case."""
+    """Six test files cover the pack, each rule with a firing case and a silent case."""
     assert [p.name for p in PACK_TESTS] == [
         "pack_cache.yml",
         "pack_goroutines.yml",
         "pack_heap.yml",
         "pack_oom.yml",
+        "pack_oom_imminent.yml",
         "pack_pool.yml",
     ]
     firing: set[str] = set()
@@ -124,6 +125,7 @@ def test_pack_rules_pin_their_for_severity_and_action() -> None:
         ("ConnPoolSaturated", "1m", "critical", "circuit_break"),
         ("HeapFloorRising", "20m", "warning", "none"),
         ("OOMPredicted", "5m", "critical", "circuit_break"),
+        ("OOMImminent", "1m", "critical", "circuit_break"),
         ("GoroutinesGrowing", "20m", "warning", "none"),
     ]
 
@@ -196,24 +198,64 @@ _MUTATIONS: dict[str, tuple[str, str, str]] = {
         "pack_heap.yml",
     ),
     "oom: no slope guard": (
-        "          and deriv(go_memstats_next_gc_bytes[10m]) > 0\n          and go_memstats",
-        "          and go_memstats",
+        "          and deriv(go_memstats_next_gc_bytes[10m]) > 0\n          and count",
+        "          and count",
         "pack_oom.yml",
     ),
     "oom: no history guard": (
-        "\n          and go_memstats_next_gc_bytes offset 30m",
+        "\n          and count_over_time(go_memstats_next_gc_bytes[30m:1m]) >= 15",
         "",
         "pack_oom.yml",
     ),
+    "oom: 30m of history": (
+        "count_over_time(go_memstats_next_gc_bytes[30m:1m]) >= 15",
+        "go_memstats_next_gc_bytes offset 30m",
+        "pack_oom.yml",
+    ),
     "oom: limit 0": (
-        "/ (leak_sidecar_app_memory_limit_bytes > 0)",
-        "/ leak_sidecar_app_memory_limit_bytes",
+        "\n            / (leak_sidecar_app_memory_limit_bytes > 0)",
+        "\n            / leak_sidecar_app_memory_limit_bytes",
         "pack_oom.yml",
     ),
     "oom: acts on a down target": (
-        "offset 30m\n          unless leak_sidecar_target_up == 0",
-        "offset 30m",
+        ">= 15\n          unless leak_sidecar_target_up == 0",
+        ">= 15",
         "pack_oom.yml",
+    ),
+    "imminent: heap alone": (
+        "\n          and go_memstats_sys_bytes / (leak_sidecar_app_memory_limit_bytes > 0) > 0.85",
+        "",
+        "pack_oom_imminent.yml",
+    ),
+    "imminent: Sys alone": (
+        "go_memstats_heap_inuse_bytes / (leak_sidecar_app_memory_limit_bytes > 0) > 0.8\n"
+        "          and ",
+        "",
+        "pack_oom_imminent.yml",
+    ),
+    "imminent: bar at 85%": (
+        "(leak_sidecar_app_memory_limit_bytes > 0) > 0.8\n",
+        "(leak_sidecar_app_memory_limit_bytes > 0) > 0.85\n",
+        "pack_oom_imminent.yml",
+    ),
+    "imminent: for 2m": (
+        "for: 1m\n        labels:\n          severity: critical\n          action: circuit_break\n"
+        "        annotations:\n          summary: 'Heap in use",
+        "for: 2m\n        labels:\n          severity: critical\n          action: circuit_break\n"
+        "        annotations:\n          summary: 'Heap in use",
+        "pack_oom_imminent.yml",
+    ),
+    "imminent: limit 0": (
+        "(leak_sidecar_app_memory_limit_bytes > 0) > 0.8\n"
+        "          and go_memstats_sys_bytes / (leak_sidecar_app_memory_limit_bytes > 0)",
+        "leak_sidecar_app_memory_limit_bytes > 0.8\n"
+        "          and go_memstats_sys_bytes / leak_sidecar_app_memory_limit_bytes",
+        "pack_oom_imminent.yml",
+    ),
+    "imminent: acts on a down target": (
+        "> 0.85\n          unless leak_sidecar_target_up == 0",
+        "> 0.85",
+        "pack_oom_imminent.yml",
     ),
     "goroutines: expvar only": (
         "          or\n          (\n            delta(go_goroutines[30m]) > 500\n"
@@ -266,6 +308,7 @@ _SERIES = (
     "goroutines",
     "go_memstats_next_gc_bytes",
     "go_memstats_heap_inuse_bytes",
+    "go_memstats_sys_bytes",
     "go_gc_cycles_total",
 )
 
@@ -312,7 +355,11 @@ def _demo_test_file(path: Path) -> None:
             "expr": firing,
             "eval_time": "84m45s",
             "exp_samples": _firing(
-                "CacheKeysGrowing", "ConnPoolSaturated", "HeapFloorRising", "OOMPredicted"
+                "CacheKeysGrowing",
+                "ConnPoolSaturated",
+                "HeapFloorRising",
+                "OOMImminent",
+                "OOMPredicted",
             ),
         },
         # The flush resolves CacheKeysGrowing and does not re-fire it.

@@ -315,6 +315,7 @@ def test_shipped_rule_pack_loads() -> None:
         "ConnPoolSaturated",
         "HeapFloorRising",
         "OOMPredicted",
+        "OOMImminent",
         "GoroutinesGrowing",
     ]
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from sidecar import __version__
 from sidecar.cli import main
 from sidecar.core.config import Config
 from sidecar.core.errors import ConfigError, SidecarError
-from sidecar.supervisor import _guard, memory_limit
+from sidecar.supervisor import Sidecar, _guard, memory_limit
 
 BASE = {"server": {"listen": "127.0.0.1:0"}, "rules": {"files": []}}
 
@@ -83,3 +86,26 @@ async def test_a_loop_that_returns_while_running_is_a_crash() -> None:
         await _guard("scrape", Quits(), stop)
     stop.set()
     await _guard("scrape", Quits(), stop)  # returning after stop is the normal end
+
+
+def test_own_exposition_has_build_info_process_metrics_and_no_created_series(
+    tmp_path: Path,
+) -> None:
+    """/metrics carries leak_sidecar_build_info and process_*, and no _created twins."""
+    registry = CollectorRegistry()
+    cfg = Config.model_validate(
+        {
+            "rules": {"files": []},
+            "state_dir": str(tmp_path / "state"),
+            "server": {"listen": "127.0.0.1:0"},
+        }
+    )
+    Sidecar(cfg, registry=registry)
+    text = generate_latest(registry).decode()
+    assert (
+        f'leak_sidecar_build_info{{python="{platform.python_version()}",'
+        f'version="{__version__}"}} 1.0'
+    ) in text.splitlines()
+    names = {m.name for m in registry.collect()}
+    assert {"process_cpu_seconds", "process_resident_memory_bytes"} <= names
+    assert "_created" not in text

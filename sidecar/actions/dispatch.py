@@ -53,7 +53,7 @@ from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.errors import JournalError, clip
 from sidecar.core.loops import Sleep, pause
 from sidecar.core.model import ActionKind, Alert
-from sidecar.core.times import now_ms
+from sidecar.core.times import iso, now_ms
 
 __all__ = ["Delivery", "Dispatcher"]
 
@@ -323,7 +323,8 @@ class Dispatcher:
             previous=old.state,
             reason=new.reason,
             source=new.source,
-            open_until=new.open_until_ms,
+            # RFC 3339 like every time the sidecar logs; the journal keeps milliseconds.
+            open_until=None if new.open_until_ms is None else iso(new.open_until_ms),
             level=new.level,
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random as _random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -29,6 +29,7 @@ from sidecar.actions.reconcile import Reconciler
 from sidecar.actions.routing import Router
 from sidecar.core.config import Config
 from sidecar.core.loops import Sleep, wait_any
+from sidecar.core.model import Alert
 from sidecar.core.outbound import Outbound
 
 __all__ = ["ActionPath", "build_action_path"]
@@ -85,6 +86,7 @@ def build_action_path(
     random: Callable[[], float] = _random.random,
     new_id: Callable[[], str] = new_action_id,
     outbound: Outbound | None = None,
+    tag: Callable[[Sequence[Alert]], list[Alert]] | None = None,
 ) -> ActionPath:
     """Build the action path on the process's one ``ClientSession`` and registry."""
     journal = Journal(cfg.state_dir, registry)
@@ -102,5 +104,5 @@ def build_action_path(
         cfg.actions, journal, breaker, actuator, registry, clock=clock, sleep=sleep, new_id=new_id
     )
     router = Router(cfg.actions, identity=cfg.rules.external_labels)
-    receiver = Receiver(router, dispatcher, registry)
+    receiver = Receiver(router, dispatcher, registry, tag=tag)
     return ActionPath(cfg, journal, breaker, actuator, dispatcher, receiver)

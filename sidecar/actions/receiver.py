@@ -192,7 +192,14 @@ def parse_payload(body: bytes) -> WebhookPayload:
 class Receiver:
     """Routes each alert to an action and hands them to the dispatcher."""
 
-    def __init__(self, router: Router, dispatcher: Dispatcher, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        router: Router,
+        dispatcher: Dispatcher,
+        registry: CollectorRegistry,
+        *,
+        tag: Callable[[Sequence[Alert]], list[Alert]] | None = None,
+    ) -> None:
         self._router = router
         self._dispatcher = dispatcher
         self._alerts = Counter(
@@ -201,9 +208,9 @@ class Receiver:
             ["status", "action"],
             registry=registry,
         )
-        self.tag: Callable[[Sequence[Alert]], list[Alert]] | None = None
-        """Set by the supervisor: the evidence stage sees (and annotates) this pod's alerts
-        from Alertmanager; the embedded engine's are tagged before they are sent."""
+        # The evidence stage sees (and annotates) this pod's alerts from Alertmanager; the
+        # embedded engine's are tagged before they are sent.
+        self.tag = tag
 
     async def deliver(self, alerts: Sequence[Alert], source: str) -> Delivery:
         """Route and act on alerts; ``JournalError`` means nothing was acted on."""

@@ -33,6 +33,7 @@ from sidecar.core.config_fields import (
     UrlPath,
 )
 from sidecar.core.config_http import HttpClientConfig
+from sidecar.core.config_relabel import RelabelConfig
 from sidecar.core.durations import format_duration
 
 __all__ = [
@@ -163,6 +164,10 @@ class ScrapeConfig(ConfigModel):
         default_factory=list,
         description="None by default: which expvar maps are keyed families only the app knows.",
     )
+    metric_relabel_configs: list[RelabelConfig] = Field(
+        default_factory=list,
+        description="None by default: names are the app's own until mapped onto the pack's.",
+    )
     retry: RetryConfig = Field(
         default_factory=lambda: RetryConfig.model_validate(
             {"attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s", "max_elapsed": "4s"}
@@ -205,9 +210,12 @@ class StoreConfig(ConfigModel):
 class RulesConfig(ConfigModel):
     """The embedded rule engine."""
 
-    files: list[str] = Field(
-        default_factory=lambda: ["rules/*.yml"],
-        description="Globs of Prometheus rule files; the repository's rules/ by default.",
+    files: list[str] | None = Field(
+        None,
+        description="Globs of Prometheus rule files, relative to the config file's directory "
+        "(as Prometheus's rule_files); unset means the pack shipped in the package, so that "
+        "a sidecar run from any directory watches something. [] on purpose is fleet mode: "
+        "no embedded rules, the sidecar is only an actuator.",
     )
     evaluation_interval: PositiveDuration = Field(15.0, description="Prometheus's default.")
     external_labels: dict[str, str] = Field(
@@ -282,7 +290,12 @@ class EvidenceConfig(ConfigModel):
         "profile is well under 1MiB even for a large service.",
     )
     alertnames: list[str] = Field(
-        default_factory=lambda: ["HeapFloorRising", "OOMPredicted", "GoroutinesGrowing"],
+        default_factory=lambda: [
+            "HeapFloorRising",
+            "OOMPredicted",
+            "OOMImminent",
+            "GoroutinesGrowing",
+        ],
         description="The pack's memory and goroutine rules; any other alert asks with the "
         "label evidence: 'true'.",
     )

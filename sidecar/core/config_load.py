@@ -6,7 +6,9 @@ in a ``ConfigError`` (the command then exits 2). String values may name environm
 variables as ``${NAME}`` (as Prometheus's ``expand-external-labels`` does), so that the
 pod and namespace from the Downward API can become external labels; an unset variable
 is an error. The token comes from ``LEAK_SIDECAR_TOKEN`` or ``server.token_file``,
-never from the file itself.
+never from the file itself. Relative paths in the file (``rules.files``, ``token_file``,
+``memory_limit_file``, ``state_dir``, the ``http_config`` files) are relative to the
+file's directory, as in Prometheus.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def load(path: Path | None, env: Mapping[str, str]) -> Config:
             )
     problems: list[str] = []
     raw = _expand(raw, env, "", problems)
+    if path is not None:
+        _resolve_paths(raw, path.parent)
     if "token" in raw:
         problems.append(f"token: unknown key (set env {ENV_TOKEN} or server.token_file)")
     token, token_problem = _token(raw, env)
@@ -113,6 +117,42 @@ def load(path: Path | None, env: Mapping[str, str]) -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from exc
+
+
+# Every key naming a file or directory: relative values are relative to the config file's
+# directory, as in Prometheus, so that the working directory of `run` does not matter.
+_PATH_KEYS = (
+    ("server", "token_file"),
+    ("app", "memory_limit_file"),
+    ("app", "http_config", "authorization", "credentials_file"),
+    ("app", "http_config", "basic_auth", "password_file"),
+    ("app", "http_config", "tls_config", "ca_file"),
+    ("app", "http_config", "tls_config", "cert_file"),
+    ("app", "http_config", "tls_config", "key_file"),
+    ("state_dir",),
+)
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the relative paths (and ``rules.files`` globs) in ``raw`` relative to ``base``.
+
+    Values of the wrong type are left alone for validation to report.
+    """
+
+    def join(value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and not Path(value).is_absolute():
+            return str(base / value)
+        return value
+
+    for keys in _PATH_KEYS:
+        node: Any = raw
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and keys[-1] in node:
+            node[keys[-1]] = join(node[keys[-1]])
+    rules = raw.get("rules")
+    if isinstance(rules, dict) and isinstance(rules.get("files"), list):
+        rules["files"] = [join(v) for v in rules["files"]]
 
 
 def _token(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, str | None]:

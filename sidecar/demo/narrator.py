@@ -7,6 +7,13 @@ answer (the app's ``/debug/vars`` and ``/demo/calls``, the sidecar's ``/v1/alert
 ``/v1/circuit``). When the app has received the break, it switches the leak off, as
 the on-call engineer would, and waits for the sidecar to reset the circuit on its own.
 
+The story is the one the pack exists for: a new pod whose heap leaks fast enough to
+fill its memory limit within about 17 minutes, before any trend has the history to
+predict it. The cache flush buys a few minutes, the direct memory rule (OOMImminent)
+breaks the circuit with the heap in use under 95% of the limit, the next flush frees
+the keys leaked since the first, and the circuit closes. The narrator follows the heap
+in use against the limit and says how close it came.
+
 Time is compressed, not the rules: the app and the sidecar run on a clock ``speed``
 times faster than the wall (1 s on the wall is 1 min for them at the default), so the
 rule pack runs unmodified, ``for:`` clauses and windows included, and what the demo
@@ -41,9 +48,19 @@ DEFAULT_SPEED = 60.0
 _POLL = 0.2  # wall seconds between observations
 _REPORT_EVERY = 120.0  # app seconds between status lines
 _MIB = 1024 * 1024
-_MEMORY_LIMIT = 16 * 1024 * _MIB  # large enough that the pool, not OOM, breaks first
-# The leak: keys fast enough to trip CacheKeysGrowing well before the pool saturates.
-_LEAK = {"on": True, "keys_per_second": 2000, "heap_bytes_per_second": _MIB, "pool_per_second": 0.1}
+# 3 GiB: the leak below fills it in about 17 minutes from the pod's start, so no trend
+# has 15 minutes of history in time and the direct rule must act; at this size the sawtooth
+# (2 minutes of request garbage, 8% of the limit) leaves the break well under 95%.
+_MEMORY_LIMIT = 3 * 1024 * _MIB
+# The leak: keys fast enough to trip CacheKeysGrowing first (a flush frees them, and the
+# second flush is what lets the heap fall after the break); heap that no flush frees; a
+# pool that leaks too slowly to fill before memory runs out.
+_LEAK = {
+    "on": True,
+    "keys_per_second": 2000,
+    "heap_bytes_per_second": 2 * _MIB,
+    "pool_per_second": 0.02,
+}
 
 
 @dataclass
@@ -53,6 +70,9 @@ class DemoResult:
     calls: dict[str, int] = field(default_factory=dict)
     app_s: float = 0.0
     complete: bool = False
+    #: The heap in use over the memory limit: its highest reading, and at the break.
+    heap_peak: float = 0.0
+    heap_at_break: float | None = None
 
 
 class CompressedClock:
@@ -160,6 +180,8 @@ async def run_demo(
                 except TimeoutError:
                     say(f"the story did not complete within {deadline_s:g}s; stopping")
                 result.calls = dict(watcher.counts)
+                result.heap_peak = watcher.heap_peak
+                result.heap_at_break = watcher.heap_at_break
         finally:
             stop.set()
             async with asyncio.timeout(30):
@@ -191,6 +213,9 @@ class _Watcher:
         self.counts: dict[str, int] = {}
         self._next_report = 0.0
         self._leak_on = True
+        self._heap = 0.0
+        self.heap_peak = 0.0
+        self.heap_at_break: float | None = None
 
     async def _get(self, url: str) -> Any:
         async with self._http.get(url) as resp:
@@ -200,11 +225,14 @@ class _Watcher:
     async def observe(self) -> None:
         """One round of observations, narrating what changed."""
         doc = await self._get(f"{self._app}/debug/vars")
+        self._heap = doc["memstats"]["HeapInuse"] / _MEMORY_LIMIT
+        self.heap_peak = max(self.heap_peak, self._heap)
         if self._clock.elapsed() >= self._next_report:
             self._next_report = self._clock.elapsed() + _REPORT_EVERY
             heap = doc["memstats"]["HeapInuse"] / _MIB
             self._say(
-                f"app: {doc['cache_keys_total']:,} cache keys, heap in use {heap:,.0f} MiB, "
+                f"app: {doc['cache_keys_total']:,} cache keys, heap in use {heap:,.0f} MiB "
+                f"({self._heap:.0%} of its {_MEMORY_LIMIT / _MIB:,.0f} MiB limit), "
                 f"pool {doc['conn_pool_active']}/{doc['conn_pool_max']}"
             )
         alerts = (await self._get(f"{self._sidecar}/v1/alerts"))["data"]["alerts"]
@@ -225,6 +253,12 @@ class _Watcher:
                 f"(Idempotency-Key {str(call['idempotency_key'])[:12]}..., "
                 f"source {body.get('source')}, reason: {body.get('reason')})"
             )
+            if call["path"] == "/v1/circuit/break" and self.heap_at_break is None:
+                self.heap_at_break = self._heap
+                self._say(
+                    f"the circuit broke with the heap in use at {self._heap:.0%} of the memory "
+                    "limit: the leak is stopped before the kernel OOM-kills the app at 100%"
+                )
         self._seen_calls = len(calls)
         circuit = await self._get(f"{self._sidecar}/v1/circuit")
         if circuit["state"] != self._circuit:
@@ -254,11 +288,30 @@ def main(speed: float = DEFAULT_SPEED, out: TextIO | None = None) -> int:
     breaks = result.calls.get("/v1/circuit/break", 0)
     resets = result.calls.get("/v1/circuit/reset", 0)
     app_min = result.app_s / 60
+    if result.heap_at_break is not None:
+        verdict = (
+            "the kernel never had to kill the app"
+            if result.heap_peak < 1
+            else "it crossed the limit: the kernel would have killed the app"
+        )
+        print(
+            f"memory: the heap in use peaked at {result.heap_peak:.0%} of the limit and the "
+            f"circuit broke at {result.heap_at_break:.0%}; {verdict}",
+            file=stream,
+        )
     print(
-        f"summary: the app received {flushes} flush, {breaks} break and {resets} reset "
+        f"summary: the app received {flushes} flush{'' if flushes == 1 else 'es'}, "
+        f"{breaks} break and {resets} reset "
         f"in {app_min:.0f} minutes of app time ({result.app_s / speed:.1f}s of yours); "
         "every line above was observed over HTTP",
         file=stream,
     )
-    ok = result.complete and (flushes, breaks, resets) == (1, 1, 1)
+    # The story: a flush, the break before the limit, a second flush that frees the keys
+    # leaked since the first, then the reset.
+    ok = (
+        result.complete
+        and (flushes, breaks, resets) == (2, 1, 1)
+        and result.heap_at_break is not None
+        and result.heap_peak < 1
+    )
     return 0 if ok else 1

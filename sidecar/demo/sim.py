@@ -11,7 +11,8 @@ The model, in the units Go reports:
 
 - live heap = base + leaked heap + cache keys x bytes per key; garbage accrues at the
   request churn rate; a GC runs when live + garbage reaches ``NextGC``
-  (= max(4 MiB, 2 x live), GOGC=100), drops the garbage and records a pause;
+  (= max(4 MiB, 2 x live), GOGC=100), or 2 minutes after the last GC (the runtime's
+  forced periodic GC), drops the garbage and records a pause;
 - caches refill towards their healthy size after a flush; the leak adds keys without bound;
 - the pool holds a healthy number of connections plus leaked ones (up to its max); an
   open circuit stops traffic, so nothing grows and the pool drains.
@@ -43,6 +44,7 @@ _REFILL_PER_SECOND = 50.0
 _POOL_HEALTHY = 12
 _POOL_DRAIN_PER_SECOND = 10.0
 _MAX_GCS_PER_READ = 10_000  # a clock jump of days is compressed, not replayed
+_FORCED_GC_PERIOD = 120.0  # Go's forcegcperiod: a GC at least every 2 minutes
 
 #: Cache name -> (healthy key count, share of leaked keys).
 CACHES: dict[str, tuple[int, float]] = {"orders": (1200, 0.8), "sessions": (300, 0.2)}
@@ -106,6 +108,7 @@ class _GC:
     since: float
     garbage: float
     next_gc: float
+    last_t: float
     num_gc: int = 0
     num_forced: int = 0
     pause_total_ns: int = 0
@@ -142,7 +145,12 @@ class Simulation:
         )
         live = self._live(self._mono0)
         self._a.total_alloc = live
-        self._gc = _GC(since=self._mono0, garbage=0.0, next_gc=max(_HEAP_MINIMUM, 2 * live))
+        self._gc = _GC(
+            since=self._mono0,
+            garbage=0.0,
+            next_gc=max(_HEAP_MINIMUM, 2 * live),
+            last_t=self._mono0,
+        )
         self._gc.heap_peak = live
 
     # -- closed forms between control events -------------------------------------------
@@ -198,6 +206,11 @@ class Simulation:
     # -- garbage collection -----------------------------------------------------------
 
     def _next_gc_time(self) -> float:
+        """The next GC: the heap's or the runtime's periodic one, whichever comes first."""
+        forced = max(self._gc.since, self._gc.last_t + _FORCED_GC_PERIOD)
+        return min(self._heap_gc_time(), forced)
+
+    def _heap_gc_time(self) -> float:
         """When live + garbage reaches NextGC, solved on the piecewise-linear heap."""
         since = self._gc.since
         need = self._gc.next_gc - self._heap(since)
@@ -237,6 +250,7 @@ class Simulation:
         gc.pause_ns[(gc.num_gc + 255) % 256] = pause
         gc.pause_end[(gc.num_gc + 255) % 256] = end_ns
         gc.last_gc_ns = end_ns
+        gc.last_t = t
         gc.since = t
         gc.garbage = 0.0
         gc.next_gc = max(_HEAP_MINIMUM, 2 * live)

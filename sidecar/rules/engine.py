@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sidecar.core.config import RulesConfig
 from sidecar.core.errors import RuleError
-from sidecar.core.loops import Sleep, pause
+from sidecar.core.loops import Sleep, pause, wait_any
 from sidecar.core.model import Alert, LabelSet, fingerprint
 from sidecar.core.times import ms_to_datetime
 from sidecar.rules.alerting import ActiveAlert, AlertingRule, RecordingRule, Rule
@@ -47,8 +47,10 @@ __all__ = [
     "EventLog",
     "Group",
     "RuleEngine",
+    "RuleSet",
     "Send",
     "build_groups",
+    "carry_state",
     "eval_group",
     "runtime_groups",
     "to_model_alert",
@@ -123,6 +125,26 @@ def build_groups(
                 )
         groups.append(Group(spec, spec.interval_ms or default_interval_ms, rules))
     return groups
+
+
+def carry_state(old: Sequence[Group], new: Sequence[Group]) -> None:
+    """Give ``new`` groups the alert state of the ``old`` ones, as Prometheus's reload
+    does: same group key, same alert name (the n-th of that name to the n-th)."""
+    by_key = {g.key: g for g in old}
+    for g in new:
+        previous = by_key.get(g.key)
+        if previous is None:
+            continue
+        g.last_evaluation_ms = previous.last_evaluation_ms
+        g.evaluation_s = previous.evaluation_s
+        olds: dict[str, list[AlertingRule]] = {}
+        for r in previous.alerting():
+            olds.setdefault(r.name, []).append(r)
+        for r in g.alerting():
+            same = olds.get(r.name)
+            if same:
+                was = same.pop(0)
+                r.active, r.restored = was.active, was.restored
 
 
 def runtime_groups(specs: Sequence[GroupSpec], cfg: RulesConfig) -> list[Group]:
@@ -247,12 +269,30 @@ def _slot_offset(group: Group) -> int:
     return int(fingerprint({"file": group.spec.file, "name": group.spec.name}), 16)
 
 
+class RuleSet:
+    """The running rule groups, shared: the engine evaluates them, the breaker's condition,
+    the rules API and the status page read them, and a reload swaps them.
+
+    ``groups`` is one list for the sidecar's life, replaced in place, so every holder sees
+    the new groups at once; ``changed`` tells the engine to restart its group tasks.
+    """
+
+    def __init__(self, groups: Sequence[Group]) -> None:
+        self.groups = list(groups)
+        self.changed = asyncio.Event()
+
+    def replace(self, groups: Sequence[Group]) -> None:
+        """Swap the groups in (no await: readers see the old ones or the new ones)."""
+        self.groups[:] = groups
+        self.changed.set()
+
+
 class RuleEngine:
     """Runs every group forever; see the module docstring for the semantics."""
 
     def __init__(
         self,
-        groups: Sequence[Group],
+        groups: Sequence[Group] | RuleSet,
         store: Store,
         cfg: RulesConfig,
         *,
@@ -270,7 +310,9 @@ class RuleEngine:
         self.monotonic = monotonic
         self.sleep = sleep
         self.external_url = cfg.external_url or ""
-        self.groups = list(groups)
+        self.rules = groups if isinstance(groups, RuleSet) else RuleSet(groups)
+        self._group_stops: list[asyncio.Event] = []
+        self._tg: asyncio.TaskGroup | None = None
         self.for_state = ForState(state_dir / FILE_NAME if state_dir is not None else None)
         self.for_state.load()
         self.for_state.keep_only(g.key for g in self.groups)
@@ -299,6 +341,9 @@ class RuleEngine:
             ["alertname", "state"],
             registry=registry,
         )
+        self._label_series()
+
+    def _label_series(self) -> None:
         for g in self.groups:
             self._failures.labels(g.key)
             self._missed.labels(g.key)
@@ -312,9 +357,44 @@ class RuleEngine:
         With no rules (an actuator-only sidecar) it only waits for ``stop``.
         """
         async with asyncio.TaskGroup() as tg:
-            for g in self.groups:
-                tg.create_task(self._run_group(g, stop), name=f"rules:{g.key}")
-            await stop.wait()
+            self._tg = tg
+            self._start_groups()
+            while True:
+                await wait_any(stop.wait(), self.rules.changed.wait())
+                if stop.is_set():
+                    break
+                self.rules.changed.clear()
+                self._swapped()
+            self._stop_groups()
+            self._tg = None
+
+    @property
+    def groups(self) -> list[Group]:
+        """The groups evaluated now (``rules.groups``)."""
+        return self.rules.groups
+
+    def _start_groups(self) -> None:
+        if self._tg is None:  # not running: the groups start with run()
+            return
+        for g in self.groups:
+            own = asyncio.Event()
+            self._group_stops.append(own)
+            self._tg.create_task(self._run_group(g, own), name=f"rules:{g.key}")
+
+    def _stop_groups(self) -> None:
+        for own in self._group_stops:
+            own.set()
+        self._group_stops = []
+
+    def _swapped(self) -> None:
+        # A reload swapped ``rules.groups``: the old groups' tasks end after their
+        # evaluation in progress; the new ones start on their own schedule. The reload
+        # carried the alert state over (``carry_state``) before.
+        self._stop_groups()
+        self.for_state.keep_only(g.key for g in self.groups)
+        self._alerts.clear()
+        self._label_series()
+        self._start_groups()
 
     def _now_ms(self, anchor: tuple[float, float]) -> int:
         wall, mono = anchor
@@ -357,6 +437,8 @@ class RuleEngine:
         """Restore the group's ``for`` state from the state file; ALERTS are written after."""
         entries = self.for_state.groups.get(g.key, {})
         for rule in g.alerting():
+            if rule.restored:
+                continue  # carried over a reload: its state never stopped
             restore_rule(
                 rule,
                 entries,

@@ -24,6 +24,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files as package_files
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -45,8 +46,10 @@ __all__ = [
     "load_patterns",
     "load_rules",
     "longest_range_ms",
+    "pack_pattern",
     "parse_rule_file",
     "parse_rule_files",
+    "rule_patterns",
 ]
 
 log = structlog.get_logger(__name__)
@@ -334,6 +337,19 @@ def expand_patterns(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
             empty.append(pattern)
         files.extend(m for m in matched if m not in files)
     return files, empty
+
+
+def pack_pattern() -> str:
+    """The glob of the rule pack shipped in the package (``sidecar.pack``).
+
+    The package is installed as plain files (wheel or editable), so the pack has a path.
+    """
+    return str(Path(str(package_files("sidecar.pack"))) / "*.yml")
+
+
+def rule_patterns(configured: Sequence[str] | None) -> list[str]:
+    """``rules.files`` as configured, or the packaged pack when the key is unset."""
+    return [pack_pattern()] if configured is None else list(configured)
 
 
 def load_patterns(patterns: Sequence[str]) -> list[GroupSpec]:

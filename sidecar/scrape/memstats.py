@@ -192,6 +192,18 @@ FIELDS: tuple[MemstatsField, ...] = (
         "Number of heap bytes when next garbage collection will take place. "
         "Equals to /gc/heap/goal:bytes.",
     ),
+    # client_golang has no metric for these three; their names follow its runtime/metrics
+    # scheme (forced cycles) or its go_memstats_ prefix, in snake_case, so that
+    # `promtool check metrics` has nothing to say about them.
+    MemstatsField(
+        "NumForcedGC",
+        "go_gc_cycles_forced_gc_cycles_total",
+        "counter",
+        "Count of completed GC cycles forced by the application. Equals to "
+        "/gc/cycles/forced:gc-cycles.",
+    ),
+    _g("EnableGC", "enable_gc", "1 while the garbage collector is enabled (GOGC is not off)."),
+    _g("DebugGC", "debug_gc", "Always 0 in Go: the field is unused (runtime.MemStats.DebugGC)."),
     MemstatsField(
         "LastGC",
         "go_memstats_last_gc_time_seconds",
@@ -257,7 +269,7 @@ META: dict[str, MetricMeta] = {f.name: f.meta for f in FIELDS} | DERIVED
 """Every family this module produces, by the name ``Snapshot.meta`` keys it under."""
 
 USED = frozenset({f.field for f in FIELDS} | {"NumGC", "PauseNs", "PauseTotalNs"})
-"""Fields consumed here; the others (EnableGC, NumForcedGC, ...) are flattened as any expvar."""
+"""Fields consumed here; any other field a newer Go adds is flattened as any expvar."""
 
 Sample = tuple[str, str, tuple[tuple[str, str], ...], float]
 """(family, sample name, labels, value)."""

@@ -1,8 +1,10 @@
 """The scrape loop: GET the app's expvar endpoint, flatten it, feed the store, adapt.
 
 Every ``scrape.interval`` the ``Scraper`` fetches ``app.base_url + app.expvar_path``
-(``scrape.fetch``: bounded in time and size). Refused connections, timeouts, resets and
-5xx/429 answers are retried within the interval (``core.retry``), unless the target is
+(``scrape.fetch``: bounded in time and size), flattens it and applies
+``scrape.metric_relabel_configs`` (``scrape.relabel``) before the store sees a sample.
+Refused connections, timeouts, resets and 5xx/429 answers are retried within the
+interval (``core.retry``), unless the target is
 already known down: a dead app is probed once per interval, not hammered. A success is
 ingested into the store, which stales the series that vanished; a failure stales every
 scrape series and is counted by reason. The target's state changes are logged
@@ -41,6 +43,7 @@ from sidecar.core.retry import retrying
 from sidecar.core.times import now_ms
 from sidecar.scrape.fetch import ERROR_REASONS, TRANSIENT_REASONS, BodyTooLarge, fetch
 from sidecar.scrape.flatten import COLLAPSE_REASONS, DROP_REASONS, Flattened, flatten
+from sidecar.scrape.relabel import CONFLICT, Relabeller
 from sidecar.store import Store
 
 OWN = "sidecar"
@@ -101,6 +104,8 @@ class Scraper:
         self._attempt_s = 0.0
         self._seen_bytes: int | None = None
         self._warnings: tuple[str, ...] = ()
+        # Compiled with the config; applied after flattening, before the store.
+        self._relabel = Relabeller(self._cfg.metric_relabel_configs)
         self._metrics(registry)
 
     @property
@@ -159,7 +164,7 @@ class Scraper:
         )
         self._m_dropped = counter(
             "leak_sidecar_scrape_series_dropped",
-            "Samples of the app not kept because a cap was reached, by reason.",
+            "Samples of the app not kept, by reason: a cap reached, or a relabelling conflict.",
             ("reason",),
         )
         # Every label value exists from the start, so that rate() works on the first error.
@@ -169,7 +174,7 @@ class Scraper:
             self._m_retries.labels(reason)
         for reason in COLLAPSE_REASONS:
             self._m_collapsed.labels(reason)
-        for reason in (*DROP_REASONS, "store_full"):
+        for reason in (*DROP_REASONS, CONFLICT, "store_full"):
             self._m_dropped.labels(reason)
 
     # -- the loop -----------------------------------------------------------------------
@@ -196,7 +201,7 @@ class Scraper:
         try:
             body = await self._fetch()
             decode_started = self._monotonic()
-            flat = await asyncio.to_thread(flatten, body, self._cfg)
+            flat = await asyncio.to_thread(self._decode, body)
             decode_s = self._monotonic() - decode_started
         except ScrapeError as exc:
             self._failed(t, started, exc)
@@ -209,6 +214,14 @@ class Scraper:
         snapshot = Snapshot(t, flat.samples, flat.meta, len(body), flat.warnings)
         self._succeeded(snapshot, flat, started, self._attempt_s + decode_s)
         return snapshot
+
+    def _decode(self, body: bytearray) -> Flattened:
+        flat = flatten(body, self._cfg)
+        if not self._relabel:
+            return flat
+        out = self._relabel.apply(flat.samples)
+        dropped = {**flat.dropped, CONFLICT: out.conflicts}
+        return replace(flat, samples=out.samples, dropped=dropped)
 
     # -- HTTP -----------------------------------------------------------------------------
 

@@ -82,9 +82,10 @@ def _group(g: Group, want: str) -> dict[str, Any]:
 
 def routes(groups: Sequence[Group]) -> list[web.RouteDef]:
     """The two read-only routes over the rule groups' state."""
-    ordered = sorted(groups, key=lambda g: (g.spec.file, g.spec.name))
 
     async def rules(request: web.Request) -> web.Response:
+        # Sorted per request: a reload replaces the groups in place.
+        ordered = sorted(groups, key=lambda g: (g.spec.file, g.spec.name))
         want = request.query.get("type", "").lower()
         if want not in ("", "alert", "record"):
             return json_error(
@@ -100,4 +101,10 @@ def routes(groups: Sequence[Group]) -> list[web.RouteDef]:
         out = [_alert(a) for g in groups for rule in g.alerting() for a in rule.active_alerts()]
         return web.json_response({"status": "success", "data": {"alerts": out}})
 
-    return [web.get("/v1/rules", rules), web.get("/v1/alerts", alerts)]
+    # Prometheus's own paths, and the sidecar's first ones kept as aliases.
+    return [
+        web.get("/api/v1/rules", rules),
+        web.get("/api/v1/alerts", alerts),
+        web.get("/v1/rules", rules),
+        web.get("/v1/alerts", alerts),
+    ]

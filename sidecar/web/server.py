@@ -242,6 +242,9 @@ def build_app(
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    # Prometheus's and Alertmanager's own probe paths, for operators who know those.
+    app.router.add_get("/-/healthy", _healthz)
+    app.router.add_get("/-/ready", _readyz)
     app.router.add_routes(list(routes))
     return app
 

@@ -101,7 +101,6 @@ class StatusAdapter:
         self._path = path
         self._store = store
         self._clock = clock
-        self._names = rule_metric_names(groups)
 
     def status(self) -> StatusView:
         """The page's whole content, read now."""
@@ -183,7 +182,11 @@ class StatusAdapter:
             for e in history.actions()[:_RECENT]
         )
         charts = chart_series(
-            self._store, self._names, now_ms=now, window_ms=self._store.retention_ms
+            # Read per page: a reload replaces the groups in place.
+            self._store,
+            rule_metric_names(self._groups),
+            now_ms=now,
+            window_ms=self._store.retention_ms,
         )
         return StatusView(
             now_ms=now,

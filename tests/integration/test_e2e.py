@@ -19,14 +19,15 @@ from sidecar.supervisor import Sidecar
 SPEED = 60.0
 
 
-async def test_the_demo_story_flush_then_break_then_reset() -> None:
-    """Leaking app: exactly one flush, then one break as the pool fills, one reset on recovery."""
+async def test_the_demo_story_flush_then_break_before_the_limit_then_flush_then_reset() -> None:
+    """Fast leak in a new pod: a flush, then OOMImminent breaks the circuit with the heap in
+    use under 95% of the limit, a second flush frees the leaked keys, the circuit resets."""
     out = io.StringIO()
     result = await run_demo(out, speed=SPEED)
     text = out.getvalue()
     assert result.complete, text
     assert result.calls == {
-        "/v1/cache/flush": 1,
+        "/v1/cache/flush": 2,
         "/v1/circuit/break": 1,
         "/v1/circuit/reset": 1,
     }, text
@@ -35,11 +36,20 @@ async def test_the_demo_story_flush_then_break_then_reset() -> None:
     assert received == [
         "POST /v1/cache/flush",
         "POST /v1/circuit/break",
+        "POST /v1/cache/flush",
         "POST /v1/circuit/reset",
     ]
+    assert result.heap_at_break is not None
+    assert result.heap_at_break < 0.95, text
+    assert result.heap_peak < 0.95, text
     assert "sidecar: alert CacheKeysGrowing is firing" in text
-    assert "sidecar: alert ConnPoolSaturated is firing" in text
-    assert "sidecar: circuit open (alert ConnPoolSaturated firing)" in text
+    assert "sidecar: alert OOMImminent is firing" in text
+    assert "alert ConnPoolSaturated" not in text
+    assert "sidecar: circuit open (alert OOMImminent firing)" in text
+    assert (
+        f"the circuit broke with the heap in use at {result.heap_at_break:.0%} of the memory "
+        "limit: the leak is stopped before the kernel OOM-kills the app at 100%"
+    ) in text
     assert (
         "sidecar: circuit closed (every holding alert resolved and its condition cleared)" in text
     )
@@ -106,12 +116,11 @@ async def test_leak_sidecar_demo_command_exits_0_with_its_narrative() -> None:
     text = out.decode()
     assert proc.returncode == 0, text + err.decode()
     assert "time runs 60x faster here" in text
-    assert "5 rules from the shipped pack" in text
-    assert (
-        text.rstrip()
-        .splitlines()[-1]
-        .startswith("summary: the app received 1 flush, 1 break and 1 reset in ")
-    )
+    assert "6 rules from the shipped pack" in text
+    last, summary = text.rstrip().splitlines()[-2:]
+    assert last.startswith("memory: the heap in use peaked at ")
+    assert last.endswith("; the kernel never had to kill the app")
+    assert summary.startswith("summary: the app received 2 flushes, 1 break and 1 reset in ")
 
 
 @pytest.mark.parametrize("speed", ["0", "1000"])

@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from conftest import free_port, running
+from leakapp_support import build_leakapp, go, go_env, leakapp
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.config import Config
@@ -29,7 +26,6 @@ from sidecar.supervisor import Sidecar
 
 pytestmark = pytest.mark.integration
 
-LEAKAPP = Path(__file__).parent.parent / "fixtures" / "leakapp"
 TOKEN = "evidence-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RULES = """groups:
@@ -44,55 +40,10 @@ RULES = """groups:
 """
 
 
-def _go() -> str:
-    path = shutil.which("go")
-    if path is None:
-        raise AssertionError("go is not installed (Debian: golang-go); it builds the leak app")
-    return path
-
-
-def _go_env(tmp: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "GOCACHE": str(tmp / "cache"),
-        "GOPATH": str(tmp / "gopath"),
-        "GOTOOLCHAIN": "local",
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "CGO_ENABLED": "0",
-    }
-
-
 @pytest.fixture(scope="session")
 def leakapp_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The leak app, built once per session with a private Go cache, offline."""
-    tmp = tmp_path_factory.mktemp("leakapp")
-    out = tmp / "leakapp"
-    subprocess.run(
-        [_go(), "build", "-o", str(out), "."],
-        cwd=LEAKAPP,
-        env=_go_env(tmp),
-        check=True,
-        timeout=300,
-    )
-    return out
-
-
-@asynccontextmanager
-async def _leakapp(binary: Path, *args: str) -> AsyncIterator[dict[str, str]]:
-    """Run the leak app on loopback port 0; yields its ``app`` and ``pprof`` addresses."""
-    proc = await asyncio.create_subprocess_exec(
-        str(binary), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(10):
-            line = (await proc.stdout.readline()).decode().split()
-        yield {k: f"http://{v}" for k, _, v in (w.partition("=") for w in line)}
-    finally:
-        proc.terminate()
-        async with asyncio.timeout(10):
-            await proc.wait()
+    """The leak app, built once per session."""
+    return build_leakapp(tmp_path_factory)
 
 
 def _config(app: str, pprof: str, tmp_path: Path, **evidence: Any) -> Config:
@@ -133,7 +84,7 @@ async def test_a_firing_leak_rule_captures_one_bundle_naming_the_leaking_functio
     """The rule fires, one bundle is kept, its report's top sites are the two new leaks."""
     registry = CollectorRegistry()
     async with (
-        _leakapp(leakapp_binary) as addr,
+        leakapp(leakapp_binary) as addr,
         running(
             Sidecar(_config(addr["app"], addr["pprof"], tmp_path), registry=registry)
         ) as sidecar,
@@ -184,14 +135,14 @@ async def test_a_firing_leak_rule_captures_one_bundle_naming_the_leaking_functio
     path = tmp_path / "heap.pb.gz"
     path.write_bytes(heap)
     pprof = await asyncio.create_subprocess_exec(
-        _go(),
+        go(),
         "tool",
         "pprof",
         "-top",
         str(path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_go_env(tmp_path),
+        env=go_env(tmp_path),
     )
     async with asyncio.timeout(60):
         out, err = await pprof.communicate()
@@ -210,7 +161,7 @@ async def test_repeated_firing_without_cooldown_keeps_the_storage_bounds(
 ) -> None:
     """With no cooldown every re-send captures, one at a time; only max_bundles are kept."""
     registry = CollectorRegistry()
-    async with _leakapp(leakapp_binary, "-leak", "20") as addr:
+    async with leakapp(leakapp_binary, "-leak", "20") as addr:
         cfg = _config(addr["app"], addr["pprof"], tmp_path, cooldown="0s", max_bundles=2)
         async with (
             running(Sidecar(cfg, registry=registry)) as sidecar,
@@ -242,7 +193,7 @@ async def test_an_app_without_pprof_is_counted_not_available_not_retried_in_a_lo
     """No pprof listener: one "not available" bundle and count per cooldown, no error loop."""
     registry = CollectorRegistry()
     nothing = f"http://127.0.0.1:{free_port()}"
-    async with _leakapp(leakapp_binary, "-pprof", "") as addr:
+    async with leakapp(leakapp_binary, "-pprof", "") as addr:
         assert set(addr) == {"app"}
         cfg = _config(addr["app"], nothing, tmp_path)
         async with (

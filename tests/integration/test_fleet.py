@@ -53,6 +53,7 @@ PACK_RULES = [
     "ConnPoolSaturated",
     "HeapFloorRising",
     "OOMPredicted",
+    "OOMImminent",
     "GoroutinesGrowing",
 ]
 GROUP = f"{PACK};leak-sidecar"  # Prometheus's rule_group label: file;name
@@ -177,9 +178,9 @@ async def test_prometheus_evaluates_the_rules_and_alertmanager_delivers_one_flus
     assert (codes, routed) == ({"200"}, {"cache_flush", "foreign"})
 
     assert [r["name"] for r in pack["rules"]] == PACK_RULES
-    assert [(r["health"], r.get("lastError", "")) for r in pack["rules"]] == [("ok", "")] * 5
+    assert [(r["health"], r.get("lastError", "")) for r in pack["rules"]] == [("ok", "")] * 6
     assert _group_metric(own, "prometheus_rule_evaluation_failures_total") == 0.0
-    assert _group_metric(own, "prometheus_rule_group_rules") == 5.0
+    assert _group_metric(own, "prometheus_rule_group_rules") == 6.0
     # Same file, same meaning: every name the rules query is a name the sidecar exports
     # and Prometheus stored from it. The pack reads goroutines or go_goroutines
     # (client_golang's name); an app with expvar alone, as the demo, has the first.

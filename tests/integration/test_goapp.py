@@ -16,9 +16,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar.core.config import ScrapeConfig
+from sidecar.scrape.export import ExpvarCollector
 from sidecar.scrape.flatten import flatten
+from sidecar.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +109,20 @@ def test_fresh_gc_summary_equals_readgcstats(fresh: Path, name: str) -> None:
         "go_gc_duration_seconds_sum": go["PauseTotal"],
         "go_gc_duration_seconds_count": float(go["NumGC"]),
     }
+
+
+def test_the_exposition_of_a_real_go_payload_passes_promtool_check_metrics() -> None:
+    """promtool check metrics finds nothing to say about what a real Go payload becomes."""
+    registry = CollectorRegistry()
+    f = flatten((GOAPP / "vars.json").read_bytes(), ScrapeConfig())
+    store = Store(retention_ms=60_000, max_series=100_000)
+    store.ingest(1_000, f.samples)
+    registry.register(ExpvarCollector(store, lambda: f.meta))
+    result = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=generate_latest(registry),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")

@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import aiohttp
 import structlog
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
+from sidecar import __version__
 from sidecar.actions.journal import Journal, JournalWatch, StateDirLocked, lock_state_dir
 from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.actions.routing import Router
@@ -32,14 +40,15 @@ from sidecar.core.model import Alert, LabelSet, labelset
 from sidecar.core.outbound import Outbound
 from sidecar.evidence.capture import Evidence
 from sidecar.rules.condition import Condition
-from sidecar.rules.engine import RuleEngine, runtime_groups
-from sidecar.rules.files import load_patterns, longest_range_ms
+from sidecar.rules.engine import RuleEngine, RuleSet, runtime_groups
+from sidecar.rules.files import load_patterns, longest_range_ms, rule_patterns
 from sidecar.rules.notify import Deliver, Notifier, alertmanager_deliver
 from sidecar.rules.promql import LOOKBACK_MS
 from sidecar.scrape.export import ExpvarCollector
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
-from sidecar.web import actions_api, evidence_api, rules_api, status
+from sidecar.supervisor.reload import Reloader
+from sidecar.web import actions_api, evidence_api, reload_api, rules_api, status
 from sidecar.web.server import Limits, Server, build_app
 from sidecar.web.status import StatusAdapter
 
@@ -82,6 +91,8 @@ class Sidecar:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        config_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -90,7 +101,10 @@ class Sidecar:
         self.registry = registry if registry is not None else CollectorRegistry()
         # Built once, shared: the engine evaluates these groups; the breaker's condition,
         # the rules API and the status page read them.
-        self.groups = runtime_groups(load_patterns(cfg.rules.files), cfg.rules)
+        self.rules = RuleSet(
+            runtime_groups(load_patterns(rule_patterns(cfg.rules.files)), cfg.rules)
+        )
+        self.groups = self.rules.groups
         self.memory_limit = memory_limit(cfg)
         cap_ms = round(cfg.store.max_retention * 1000)
         wanted_ms = longest_range_ms([g.spec for g in self.groups]) + LOOKBACK_MS
@@ -101,6 +115,16 @@ class Sidecar:
             max_series=cfg.store.max_series,
             registry=self.registry,
         )
+        self.reload = Reloader(
+            cfg,
+            self.rules,
+            config_path=config_path,
+            env={} if env is None else env,
+            retention_ms=self.store.retention_ms,
+            registry=self.registry,
+            clock=clock,
+        )
+        """SIGHUP and POST /-/reload: re-read the config's rules and swap them in."""
         self.started = asyncio.Event()
         self.server: Server | None = None
         """The HTTP server, once ``run`` has built it."""
@@ -124,6 +148,18 @@ class Sidecar:
                 "The app container's memory limit, from config or the Downward API.",
                 registry=self.registry,
             ).set(self.memory_limit)
+        Gauge(
+            "leak_sidecar_build_info",
+            "Always 1: the sidecar's version and Python, as labels (Prometheus's build_info).",
+            ["version", "python"],
+            registry=self.registry,
+        ).labels(__version__, platform.python_version()).set(1)
+        # The sidecar's own CPU, memory and file descriptors: it runs in every pod, so
+        # its cost is multiplied by the fleet and must be seen.
+        ProcessCollector(registry=self.registry)
+        # A _created twin per counter doubles the series for nothing Prometheus uses
+        # (it reads resets from the values); the switch is process-wide in the library.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
     def _health(self) -> tuple[bool, str]:
         dead = [t.get_name() for t in self._tasks if t.done()]
@@ -134,6 +170,11 @@ class Sidecar:
     def _readiness(self) -> tuple[bool, str]:
         if not self._ready:
             return False, "starting"
+        rules = sum(len(g.spec.rules) for g in self.groups)
+        if rules == 0 and self.reload.cfg.rules.files != []:
+            # Only `rules.files: []` says "no embedded rules" (fleet mode): anything else
+            # evaluating nothing is a sidecar protecting nothing, and must not look ready.
+            return False, "no rules loaded: rules.files matched no rule (fleet mode says [])"
         loaded = f"config and {len(self.groups)} rule groups loaded, listening"
         problem = self._journal.problem if self._journal is not None else None
         if problem is not None:
@@ -170,27 +211,14 @@ class Sidecar:
             sleep=self.sleep,
             constants=self._constants(),
             outbound=outbound,
+            # The scrape stage sees an app restart; the reconciler re-sends what it lost.
+            # Bound to the path built below (the path's condition reads this scraper);
+            # no scrape runs before the loops start.
+            on_restart=lambda reason: path.app_restarted(reason),  # noqa: PLW0108 -- bound late
         )
         self.registry.register(ExpvarCollector(self.store, lambda: scraper.meta))
         groups = self.groups
         condition = Condition(scraper, self.store, groups, clock=self.clock)
-        path = build_action_path(
-            cfg,
-            session=session,
-            registry=self.registry,
-            view=condition,
-            clock=self.clock,
-            outbound=outbound,
-        )
-        # The scrape stage sees an app restart; the reconciler re-sends what it lost.
-        scraper.on_restart = path.app_restarted
-        notifier = Notifier(
-            self._deliver(path, session),
-            self.registry,
-            destination="alertmanager" if cfg.rules.alertmanager_url else "receiver",
-            retry=cfg.actions.retry,
-            sleep=self.sleep,
-        )
         evidence = Evidence(
             cfg.evidence,
             state_dir=cfg.state_dir,
@@ -205,15 +233,29 @@ class Sidecar:
             monotonic=self.monotonic,
             sleep=self.sleep,
         )
-
-        path.receiver.tag = evidence.tag
+        path = build_action_path(
+            cfg,
+            session=session,
+            registry=self.registry,
+            view=condition,
+            clock=self.clock,
+            outbound=outbound,
+            tag=evidence.tag,
+        )
+        notifier = Notifier(
+            self._deliver(path, session),
+            self.registry,
+            destination="alertmanager" if cfg.rules.alertmanager_url else "receiver",
+            retry=cfg.actions.retry,
+            sleep=self.sleep,
+        )
 
         async def send(alerts: Sequence[Alert]) -> None:
             # Tagged before the notifier: Alertmanager and the receiver both see the link.
             await notifier.send(evidence.tag(alerts))
 
         engine = RuleEngine(
-            groups,
+            self.rules,
             self.store,
             cfg.rules,
             registry=self.registry,
@@ -239,6 +281,7 @@ class Sidecar:
                 routes=[
                     *actions_api.path_routes(path, self.registry),
                     *rules_api.routes(groups),
+                    *reload_api.routes(self.reload),
                     *status.routes(source),
                     *evidence_api.routes(evidence, token=token),
                 ],
@@ -300,13 +343,13 @@ async def _shutdown(server: Server, path: ActionPath, session: aiohttp.ClientSes
     await session.close()
 
 
-def run(cfg: Config) -> int:
+def run(cfg: Config, config_path: Path | None = None, env: Mapping[str, str] | None = None) -> int:
     """``leak-sidecar run``: until SIGTERM or SIGINT; 0 on a clean stop, 1 on a crash,
     2 when the rules or the memory limit file are invalid or another sidecar holds the
     state directory."""
     logs.configure(cfg.log.format, cfg.log.level)
     try:
-        sidecar = Sidecar(cfg)
+        sidecar = Sidecar(cfg, config_path=config_path, env=env)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -320,6 +363,8 @@ def run(cfg: Config) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # Prometheus's habit: HUP reloads (the outcome is logged), it never stops the sidecar.
+        loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
         await sidecar.run(stop)
 
     crashed = locked = False

@@ -1,0 +1,184 @@
+"""Command line: parse arguments, hand over to the stage that does the work.
+
+Exit codes: 0 success, 1 a check or test failed, 2 the configuration (or the command
+line) is wrong: one ``key: problem`` line each on stderr. Each subcommand's ``--help``
+states its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from sidecar import __version__
+from sidecar.core.config import ENV_TOKEN, Config
+from sidecar.core.config_load import ENV_CONFIG, load
+from sidecar.core.errors import ConfigError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="leak-sidecar",
+        description="Watch a Go service's expvar and stop its leaks before they take it down.",
+    )
+    p.add_argument("--version", action="version", version=f"leak-sidecar {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = _command(
+        sub,
+        "run",
+        "run the sidecar next to the app",
+        "Scrape the app's expvar, evaluate the rules, act on alerts, serve the HTTP API. "
+        "Without rules.files in the config the packaged rule pack is used; relative paths "
+        "in the config are relative to its directory. SIGHUP (or POST /-/reload) re-reads "
+        "the rule files; SIGTERM stops.",
+        "exit codes: 0 stopped by SIGTERM/SIGINT, 1 a loop failed, "
+        "2 invalid config, rules or memory-limit file, or the state dir is locked",
+    )
+    run.add_argument(
+        "--config", help=f"config file (default: env {ENV_CONFIG}, else built-in defaults)"
+    )
+    chk = _command(
+        sub,
+        "check-config",
+        "validate a config file and every file it names, and exit",
+        "Like `promtool check config`: the file, then the rule files it names (parsed as "
+        "check-rules does), the memory-limit file and the state dir; one `key: problem` "
+        "line each on stderr. What depends on this environment rather than on the file "
+        "(unset ${VAR}, no token, a state dir this user cannot write) is a `warning:` "
+        "line unless --strict-env.",
+        "exit codes: 0 valid (warnings may be printed), 1 the config loads but a file or "
+        "directory it names is wrong, 2 the config itself is invalid",
+    )
+    chk.add_argument("file", help="the config file")
+    chk.add_argument(
+        "--strict-env",
+        action="store_true",
+        help="treat what this environment lacks (${VAR}, the token) as errors, as run does",
+    )
+    cr = _command(
+        sub,
+        "check-rules",
+        "validate rule files like `promtool check rules`, plus what the engine can run",
+        "Parse each Prometheus rule file, compile every expression and template; errors "
+        "read like promtool's.",
+        "exit codes: 0 all files valid, 1 a file has a problem",
+    )
+    cr.add_argument("files", nargs="+", metavar="FILE")
+    ct = _command(
+        sub,
+        "check-target",
+        "scrape a live app once and say which rules can evaluate",
+        "Scrape URL (default: the configured app's expvar) as run does, relabelling "
+        "included, and list each configured rule (the packaged pack by default) as OK or "
+        "MISSING with the metric names it lacks.",
+        "exit codes: 0 every rule can evaluate, 1 some cannot, 2 invalid config or rules, "
+        "or the target cannot be scraped",
+    )
+    ct.add_argument("url", nargs="?", help="expvar URL (default: app.base_url + app.expvar_path)")
+    ct.add_argument(
+        "--config", help=f"config file (default: env {ENV_CONFIG}, else built-in defaults)"
+    )
+    tr = _command(
+        sub,
+        "test-rules",
+        "run rule unit-test files in `promtool test rules` format",
+        "Run promtool-format rule unit tests against the embedded engine.",
+        "exit codes: 0 all tests passed, 1 a test failed or a file is invalid",
+    )
+    tr.add_argument("files", nargs="+", metavar="FILE")
+    demo = sub.add_parser(
+        "demo", help="watch the sidecar stop a leaking demo app, on loopback, narrated"
+    )
+    demo.add_argument(
+        "--speed", type=float, default=60.0, help="time compression (default %(default)gx)"
+    )
+    da = sub.add_parser("demo-app", help="serve the demo target app (a leaking Go service)")
+    da.add_argument("--listen", default="127.0.0.1:8080", help="host:port (default %(default)s)")
+    da.add_argument("--leak", action="store_true", help="start with the leak switched on")
+    da.add_argument(
+        "--speed", type=float, default=1.0, help="run the simulation this many times faster"
+    )
+    return p
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    exit_codes: str,
+) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=description, epilog=exit_codes)
+
+
+def _config_path(arg: str | None, env: Mapping[str, str]) -> Path | None:
+    value = arg if arg is not None else env.get(ENV_CONFIG)
+    return Path(value) if value else None
+
+
+def _load_config(path: Path | None, env: Mapping[str, str], err: TextIO) -> Config | None:
+    """Load the config, printing each problem on ``err``; None when it is invalid."""
+    try:
+        return load(path, env)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=err)
+        return None
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``leak-sidecar`` command; returns the exit code."""
+    environ = os.environ if env is None else env
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        from sidecar.cli.config_check import check_config  # noqa: PLC0415 -- PromQL loads only here
+
+        return check_config(
+            Path(args.file), environ, strict_env=args.strict_env, out=sys.stdout, err=sys.stderr
+        )
+    if args.command == "check-rules":
+        from sidecar.rules.files import check_rules  # noqa: PLC0415 -- PromQL loads only when needed
+
+        return check_rules(args.files, sys.stdout, sys.stderr)
+    if args.command == "test-rules":
+        from sidecar.rules.unittest.runner import test_rules  # noqa: PLC0415
+
+        return test_rules(args.files, sys.stdout, sys.stderr)
+    if args.command == "check-target":
+        # It never listens: a missing token must not stop a look at the app's names.
+        looking = {ENV_TOKEN: "check-target-never-listens", **environ}
+        cfg = _load_config(_config_path(args.config, environ), looking, sys.stderr)
+        if cfg is None:
+            return EXIT_CONFIG
+        from sidecar.cli.target_check import check_target  # noqa: PLC0415 -- PromQL loads only here
+
+        return check_target(cfg, args.url, sys.stdout, sys.stderr)
+    if args.command == "demo":
+        from sidecar.demo.narrator import main as demo_main  # noqa: PLC0415
+
+        if not 1 <= args.speed <= 600:
+            print(f"demo: --speed: expected 1 to 600, got {args.speed:g}", file=sys.stderr)
+            return EXIT_CONFIG
+        return demo_main(args.speed)
+    if args.command == "demo-app":
+        from sidecar.demo.app import run_demo_app  # noqa: PLC0415
+
+        return run_demo_app(args.listen, args.leak, speed=args.speed)
+    if args.command == "run":
+        cfg = _load_config(_config_path(args.config, environ), environ, sys.stderr)
+        if cfg is None:
+            return EXIT_CONFIG
+        from sidecar.supervisor import run  # noqa: PLC0415 -- keep `check-*` commands light
+
+        return run(cfg, _config_path(args.config, environ), environ)
+    raise AssertionError(args.command)  # argparse only admits the commands above
