@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +113,51 @@ def test_own_exposition_has_build_info_process_metrics_and_no_created_series(
     names = {m.name for m in registry.collect()}
     assert {"process_cpu_seconds", "process_resident_memory_bytes"} <= names
     assert "_created" not in text
+
+
+def test_run_flags_override_the_config_and_are_checked_like_its_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--web.listen-address beyond loopback without a token is refused as server.listen is."""
+    code = main(["run", "--web.listen-address", "0.0.0.0:9120", "--log.level", "debug"], env={})
+    assert code == 2
+    assert capsys.readouterr().err.startswith(
+        "server.listen: 0.0.0.0:9120 is beyond loopback and no token is set"
+    )
+
+
+def test_a_busy_listen_address_is_a_config_problem_not_a_crash(tmp_path: Path) -> None:
+    """A port already taken ends `run` with exit 2 and one key: problem line, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar", "run", "--web.listen-address", f"127.0.0.1:{port}"],
+            env={**os.environ, "LEAK_SIDECAR_CONFIG": "", "LEAK_SIDECAR_TOKEN": "t"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"server.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_into_a_closed_pipe_stops_quietly() -> None:
+    """`leak-sidecar demo | head -1` prints one line and no traceback."""
+    result = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m sidecar demo 2>err.txt | head -1; cat err.txt"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = result.stdout.splitlines()
+    assert len(out) >= 1
+    assert "Traceback" not in result.stdout
+    assert "BrokenPipeError" not in result.stdout

@@ -24,6 +24,8 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a command a closed pipe stopped (128 + SIGPIPE)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", help=f"config file (default: env {ENV_CONFIG}, else built-in defaults)"
     )
+    # Prometheus's and Alertmanager's flag names, over the config's keys.
+    run.add_argument(
+        "--log.level", dest="log_level", choices=("debug", "info", "warning", "error"),
+        help="overrides log.level",
+    )  # fmt: skip
+    run.add_argument(
+        "--log.format", dest="log_format", choices=("auto", "json", "console"),
+        help="overrides log.format",
+    )  # fmt: skip
+    run.add_argument(
+        "--web.listen-address", dest="listen", metavar="HOST:PORT",
+        help="overrides server.listen (checked as the key is: beyond loopback needs a token)",
+    )  # fmt: skip
     chk = _command(
         sub,
         "check-config",
@@ -126,10 +141,15 @@ def _config_path(arg: str | None, env: Mapping[str, str]) -> Path | None:
     return Path(value) if value else None
 
 
-def _load_config(path: Path | None, env: Mapping[str, str], err: TextIO) -> Config | None:
+def _load_config(
+    path: Path | None,
+    env: Mapping[str, str],
+    err: TextIO,
+    overrides: Mapping[str, str] | None = None,
+) -> Config | None:
     """Load the config, printing each problem on ``err``; None when it is invalid."""
     try:
-        return load(path, env)
+        return load(path, env, overrides)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=err)
@@ -140,6 +160,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Entry point of the ``leak-sidecar`` command; returns the exit code."""
     environ = os.environ if env is None else env
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args, environ)
+    except BrokenPipeError:
+        # `leak-sidecar demo | head`: the reader left. Stop quietly, as Unix tools do, and
+        # keep the interpreter's final flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.command == "check-config":
         from sidecar.cli.config_check import check_config  # noqa: PLC0415 -- PromQL loads only here
 
@@ -175,7 +205,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         return run_demo_app(args.listen, args.leak, speed=args.speed)
     if args.command == "run":
-        cfg = _load_config(_config_path(args.config, environ), environ, sys.stderr)
+        flags = {"log.level": args.log_level, "log.format": args.log_format}
+        flags["server.listen"] = args.listen
+        overrides = {key: value for key, value in flags.items() if value is not None}
+        cfg = _load_config(_config_path(args.config, environ), environ, sys.stderr, overrides)
         if cfg is None:
             return EXIT_CONFIG
         from sidecar.supervisor import run  # noqa: PLC0415 -- keep `check-*` commands light

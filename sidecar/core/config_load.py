@@ -79,10 +79,14 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}: {clip(what, 200)}"
 
 
-def load(path: Path | None, env: Mapping[str, str]) -> Config:
+def load(
+    path: Path | None, env: Mapping[str, str], overrides: Mapping[str, str] | None = None
+) -> Config:
     """Read, expand and validate the config file (or the defaults when ``path`` is None).
 
-    Raises ``ConfigError`` listing every problem found.
+    ``overrides`` (dotted key -> value, from command-line flags) replace the file's values
+    before validation, so a flag is checked exactly as the key would be. Raises
+    ``ConfigError`` listing every problem found.
     """
     raw: Any = {}
     if path is not None:
@@ -102,6 +106,14 @@ def load(path: Path | None, env: Mapping[str, str]) -> Config:
             )
     problems: list[str] = []
     raw = _expand(raw, env, "", problems)
+    for key, value in (overrides or {}).items():
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            child = node.get(part)
+            node[part] = child = child if isinstance(child, dict) else {}
+            node = child
+        node[leaf] = value
     if path is not None:
         _resolve_paths(raw, path.parent)
     if "token" in raw:

@@ -375,6 +375,13 @@ def run(cfg: Config, config_path: Path | None = None, env: Mapping[str, str] | N
         locked = True
         for refusal in held.exceptions:
             print(refusal, file=sys.stderr)
+    except* ConfigError as refused:
+        # The listen address is busy or not this host's: a key: problem line, exit 2.
+        locked = True
+        for bad in refused.exceptions:
+            assert isinstance(bad, ConfigError)
+            for line in bad.problems:
+                print(line, file=sys.stderr)
     except* Exception as group:
         crashed = True
         for err in group.exceptions:

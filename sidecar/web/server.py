@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import resource
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar.core.durations import format_duration
-from sidecar.core.errors import clip
+from sidecar.core.errors import ConfigError, clip
 
 __all__ = [
     "Limits",
@@ -277,7 +278,13 @@ class Server:
         """Bind ``host:port`` (``[v6]:port`` too) and serve; return the bound port."""
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
-        await _CappedSite(self, host.strip("[]"), int(port)).start()
+        try:
+            await _CappedSite(self, host.strip("[]"), int(port)).start()
+        except OSError as exc:
+            # A busy port or a foreign address: the operator's to fix, not a crash.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            problem = f"server.listen: cannot listen on {listen}: {why}"
+            raise ConfigError([problem]) from exc
         for addr in self._runner.addresses:
             if isinstance(addr, tuple):
                 self.port = int(addr[1])
