@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry
 from sidecar.core.config import RulesConfig
 from sidecar.core.model import Alert, ScrapeFacts, fingerprint, labelset
 from sidecar.rules.condition import Condition
-from sidecar.rules.engine import RuleEngine, runtime_groups
+from sidecar.rules.engine import RuleEngine
 from sidecar.rules.files import load_rules
+from sidecar.rules.groups import runtime_groups
 from sidecar.store import Store
 
 T0 = 1_800_000_000_000

@@ -10,8 +10,9 @@ import pytest
 
 from sidecar.core.config import RulesConfig
 from sidecar.rules.alerting import RecordingRule
-from sidecar.rules.engine import build_groups, eval_group, runtime_groups
+from sidecar.rules.engine import eval_group
 from sidecar.rules.files import load_rules
+from sidecar.rules.groups import build_groups, runtime_groups
 from sidecar.rules.promql import SUBQUERY_STEP_MS, PromQLError, compile_expr, query_vector
 from sidecar.store import Store
 from tests.promql_support import load, values

@@ -11,8 +11,8 @@ from conftest import running
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.config_load import load
-from sidecar.rules.engine import carry_state, runtime_groups
 from sidecar.rules.files import load_rules
+from sidecar.rules.groups import carry_state, runtime_groups
 from sidecar.supervisor import Sidecar
 
 TOKEN = "s3cret"

@@ -18,9 +18,10 @@ from prometheus_client import CollectorRegistry
 from sidecar.core.config import RulesConfig
 from sidecar.core.model import Alert, LabelSet, fingerprint
 from sidecar.rules.alerting import AlertingRule, AlertState
-from sidecar.rules.engine import Group, RuleEngine, build_groups, eval_group, runtime_groups
+from sidecar.rules.engine import RuleEngine, eval_group
 from sidecar.rules.files import GroupSpec, load_rules
 from sidecar.rules.forstate import FILE_NAME, ForEntry
+from sidecar.rules.groups import Group, build_groups, runtime_groups
 from sidecar.store import Store
 
 MIN = 60_000

@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.core.config import RulesConfig
 from sidecar.core.model import Alert
-from sidecar.rules.engine import RuleEngine, runtime_groups
+from sidecar.rules.engine import RuleEngine
 from sidecar.rules.files import load_rules
+from sidecar.rules.groups import runtime_groups
 from sidecar.store import Store
 from sidecar.web.rules_api import routes
 

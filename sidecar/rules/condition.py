@@ -15,7 +15,7 @@ from typing import Protocol
 from sidecar.core.model import Alert, ScrapeFacts
 from sidecar.core.times import now_ms
 from sidecar.rules.alerting import AlertingRule, AlertState
-from sidecar.rules.engine import Group
+from sidecar.rules.groups import Group
 from sidecar.rules.promql import LOOKBACK_MS
 from sidecar.store import StoreView
 

@@ -40,8 +40,9 @@ from sidecar.core.model import Alert, LabelSet, labelset
 from sidecar.core.outbound import Outbound
 from sidecar.evidence.capture import Evidence
 from sidecar.rules.condition import Condition
-from sidecar.rules.engine import RuleEngine, RuleSet, runtime_groups
+from sidecar.rules.engine import RuleEngine
 from sidecar.rules.files import load_patterns, longest_range_ms, rule_patterns
+from sidecar.rules.groups import RuleSet, runtime_groups
 from sidecar.rules.notify import Deliver, Notifier, alertmanager_deliver
 from sidecar.rules.promql import LOOKBACK_MS
 from sidecar.scrape.export import ExpvarCollector

@@ -25,8 +25,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from sidecar.core.config import Config
 from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError, RuleError
-from sidecar.rules.engine import RuleSet, carry_state, runtime_groups
 from sidecar.rules.files import load_patterns, longest_range_ms, rule_patterns
+from sidecar.rules.groups import RuleSet, carry_state, runtime_groups
 from sidecar.rules.promql import LOOKBACK_MS
 
 __all__ = ["Reloader"]

@@ -18,7 +18,7 @@ from aiohttp import web
 from sidecar.core.times import go_rfc3339
 from sidecar.gocompat.gofmt import go_format_e
 from sidecar.rules.alerting import ActiveAlert, AlertingRule, Rule
-from sidecar.rules.engine import Group
+from sidecar.rules.groups import Group
 from sidecar.web.server import json_error
 
 __all__ = ["routes"]

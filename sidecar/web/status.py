@@ -22,7 +22,7 @@ from sidecar.core.model import labelset
 from sidecar.core.times import now_ms
 from sidecar.rules.alerting import AlertingRule, AlertState
 from sidecar.rules.condition import ScrapeView
-from sidecar.rules.engine import Group
+from sidecar.rules.groups import Group
 from sidecar.store import Store
 from sidecar.web.status_render import render_page
 from sidecar.web.status_view import (

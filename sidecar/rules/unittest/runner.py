@@ -31,8 +31,9 @@ from sidecar.core.model import LabelSet
 from sidecar.gocompat.gofmt import go_format_e, go_labels, go_quote
 from sidecar.gocompat.yamlnode import MAX_FILE_BYTES, Decoder, YamlSyntaxError, compose
 from sidecar.rules.alerting import AlertingRule, AlertState
-from sidecar.rules.engine import Group, build_groups, eval_group
+from sidecar.rules.engine import eval_group
 from sidecar.rules.files import parse_rule_files
+from sidecar.rules.groups import Group, build_groups
 from sidecar.rules.promql import query_vector
 from sidecar.rules.unittest.report import alerts_text
 from sidecar.rules.unittest.series import MAX_POINTS, parse_metric, parse_series
