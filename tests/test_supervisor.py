@@ -148,16 +148,25 @@ def test_a_busy_listen_address_is_a_config_problem_not_a_crash(tmp_path: Path) -
     assert "Traceback" not in result.stderr
 
 
-def test_demo_into_a_closed_pipe_stops_quietly() -> None:
-    """`leak-sidecar demo | head -1` prints one line and no traceback."""
+def test_demo_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    """`leak-sidecar demo | head -1` prints the demo's first line, then the demo ends with
+    141 (a closed pipe) and writes no traceback."""
+    script = (
+        f'{sys.executable} -m sidecar demo 2>err.txt | head -1; echo "demo exit ${{PIPESTATUS[0]}}"'
+    )
     result = subprocess.run(
-        ["bash", "-c", f"{sys.executable} -m sidecar demo 2>err.txt | head -1; cat err.txt"],
+        ["bash", "-c", script],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    out = result.stdout.splitlines()
-    assert len(out) >= 1
-    assert "Traceback" not in result.stdout
-    assert "BrokenPipeError" not in result.stdout
+    first, status = result.stdout.splitlines()
+    assert first.endswith(
+        "time runs 60x faster here: 1 second of yours is 60 seconds for the app and the sidecar"
+    )
+    assert status == "demo exit 141"
+    err = (tmp_path / "err.txt").read_text()
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
