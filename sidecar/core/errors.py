@@ -13,7 +13,8 @@ Every error the sidecar raises on purpose derives from ``SidecarError``::
     ├── EvidenceError        a profile could not be fetched or read (``reason`` says why),
     │                        or evidence is off
     ├── InjectError          a pod cannot be injected (its app container cannot be told,
-    │                        an annotation is invalid); nothing was changed
+    │   │                    an annotation is invalid); nothing was changed
+    │   └── ManifestError    the input is not Kubernetes YAML (invalid YAML, not UTF-8)
     └── ActionError          a call to the app's endpoint failed
         ├── ActionRejected   the app answered 4xx (other than 429): retrying cannot help
         └── ActionUnavailable 5xx, 429, refused, reset or timed out: transient
@@ -42,6 +43,7 @@ __all__ = [
     "EvidenceError",
     "InjectError",
     "JournalError",
+    "ManifestError",
     "RuleError",
     "ScrapeError",
     "ScrapeTransient",
@@ -159,6 +161,10 @@ class InjectError(SidecarError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         super().__init__(message)
+
+
+class ManifestError(InjectError):
+    """The manifests given to inject cannot be read as Kubernetes YAML."""
 
 
 class ActionError(SidecarError):

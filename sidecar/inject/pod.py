@@ -74,9 +74,19 @@ def wants(template: Mapping[str, Any], *, default: bool) -> bool:
 
     ``InjectError`` when the annotation is neither "true" nor "false".
     """
-    value = _annotations(template).get(ANNOTATION_INJECT)
+    metadata = template.get("metadata")
+    found = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    value = found.get(ANNOTATION_INJECT) if isinstance(found, Mapping) else None
     if value is None:
         return default
+    if not isinstance(value, str):
+        # `inject: true` unquoted is a YAML boolean, which Kubernetes refuses as an
+        # annotation: say so rather than quietly not inject.
+        raise InjectError(
+            ANNOTATION_INJECT,
+            f'annotation {ANNOTATION_INJECT}: expected the string "true" or "false" '
+            f"(quoted in YAML), got {value!r}",
+        )
     return _boolean(ANNOTATION_INJECT, value)
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "Observed",
     "Probe",
     "Server",
+    "TokenSource",
     "build_app",
     "json_error",
     "refuse_non_json",
@@ -47,8 +48,10 @@ log = structlog.get_logger(__name__)
 
 Probe = Callable[[], tuple[bool, str]]
 """Returns (ok, detail) for /healthz or /readyz."""
+TokenSource = Callable[[], str | None]
+"""The bearer token now (a token file is re-read when it changes); None or "": no auth."""
 
-_TOKEN = web.AppKey("token", str)
+_TOKEN: web.AppKey[TokenSource] = web.AppKey("token")
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
 _HEALTH: web.AppKey[Probe] = web.AppKey("health")
 _READY: web.AppKey[Probe] = web.AppKey("ready")
@@ -97,8 +100,8 @@ def refuse_non_json(request: web.Request) -> web.Response | None:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[_TOKEN]
-    if token and request.method not in _SAFE_METHODS:
+    token = request.app[_TOKEN]() if request.method not in _SAFE_METHODS else None
+    if token:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
@@ -219,14 +222,15 @@ async def _readyz(request: web.Request) -> web.Response:
 def build_app(
     *,
     registry: CollectorRegistry,
-    token: str | None,
+    token: str | TokenSource | None,
     max_body_bytes: int,
     health: Probe,
     ready: Probe,
     routes: Iterable[web.RouteDef] = (),
     limits: Limits | None = None,
 ) -> web.Application:
-    """Assemble the aiohttp application; ``token`` None means no auth (loopback only).
+    """Assemble the aiohttp application; ``token`` None means no auth (loopback only);
+    a ``TokenSource`` is asked on every request, so that a rotated token file applies.
 
     ``limits`` bound each client (defaults when None); ``max_body_bytes`` is its body cap.
     """
@@ -236,7 +240,7 @@ def build_app(
     )
     app[_LIMITS] = limits
     app[_BUSY] = set()
-    app[_TOKEN] = token or ""
+    app[_TOKEN] = token if callable(token) else lambda: token
     app[_REGISTRY] = registry
     app[_HEALTH] = health
     app[_READY] = ready
