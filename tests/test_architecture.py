@@ -72,6 +72,18 @@ def test_the_tree_keeps_every_contract() -> None:
             "sidecar.inject is not allowed to import sidecar.scrape",
         ),
         (
+            "sidecar/injector/tls.py",
+            "from aiohttp import web as _planted",
+            "Only the web stage serves HTTP BROKEN",
+            "sidecar.injector.tls imports aiohttp.web",
+        ),
+        (
+            "sidecar/supervisor/reload.py",
+            "from sidecar.injector import server as _planted",
+            "Stages import down the data flow, never up BROKEN",
+            "sidecar.supervisor is not allowed to import sidecar.injector",
+        ),
+        (
             "sidecar/actions/receiver.py",
             "from aiohttp import web as _planted",
             "Only the web stage serves HTTP BROKEN",

@@ -27,6 +27,7 @@ COMMANDS = [
     "check-target",
     "test-rules",
     "inject",
+    "injector",
     "demo",
     "demo-app",
 ]
@@ -119,6 +120,8 @@ LOG_EVENTS = [
     "demo_app.bind_failed", "demo_app.cache_flushed", "demo_app.call",
     "demo_app.circuit_closed", "demo_app.circuit_opened", "demo_app.leak_set",
     "demo_app.listening", "demo_app.stopped",
+    "injector.certificate_reload_failed", "injector.certificate_reloaded",
+    "injector.crashed", "injector.decision", "injector.started", "injector.stopped",
     "journal.compacted", "journal.compaction_failed", "journal.corrupt_entry",
     "journal.corrupt_line", "journal.replayed", "journal.state_dir_unlockable",
     "journal.state_dir_unusable", "journal.writable_again", "journal.write_failed",

@@ -146,6 +146,34 @@ def _parser() -> argparse.ArgumentParser:
         "--inject.config", dest="inject_config", metavar="PATH",
         help="injection settings file (image, resources, native or classic, names)",
     )  # fmt: skip
+    wh = _command(
+        sub,
+        "injector",
+        "serve the mutating admission webhook that injects the sidecar into new pods",
+        'HTTPS: POST /inject/pod injects a pod annotated leak-sidecar.io/inject: "true"; '
+        'POST /inject/namespace every pod not annotated "false". Every review is allowed, '
+        "patched (a JSONPatch) or not; a body that is not an admission.k8s.io/v1 "
+        "AdmissionReview gets a 400. The certificate and key are read again when they "
+        "change. GET /healthz, /readyz, /metrics. SIGTERM stops.",
+        "exit codes: 0 stopped by SIGTERM/SIGINT, 1 crashed, 2 invalid --inject.config, "
+        "certificate or key, or the address cannot be listened on",
+    )
+    wh.add_argument(
+        "--web.listen-address", dest="listen", metavar="HOST:PORT", default="0.0.0.0:9443",
+        help="where to serve HTTPS (default %(default)s)",
+    )  # fmt: skip
+    wh.add_argument("--tls.cert-file", dest="cert_file", metavar="PATH", required=True,
+                    help="serving certificate (PEM), re-read when it changes")  # fmt: skip
+    wh.add_argument("--tls.key-file", dest="key_file", metavar="PATH", required=True,
+                    help="its private key (PEM), re-read when it changes")  # fmt: skip
+    wh.add_argument(
+        "--inject.config", dest="inject_config", metavar="PATH",
+        help="injection settings file, as for inject",
+    )  # fmt: skip
+    wh.add_argument("--log.level", dest="log_level", default="info",
+                    choices=("debug", "info", "warning", "error"))  # fmt: skip
+    wh.add_argument("--log.format", dest="log_format", default="auto",
+                    choices=("auto", "json", "console"))  # fmt: skip
     demo = sub.add_parser(
         "demo", help="watch the sidecar stop a leaking demo app, on loopback, narrated"
     )
@@ -239,6 +267,17 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             stdin=sys.stdin.buffer,
             out=sys.stdout,
             err=sys.stderr,
+        )
+    if args.command == "injector":
+        from sidecar.injector.server import run_injector  # noqa: PLC0415
+
+        return run_injector(
+            listen=args.listen,
+            cert_file=Path(args.cert_file),
+            key_file=Path(args.key_file),
+            settings_path=Path(args.inject_config) if args.inject_config else None,
+            log_format=args.log_format,
+            log_level=args.log_level,
         )
     if args.command == "demo":
         from sidecar.demo.narrator import main as demo_main  # noqa: PLC0415

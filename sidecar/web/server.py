@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import os
 import resource
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -278,16 +279,19 @@ class Server:
         self.port: int | None = None
         """The bound port, once started (the configured one, or the OS's pick for 0)."""
 
-    async def start(self, listen: str) -> int:
-        """Bind ``host:port`` (``[v6]:port`` too) and serve; return the bound port."""
+    async def start(
+        self, listen: str, *, ssl_context: ssl.SSLContext | None = None, key: str = "server.listen"
+    ) -> int:
+        """Bind ``host:port`` (``[v6]:port`` too) and serve, over TLS with ``ssl_context``;
+        return the bound port. ``key`` names the setting in a ``ConfigError``."""
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
         try:
-            await _CappedSite(self, host.strip("[]"), int(port)).start()
+            await _CappedSite(self, host.strip("[]"), int(port), ssl_context).start()
         except OSError as exc:
             # A busy port or a foreign address: the operator's to fix, not a crash.
             why = os.strerror(exc.errno) if exc.errno else str(exc)
-            problem = f"server.listen: cannot listen on {listen}: {why}"
+            problem = f"{key}: cannot listen on {listen}: {why}"
             raise ConfigError([problem]) from exc
         for addr in self._runner.addresses:
             if isinstance(addr, tuple):
@@ -343,8 +347,10 @@ class _Refuse(asyncio.Protocol):
 class _CappedSite(web.TCPSite):
     """A TCP site whose connections go through ``Server._accept``."""
 
-    def __init__(self, server: Server, host: str, port: int) -> None:
-        super().__init__(server._runner, host, port)
+    def __init__(
+        self, server: Server, host: str, port: int, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        super().__init__(server._runner, host, port, ssl_context=ssl_context)
         self._owner = server
 
     async def start(self) -> None:
@@ -352,5 +358,9 @@ class _CappedSite(web.TCPSite):
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._owner._accept, self._host, self._port, backlog=self._backlog
+            self._owner._accept,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            ssl=self._ssl_context,
         )
