@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from inject_support import SIDECAR, assert_restricted, validate_pod
 
 from sidecar.cli import main
-from sidecar.inject.manifests import TEMPLATES
+from sidecar.core.errors import InjectError
+from sidecar.inject.manifests import TEMPLATES, inject_manifests
 from sidecar.inject.pod import inject
 from sidecar.inject.settings import InjectSettings
 
@@ -284,3 +287,38 @@ def test_bytes_that_are_not_utf8_are_refused(
         "",
         "stdin: expected UTF-8 YAML, got a byte it cannot hold at offset 10\n",
     )
+
+
+_SCALAR = st.none() | st.booleans() | st.integers() | st.text(max_size=6)
+_JSON = st.recursive(
+    _SCALAR,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["kind", "spec", "template", "metadata", "x"]), inner, max_size=3
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    docs=st.lists(
+        _JSON | st.sampled_from(list(TEMPLATES)).map(lambda k: _workload(k, OPT_IN)), max_size=3
+    ),
+    text=st.text(max_size=40),
+)
+def test_no_input_makes_inject_crash(docs: list[Any], text: str) -> None:
+    """Any YAML stream, or any text, is injected (as many documents out as in), passed
+    through, or refused with an InjectError (ManifestError for what is not YAML)."""
+    for stream in (yaml.safe_dump_all(docs), text):
+        try:
+            out = inject_manifests(stream, InjectSettings(), inject_all=True, source="stdin")
+        except InjectError:
+            continue
+        before = list(yaml.safe_load_all(stream))
+        after = list(yaml.safe_load_all(out.text))
+        assert len(after) == len(before)
+        if not out.objects:
+            assert after == before

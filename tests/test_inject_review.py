@@ -13,6 +13,8 @@ from typing import Any
 import jsonpatch
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from inject_support import SIDECAR, assert_restricted, validate_pod
 from pydantic_support import says
 
@@ -230,3 +232,56 @@ def test_a_body_that_is_not_a_review_says_what_is_wrong(body: bytes, message: st
     with pytest.raises(ReviewInvalid) as caught:
         review(body, SETTINGS, default=False)
     assert str(caught.value) == message
+
+
+_SCALAR = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+_JSON = st.recursive(
+    _SCALAR,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_KEYS = st.sampled_from(
+    ["leak-sidecar.io/inject", "leak-sidecar.io/app-container", "leak-sidecar.io/expvar-port",
+     "leak-sidecar.io/expvar-path", "leak-sidecar.io/rules-configmap", "leak-sidecar.io/dry-run",
+     "leak-sidecar.io/status"]
+)  # fmt: skip
+_VALUES = st.sampled_from(["true", "false", "injected", "app", "6060", "/vars", ""]) | _JSON
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    annotations=st.dictionaries(_KEYS, _VALUES, max_size=4),
+    containers=_JSON | st.lists(st.fixed_dictionaries({"name": st.sampled_from(["app", "x"])})),
+    metadata=st.sampled_from(["dict", "missing", "list"]),
+    spec=st.sampled_from(["dict", "missing", "junk"]),
+    default=st.booleans(),
+)
+def test_no_pod_makes_the_review_fail(
+    annotations: dict[str, Any], containers: Any, metadata: str, spec: str, default: bool
+) -> None:
+    """Whatever the pod holds, the answer is an allowed review for its uid; a patch, when
+    there is one, applies to the pod that was sent."""
+    data = _fixture("plain-pod.json")
+    pod = data["request"]["object"]
+    pod["metadata"] = {
+        "dict": {"name": "p", "annotations": annotations},
+        "missing": None,
+        "list": [annotations],
+    }[metadata]
+    pod["spec"] = {"dict": {"containers": containers}, "missing": None, "junk": containers}[spec]
+    outcome = review(_body(data), SETTINGS, default=default)
+    assert outcome.response["response"]["uid"] == data["request"]["uid"]
+    assert outcome.response["response"]["allowed"] is True
+    if outcome.decision == "injected":
+        patched = _patched(data, outcome.response)
+        assert patched["metadata"]["annotations"]["leak-sidecar.io/status"] == "injected"
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=200) | _JSON.map(lambda doc: json.dumps(doc).encode()))
+def test_no_body_makes_the_review_crash(body: bytes) -> None:
+    """Bytes that are not a review raise ReviewInvalid, never anything else."""
+    with pytest.raises(ReviewInvalid):
+        review(body, SETTINGS, default=True)

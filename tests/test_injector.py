@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -277,3 +278,26 @@ def test_the_injector_s_routes_and_metric_are_pinned(tmp_path: Path, ca: trustme
     )
     assert routes == INJECTOR_ROUTES
     assert sorted(m.name for m in registry.collect()) == ["leak_sidecar_injector_decisions"]
+
+
+def test_a_busy_port_stops_it_with_the_flag_s_name(
+    tmp_path: Path, ca: trustme.CA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port already taken is one line naming --web.listen-address, exit 2."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(
+            [
+                "injector",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--tls.cert-file={tmp_path / 'tls.crt'}",
+                f"--tls.key-file={tmp_path / 'tls.key'}",
+            ],
+            env={},
+        )
+    assert (code, capsys.readouterr().err) == (
+        2,
+        f"--web.listen-address: cannot listen on 127.0.0.1:{port}: Address already in use\n",
+    )
