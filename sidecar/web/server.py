@@ -12,7 +12,8 @@ a body must arrive within ``body_timeout``, a ``Content-Length`` past the body c
 refused before a byte is read, and past ``max_connections`` the oldest connection that
 has no request in progress is closed for the new one, so that slow or idle clients
 can never starve the probes. A handler bound to an ``Observed`` sees every answer to
-its route, the middleware's 401, 413 and 500 included.
+its route, the middleware's 401, 413 and 500 included. ``Server.start`` listens over TLS
+when given a context: the admission webhook (``injector``) is served by the same machinery.
 """
 
 from __future__ import annotations
