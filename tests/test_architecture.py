@@ -32,10 +32,10 @@ def _copy(tmp_path: Path) -> Path:
 
 
 def test_the_tree_keeps_every_contract() -> None:
-    """All three contracts are kept by the package as it is."""
+    """All four contracts are kept by the package as it is."""
     result = _lint(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 3 kept, 0 broken." in result.stdout
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -58,6 +58,30 @@ def test_the_tree_keeps_every_contract() -> None:
             "from sidecar.scrape import fetch as _planted",
             "Scrape, rules, actions and evidence talk only through core values BROKEN",
             "sidecar.evidence is not allowed to import sidecar.scrape",
+        ),
+        (
+            "sidecar/inject/pod.py",
+            "import aiohttp as _planted",
+            "The injection is pure BROKEN",
+            "sidecar.inject.pod -> aiohttp",
+        ),
+        (
+            "sidecar/inject/settings.py",
+            "from sidecar.scrape import fetch as _planted",
+            "Stages import down the data flow, never up BROKEN",
+            "sidecar.inject is not allowed to import sidecar.scrape",
+        ),
+        (
+            "sidecar/injector/tls.py",
+            "from aiohttp import web as _planted",
+            "Only the web stage serves HTTP BROKEN",
+            "sidecar.injector.tls imports aiohttp.web",
+        ),
+        (
+            "sidecar/supervisor/reload.py",
+            "from sidecar.injector import server as _planted",
+            "Stages import down the data flow, never up BROKEN",
+            "sidecar.supervisor is not allowed to import sidecar.injector",
         ),
         (
             "sidecar/actions/receiver.py",

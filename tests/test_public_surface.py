@@ -20,7 +20,17 @@ from sidecar.supervisor import Sidecar
 
 ROOT = Path(__file__).parent.parent
 
-COMMANDS = ["run", "check-config", "check-rules", "check-target", "test-rules", "demo", "demo-app"]
+COMMANDS = [
+    "run",
+    "check-config",
+    "check-rules",
+    "check-target",
+    "test-rules",
+    "inject",
+    "injector",
+    "demo",
+    "demo-app",
+]
 
 ROUTES = [
     ("GET", "/"),
@@ -110,11 +120,13 @@ LOG_EVENTS = [
     "demo_app.bind_failed", "demo_app.cache_flushed", "demo_app.call",
     "demo_app.circuit_closed", "demo_app.circuit_opened", "demo_app.leak_set",
     "demo_app.listening", "demo_app.stopped",
+    "injector.certificate_reload_failed", "injector.certificate_reloaded",
+    "injector.crashed", "injector.decision", "injector.started", "injector.stopped",
     "journal.compacted", "journal.compaction_failed", "journal.corrupt_entry",
     "journal.corrupt_line", "journal.replayed", "journal.state_dir_unlockable",
     "journal.state_dir_unusable", "journal.writable_again", "journal.write_failed",
     "notify.failed", "notify.queue_overflow", "notify.rejected", "notify.retry_scheduled",
-    "outbound.reloaded",
+    "outbound.reload_failed", "outbound.reloaded",
     "reconcile.app_restarted", "reconcile.bug", "reconcile.check_failed",
     "reconcile.confirmed", "reconcile.retry_scheduled",
     "reconcile.state_mismatch", "reconcile.superseded", "reconcile.waiting",
@@ -168,7 +180,7 @@ async def test_routes_and_own_metrics(tmp_path: Path) -> None:
 def test_config_keys() -> None:
     """Every configuration key (``token`` comes from the environment or a file)."""
     assert config_keys(Config) == [
-        "app.base_url", "app.expvar_path", "app.break_path", "app.reset_path",
+        "app.base_url", "app.expvar_path", "app.expvar_port", "app.break_path", "app.reset_path",
         "app.flush_path", "app.state_path", "app.memory_limit_bytes", "app.memory_limit_file",
         "app.http_config.authorization", "app.http_config.basic_auth",
         "app.http_config.tls_config.ca_file", "app.http_config.tls_config.cert_file",

@@ -62,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
         "--web.listen-address", dest="listen", metavar="HOST:PORT",
         help="overrides server.listen (checked as the key is: beyond loopback needs a token)",
     )  # fmt: skip
+    # The per-pod settings of an injected sidecar (its pod's annotations), over the shared
+    # config every pod of the namespace mounts.
+    run.add_argument(
+        "--app.expvar-port", dest="expvar_port", type=int, metavar="PORT",
+        help="overrides app.expvar_port: expvar on this port of app.base_url's host",
+    )  # fmt: skip
+    run.add_argument(
+        "--app.expvar-path", dest="expvar_path", metavar="PATH", help="overrides app.expvar_path"
+    )
+    run.add_argument(
+        "--breaker.dry-run", dest="dry_run", action="store_const", const=True,
+        help="overrides breaker.dry_run: decide and log, never call the app",
+    )  # fmt: skip
     chk = _command(
         sub,
         "check-config",
@@ -99,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "exit codes: 0 every rule can evaluate, 1 some cannot, 2 invalid config or rules, "
         "or the target cannot be scraped",
     )
-    ct.add_argument("url", nargs="?", help="expvar URL (default: app.base_url + app.expvar_path)")
+    ct.add_argument("url", nargs="?", help="expvar URL (default: the configured app's)")
     ct.add_argument(
         "--config", help=f"config file (default: env {ENV_CONFIG}, else built-in defaults)"
     )
@@ -111,6 +124,56 @@ def _parser() -> argparse.ArgumentParser:
         "exit codes: 0 all tests passed, 1 a test failed or a file is invalid",
     )
     tr.add_argument("files", nargs="+", metavar="FILE")
+    inj = _command(
+        sub,
+        "inject",
+        "add the sidecar to Kubernetes manifests that opt in",
+        "Read Kubernetes YAML (FILEs, or stdin for none or '-'; multi-document; Deployment, "
+        "StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod and List items) and write "
+        "it to stdout with the sidecar added to each pod template annotated leak-sidecar.io/"
+        'inject: "true" (every one not annotated "false" with --all). Everything else is '
+        "written back as it came. Nothing is written unless every input could be done.",
+        "exit codes: 0 written, 1 a workload that opts in cannot be injected (its app "
+        "container cannot be told, an annotation is invalid), 2 invalid YAML, an unreadable "
+        "file or an invalid --inject.config",
+    )
+    inj.add_argument("files", nargs="*", metavar="FILE", help="manifests (default: stdin)")
+    inj.add_argument(
+        "--all", dest="inject_all", action="store_true",
+        help='inject every workload not annotated leak-sidecar.io/inject: "false"',
+    )  # fmt: skip
+    inj.add_argument(
+        "--inject.config", dest="inject_config", metavar="PATH",
+        help="injection settings file (image, resources, native or classic, names)",
+    )  # fmt: skip
+    wh = _command(
+        sub,
+        "injector",
+        "serve the mutating admission webhook that injects the sidecar into new pods",
+        'HTTPS: POST /inject/pod injects a pod annotated leak-sidecar.io/inject: "true"; '
+        'POST /inject/namespace every pod not annotated "false". Every review is allowed, '
+        "patched (a JSONPatch) or not; a body that is not an admission.k8s.io/v1 "
+        "AdmissionReview gets a 400. The certificate and key are read again when they "
+        "change. GET /healthz, /readyz, /metrics. SIGTERM stops.",
+        "exit codes: 0 stopped by SIGTERM/SIGINT, 1 crashed, 2 invalid --inject.config, "
+        "certificate or key, or the address cannot be listened on",
+    )
+    wh.add_argument(
+        "--web.listen-address", dest="listen", metavar="HOST:PORT", default="0.0.0.0:9443",
+        help="where to serve HTTPS (default %(default)s)",
+    )  # fmt: skip
+    wh.add_argument("--tls.cert-file", dest="cert_file", metavar="PATH", required=True,
+                    help="serving certificate (PEM), re-read when it changes")  # fmt: skip
+    wh.add_argument("--tls.key-file", dest="key_file", metavar="PATH", required=True,
+                    help="its private key (PEM), re-read when it changes")  # fmt: skip
+    wh.add_argument(
+        "--inject.config", dest="inject_config", metavar="PATH",
+        help="injection settings file, as for inject",
+    )  # fmt: skip
+    wh.add_argument("--log.level", dest="log_level", default="info",
+                    choices=("debug", "info", "warning", "error"))  # fmt: skip
+    wh.add_argument("--log.format", dest="log_format", default="auto",
+                    choices=("auto", "json", "console"))  # fmt: skip
     demo = sub.add_parser(
         "demo", help="watch the sidecar stop a leaking demo app, on loopback, narrated"
     )
@@ -145,7 +208,7 @@ def _load_config(
     path: Path | None,
     env: Mapping[str, str],
     err: TextIO,
-    overrides: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> Config | None:
     """Load the config, printing each problem on ``err``; None when it is invalid."""
     try:
@@ -193,6 +256,29 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from sidecar.cli.target_check import check_target  # noqa: PLC0415 -- PromQL loads only here
 
         return check_target(cfg, args.url, sys.stdout, sys.stderr)
+    if args.command == "inject":
+        from sidecar.cli.inject_cmd import inject_command  # noqa: PLC0415
+
+        settings = Path(args.inject_config) if args.inject_config else None
+        return inject_command(
+            args.files,
+            settings,
+            inject_all=args.inject_all,
+            stdin=sys.stdin.buffer,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    if args.command == "injector":
+        from sidecar.injector.server import run_injector  # noqa: PLC0415
+
+        return run_injector(
+            listen=args.listen,
+            cert_file=Path(args.cert_file),
+            key_file=Path(args.key_file),
+            settings_path=Path(args.inject_config) if args.inject_config else None,
+            log_format=args.log_format,
+            log_level=args.log_level,
+        )
     if args.command == "demo":
         from sidecar.demo.narrator import main as demo_main  # noqa: PLC0415
 
@@ -205,8 +291,11 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
         return run_demo_app(args.listen, args.leak, speed=args.speed)
     if args.command == "run":
-        flags = {"log.level": args.log_level, "log.format": args.log_format}
+        flags: dict[str, object] = {"log.level": args.log_level, "log.format": args.log_format}
         flags["server.listen"] = args.listen
+        flags["app.expvar_port"] = args.expvar_port
+        flags["app.expvar_path"] = args.expvar_path
+        flags["breaker.dry_run"] = args.dry_run
         overrides = {key: value for key, value in flags.items() if value is not None}
         cfg = _load_config(_config_path(args.config, environ), environ, sys.stderr, overrides)
         if cfg is None:

@@ -86,7 +86,7 @@ def _own(cfg: Config, names: Iterable[str]) -> set[str]:
 
 def check_target(cfg: Config, url: str | None, out: TextIO, err: TextIO) -> int:
     """Print which rules can evaluate against ``url`` (default: the configured app)."""
-    target = url or cfg.app.base_url + cfg.app.expvar_path
+    target = url or cfg.app.expvar_url
     try:
         files, _ = expand_patterns(rule_patterns(cfg.rules.files))
         groups = load_rules(files)

@@ -15,6 +15,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import ByteSize, Field, SecretStr, model_validator
 
@@ -95,6 +96,13 @@ class AppConfig(ConfigModel):
         "show wherever the URL does): they go in http_config.",
     )
     expvar_path: UrlPath = Field("/debug/vars", description="Go's expvar handler default.")
+    expvar_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="None: base_url's port, where Go's default mux serves expvar; set "
+        "when the app serves it on a debug listener of its own.",
+    )
     break_path: UrlPath = "/v1/circuit/break"
     reset_path: UrlPath = "/v1/circuit/reset"
     flush_path: UrlPath = "/v1/cache/flush"
@@ -115,6 +123,16 @@ class AppConfig(ConfigModel):
         description="Credentials and TLS for every call to the app (core.config_http); "
         "none by default: an app on the pod's loopback usually trusts it.",
     )
+
+    @property
+    def expvar_url(self) -> str:
+        """Where the expvar endpoint is: base_url (on ``expvar_port`` when set) + expvar_path."""
+        if self.expvar_port is None:
+            return self.base_url + self.expvar_path
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return f"{parts.scheme}://{host}:{self.expvar_port}{parts.path}{self.expvar_path}"
 
     @model_validator(mode="after")
     def _check(self) -> AppConfig:

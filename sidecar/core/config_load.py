@@ -80,7 +80,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def load(
-    path: Path | None, env: Mapping[str, str], overrides: Mapping[str, str] | None = None
+    path: Path | None, env: Mapping[str, str], overrides: Mapping[str, object] | None = None
 ) -> Config:
     """Read, expand and validate the config file (or the defaults when ``path`` is None).
 

@@ -12,6 +12,9 @@ Every error the sidecar raises on purpose derives from ``SidecarError``::
     │                        on it was acknowledged
     ├── EvidenceError        a profile could not be fetched or read (``reason`` says why),
     │                        or evidence is off
+    ├── InjectError          a pod cannot be injected (its app container cannot be told,
+    │   │                    an annotation is invalid); nothing was changed
+    │   └── ManifestError    the input is not Kubernetes YAML (invalid YAML, not UTF-8)
     └── ActionError          a call to the app's endpoint failed
         ├── ActionRejected   the app answered 4xx (other than 429): retrying cannot help
         └── ActionUnavailable 5xx, 429, refused, reset or timed out: transient
@@ -38,7 +41,9 @@ __all__ = [
     "ConfigError",
     "CredentialsError",
     "EvidenceError",
+    "InjectError",
     "JournalError",
+    "ManifestError",
     "RuleError",
     "ScrapeError",
     "ScrapeTransient",
@@ -145,6 +150,21 @@ class EvidenceError(SidecarError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class InjectError(SidecarError):
+    """A pod (or a workload's pod template) cannot be injected; nothing was changed.
+
+    ``key`` names what is wrong (an annotation, ``spec.containers``).
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class ManifestError(InjectError):
+    """The manifests given to inject cannot be read as Kubernetes YAML."""
 
 
 class ActionError(SidecarError):

@@ -12,6 +12,7 @@ a symlink) is sent by the very next call, without a restart, a timer, or trustin
 mtimes that a fast rewrite may not change. The SSL context is rebuilt only when a TLS
 file's content changed. A file that is gone, empty or half-written raises
 ``CredentialsError`` for that call only, a transient failure: the rotation finishes.
+``SecretReader`` is also how the sidecar's own server re-reads ``server.token_file``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pydantic import SecretStr
 from sidecar.core.config_http import HttpClientConfig, TlsConfig, read_secret, ssl_context
 from sidecar.core.errors import CredentialsError
 
-__all__ = ["Outbound", "Prepared"]
+__all__ = ["Outbound", "Prepared", "SecretReader"]
 
 log = structlog.get_logger(__name__)
 
@@ -55,13 +56,17 @@ def _read(path: Path, key: str) -> bytes:
         raise CredentialsError(key, f"{key}: cannot read {path}: {exc.strerror}") from exc
 
 
-class _SecretFile:
-    """One secret file, read on every use: a few bytes, and never a stale token."""
+class SecretReader:
+    """One secret file, read on every use: a few bytes, and never a stale token.
 
-    def __init__(self, path: Path, key: str) -> None:
+    ``key`` is the config key naming the file; ``initial`` the value read at load, so
+    that a change since then is logged as a reload.
+    """
+
+    def __init__(self, path: Path, key: str, *, initial: str | None = None) -> None:
         self.path = path
         self.key = key
-        self._value: str | None = None
+        self._value: str | None = initial
 
     def value(self) -> str:
         try:
@@ -72,6 +77,15 @@ class _SecretFile:
             log.info("outbound.reloaded", key=self.key, path=str(self.path))
         self._value = value
         return value
+
+    def current(self) -> str | None:
+        """The secret now; while the file cannot be read (a rotation in progress), the
+        last one read: a server checking what it is sent never goes without."""
+        try:
+            return self.value()
+        except CredentialsError as exc:
+            log.warning("outbound.reload_failed", key=self.key, error=str(exc))
+            return self._value
 
 
 class _Tls:
@@ -118,14 +132,14 @@ class Outbound:
     def __init__(self, cfg: HttpClientConfig, *, key: str = "app.http_config") -> None:
         self._cfg = cfg
         auth, basic = cfg.authorization, cfg.basic_auth
-        self._token: _SecretFile | None = None
-        self._password: _SecretFile | None = None
+        self._token: SecretReader | None = None
+        self._password: SecretReader | None = None
         if auth is not None and auth.credentials_file is not None:
-            self._token = _SecretFile(
+            self._token = SecretReader(
                 auth.credentials_file, f"{key}.authorization.credentials_file"
             )
         if basic is not None and basic.password_file is not None:
-            self._password = _SecretFile(basic.password_file, f"{key}.basic_auth.password_file")
+            self._password = SecretReader(basic.password_file, f"{key}.basic_auth.password_file")
         tls = cfg.tls_config
         self._tls = _Tls(tls, f"{key}.tls_config") if tls.configured else None
         self._server_name = tls.server_name

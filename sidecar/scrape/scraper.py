@@ -1,7 +1,8 @@
 """The scrape loop: GET the app's expvar endpoint, flatten it, feed the store, adapt.
 
-Every ``scrape.interval`` the ``Scraper`` fetches ``app.base_url + app.expvar_path``
-(``scrape.fetch``: bounded in time and size), flattens it and applies
+Every ``scrape.interval`` the ``Scraper`` fetches ``app.expvar_url`` (base URL, or its
+host on ``expvar_port``, + ``expvar_path``; ``scrape.fetch``: bounded in time and size),
+flattens it and applies
 ``scrape.metric_relabel_configs`` (``scrape.relabel``) before the store sees a sample.
 Refused connections, timeouts, resets and 5xx/429 answers are retried within the
 interval (``core.retry``), unless the target is
@@ -92,7 +93,7 @@ class Scraper:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
-        self.url = config.app.base_url + config.app.expvar_path
+        self.url = config.app.expvar_url
         self.interval = self._cfg.interval
         """The effective interval, stretched while scrapes are costly."""
         self.snapshot: Snapshot | None = None

@@ -37,7 +37,7 @@ from sidecar.core.config import Config
 from sidecar.core.errors import ConfigError, RuleError, SidecarError
 from sidecar.core.loops import Loop, Sleep
 from sidecar.core.model import Alert, LabelSet, labelset
-from sidecar.core.outbound import Outbound
+from sidecar.core.outbound import Outbound, SecretReader
 from sidecar.evidence.capture import Evidence
 from sidecar.rules.condition import Condition
 from sidecar.rules.engine import RuleEngine
@@ -50,7 +50,7 @@ from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
 from sidecar.supervisor.reload import Reloader
 from sidecar.web import actions_api, evidence_api, reload_api, rules_api, status
-from sidecar.web.server import Limits, Server, build_app
+from sidecar.web.server import Limits, Server, TokenSource, build_app
 from sidecar.web.status import StatusAdapter
 
 __all__ = ["Sidecar", "memory_limit", "run"]
@@ -192,7 +192,7 @@ class Sidecar:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; raises if a loop dies."""
         cfg = self.cfg
-        token = cfg.token.get_secret_value() if cfg.token else None
+        token = _token_source(cfg)
         # First, before anything is built: a second sidecar on this directory stops here.
         state_lock = lock_state_dir(cfg.state_dir)
         # One session for the process; every request sets its own, tighter timeout.
@@ -225,7 +225,7 @@ class Sidecar:
             state_dir=cfg.state_dir,
             session=session,
             registry=self.registry,
-            vars_url=cfg.app.base_url + cfg.app.expvar_path,
+            vars_url=cfg.app.expvar_url,
             outbound=outbound,
             # A stretched scrape interval is the sign that the app is struggling.
             struggling=lambda: scraper.interval > cfg.scrape.interval,
@@ -327,6 +327,15 @@ class Sidecar:
             await path.receiver.deliver(list(alerts), "rules")
 
         return in_process
+
+
+def _token_source(cfg: Config) -> TokenSource:
+    """The bearer token: a token file is re-read when it changes (a mounted Secret is
+    updated in place), so that a rotation needs no restart; env's is fixed."""
+    token = cfg.token.get_secret_value() if cfg.token else None
+    if cfg.server.token_file is None or token is None:
+        return lambda: token
+    return SecretReader(cfg.server.token_file, "server.token_file", initial=token).current
 
 
 async def _guard(name: str, loop: Loop, stop: asyncio.Event) -> None:

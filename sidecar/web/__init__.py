@@ -1,4 +1,5 @@
-"""Web: the sidecar's HTTP face. The only stage that imports ``aiohttp.web``.
+"""Web: the sidecar's HTTP face. The only stage that imports ``aiohttp.web`` (but the
+admission webhook's server, ``injector.server``, which is built on this one).
 
 Owns: the server, its auth and size-limit middleware and probes (``server``), POST
 /alerts (``alerts_api``), the operator API (``actions_api``), the Prometheus-shaped rule

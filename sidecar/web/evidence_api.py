@@ -21,7 +21,7 @@ from sidecar.core.durable import in_thread
 from sidecar.core.errors import EvidenceError, validation_message
 from sidecar.evidence.bundles import BASELINE
 from sidecar.evidence.capture import Evidence, EvidenceDisabled
-from sidecar.web.server import json_error, refuse_non_json
+from sidecar.web.server import TokenSource, json_error, refuse_non_json
 
 __all__ = ["routes"]
 
@@ -39,7 +39,8 @@ class CaptureRequest(BaseModel):
     reason: str = Field("manual capture", min_length=1, max_length=500)
 
 
-def _refused(request: web.Request, token: str | None) -> web.Response | None:
+def _refused(request: web.Request, source: str | TokenSource | None) -> web.Response | None:
+    token = source() if callable(source) else source
     if not token:
         return None
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -50,7 +51,7 @@ def _refused(request: web.Request, token: str | None) -> web.Response | None:
     return None
 
 
-def routes(evidence: Evidence, *, token: str | None) -> list[web.RouteDef]:
+def routes(evidence: Evidence, *, token: str | TokenSource | None) -> list[web.RouteDef]:
     """The evidence API on ``evidence``'s bundles; ``token`` guards every route."""
     bundles = evidence.bundles
 

@@ -12,7 +12,8 @@ a body must arrive within ``body_timeout``, a ``Content-Length`` past the body c
 refused before a byte is read, and past ``max_connections`` the oldest connection that
 has no request in progress is closed for the new one, so that slow or idle clients
 can never starve the probes. A handler bound to an ``Observed`` sees every answer to
-its route, the middleware's 401, 413 and 500 included.
+its route, the middleware's 401, 413 and 500 included. ``Server.start`` listens over TLS
+when given a context: the admission webhook (``injector``) is served by the same machinery.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import hmac
 import os
 import resource
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -38,6 +40,7 @@ __all__ = [
     "Observed",
     "Probe",
     "Server",
+    "TokenSource",
     "build_app",
     "json_error",
     "refuse_non_json",
@@ -47,8 +50,10 @@ log = structlog.get_logger(__name__)
 
 Probe = Callable[[], tuple[bool, str]]
 """Returns (ok, detail) for /healthz or /readyz."""
+TokenSource = Callable[[], str | None]
+"""The bearer token now (a token file is re-read when it changes); None or "": no auth."""
 
-_TOKEN = web.AppKey("token", str)
+_TOKEN: web.AppKey[TokenSource] = web.AppKey("token")
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
 _HEALTH: web.AppKey[Probe] = web.AppKey("health")
 _READY: web.AppKey[Probe] = web.AppKey("ready")
@@ -97,8 +102,8 @@ def refuse_non_json(request: web.Request) -> web.Response | None:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[_TOKEN]
-    if token and request.method not in _SAFE_METHODS:
+    token = request.app[_TOKEN]() if request.method not in _SAFE_METHODS else None
+    if token:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
@@ -219,14 +224,15 @@ async def _readyz(request: web.Request) -> web.Response:
 def build_app(
     *,
     registry: CollectorRegistry,
-    token: str | None,
+    token: str | TokenSource | None,
     max_body_bytes: int,
     health: Probe,
     ready: Probe,
     routes: Iterable[web.RouteDef] = (),
     limits: Limits | None = None,
 ) -> web.Application:
-    """Assemble the aiohttp application; ``token`` None means no auth (loopback only).
+    """Assemble the aiohttp application; ``token`` None means no auth (loopback only);
+    a ``TokenSource`` is asked on every request, so that a rotated token file applies.
 
     ``limits`` bound each client (defaults when None); ``max_body_bytes`` is its body cap.
     """
@@ -236,7 +242,7 @@ def build_app(
     )
     app[_LIMITS] = limits
     app[_BUSY] = set()
-    app[_TOKEN] = token or ""
+    app[_TOKEN] = token if callable(token) else lambda: token
     app[_REGISTRY] = registry
     app[_HEALTH] = health
     app[_READY] = ready
@@ -274,16 +280,19 @@ class Server:
         self.port: int | None = None
         """The bound port, once started (the configured one, or the OS's pick for 0)."""
 
-    async def start(self, listen: str) -> int:
-        """Bind ``host:port`` (``[v6]:port`` too) and serve; return the bound port."""
+    async def start(
+        self, listen: str, *, ssl_context: ssl.SSLContext | None = None, key: str = "server.listen"
+    ) -> int:
+        """Bind ``host:port`` (``[v6]:port`` too) and serve, over TLS with ``ssl_context``;
+        return the bound port. ``key`` names the setting in a ``ConfigError``."""
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
         try:
-            await _CappedSite(self, host.strip("[]"), int(port)).start()
+            await _CappedSite(self, host.strip("[]"), int(port), ssl_context).start()
         except OSError as exc:
             # A busy port or a foreign address: the operator's to fix, not a crash.
             why = os.strerror(exc.errno) if exc.errno else str(exc)
-            problem = f"server.listen: cannot listen on {listen}: {why}"
+            problem = f"{key}: cannot listen on {listen}: {why}"
             raise ConfigError([problem]) from exc
         for addr in self._runner.addresses:
             if isinstance(addr, tuple):
@@ -339,8 +348,10 @@ class _Refuse(asyncio.Protocol):
 class _CappedSite(web.TCPSite):
     """A TCP site whose connections go through ``Server._accept``."""
 
-    def __init__(self, server: Server, host: str, port: int) -> None:
-        super().__init__(server._runner, host, port)
+    def __init__(
+        self, server: Server, host: str, port: int, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        super().__init__(server._runner, host, port, ssl_context=ssl_context)
         self._owner = server
 
     async def start(self) -> None:
@@ -348,5 +359,9 @@ class _CappedSite(web.TCPSite):
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._owner._accept, self._host, self._port, backlog=self._backlog
+            self._owner._accept,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            ssl=self._ssl_context,
         )

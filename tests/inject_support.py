@@ -1,0 +1,148 @@
+"""What an injected pod must be, shared by the injection, manifest and webhook tests.
+
+``SIDECAR`` is the container of the shared contract with the Helm chart, spelled out
+field by field; ``assert_restricted`` checks Pod Security "restricted" one field at a
+time; ``validate_pod`` runs the Kubernetes 1.29 schema on a pod.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes_validate
+
+__all__ = ["SIDECAR", "assert_restricted", "pod", "validate_pod", "volumes"]
+
+KUBERNETES = "1.29"
+
+SIDECAR: dict[str, Any] = {
+    "name": "leak-sidecar",
+    "image": "leak-sidecar:0.1.0",
+    "imagePullPolicy": "IfNotPresent",
+    "args": ["run", "--config", "/etc/leak-sidecar/sidecar.yaml"],
+    "ports": [{"name": "leak-sidecar", "containerPort": 9120, "protocol": "TCP"}],
+    "env": [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ],
+    "livenessProbe": {
+        "httpGet": {"path": "/healthz", "port": 9120},
+        "periodSeconds": 10,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    },
+    "readinessProbe": {
+        "httpGet": {"path": "/readyz", "port": 9120},
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+    },
+    "resources": {
+        "requests": {"cpu": "20m", "memory": "64Mi"},
+        "limits": {"cpu": "200m", "memory": "128Mi"},
+    },
+    "securityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "volumeMounts": [
+        {"name": "leak-sidecar-config", "mountPath": "/etc/leak-sidecar", "readOnly": True},
+        {"name": "leak-sidecar-rules", "mountPath": "/etc/leak-sidecar/rules", "readOnly": True},
+        {"name": "leak-sidecar-token", "mountPath": "/etc/leak-sidecar/token", "readOnly": True},
+        {"name": "leak-sidecar-podinfo", "mountPath": "/etc/podinfo", "readOnly": True},
+        {"name": "leak-sidecar-state", "mountPath": "/var/lib/leak-sidecar"},
+    ],
+    "restartPolicy": "Always",
+}
+
+
+def volumes(app: str = "app", rules: str = "leak-sidecar-rules") -> list[dict[str, Any]]:
+    """The sidecar's volumes for a pod whose app container is ``app``."""
+    return [
+        {
+            "name": "leak-sidecar-config",
+            "configMap": {
+                "name": "leak-sidecar-config",
+                "items": [{"key": "sidecar.yaml", "path": "sidecar.yaml"}],
+            },
+        },
+        {"name": "leak-sidecar-rules", "configMap": {"name": rules}},
+        {
+            "name": "leak-sidecar-token",
+            "secret": {
+                "secretName": "leak-sidecar-token",
+                "items": [{"key": "token", "path": "token"}],
+            },
+        },
+        {
+            "name": "leak-sidecar-podinfo",
+            "downwardAPI": {
+                "items": [
+                    {
+                        "path": "app-memory-limit",
+                        "resourceFieldRef": {
+                            "containerName": app,
+                            "resource": "limits.memory",
+                            "divisor": "1",
+                        },
+                    }
+                ]
+            },
+        },
+        {"name": "leak-sidecar-state", "emptyDir": {"sizeLimit": "16Mi"}},
+    ]
+
+
+def pod(*containers: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Pod with one Go-service-like container per name (the first one has a volume)."""
+    spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": name,
+                "image": f"registry.example/{name}:1.4.2",
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "resources": {"limits": {"memory": "512Mi"}},
+            }
+            for name in containers
+        ],
+        "volumes": [{"name": "cache", "emptyDir": {}}],
+    }
+    meta: dict[str, Any] = {"name": "orders-7d4b9c", "namespace": "shop"}
+    if annotations is not None:
+        meta["annotations"] = dict(annotations)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def validate_pod(obj: dict[str, Any]) -> None:
+    """Raises kubernetes_validate.ValidationError if ``obj`` is not a valid 1.29 object."""
+    kubernetes_validate.validate(copy.deepcopy(obj), KUBERNETES, strict=True)
+
+
+def assert_restricted(spec: dict[str, Any], name: str = "leak-sidecar") -> None:
+    """The container ``name`` of ``spec`` (and the volumes it brings) satisfies Pod
+    Security "restricted", field by field."""
+    every = spec.get("containers", []) + spec.get("initContainers", [])
+    (container,) = [c for c in every if c["name"] == name]
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] != 0
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in sc["capabilities"]
+    assert "privileged" not in sc
+    assert sc["readOnlyRootFilesystem"] is True
+    assert "hostPort" not in str(container["ports"])
+    ours = [v for v in spec["volumes"] if v["name"].startswith("leak-sidecar-")]
+    allowed = {"configMap", "secret", "downwardAPI", "emptyDir"}
+    for volume in ours:
+        kinds = set(volume) - {"name"}
+        assert kinds <= allowed, volume
+        assert "hostPath" not in volume
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert key not in spec
