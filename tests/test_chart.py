@@ -93,15 +93,21 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(VALUE_SETS))
-def rendered(request: pytest.FixtureRequest) -> tuple[str, Rendered]:
-    name: str = request.param
-    return name, render("leak-sidecar", VALUE_SETS[name])
-
-
 @pytest.fixture(scope="module")
-def default() -> Rendered:
-    return render("leak-sidecar", {})
+def sets() -> dict[str, Rendered]:
+    """Each value set rendered once for the whole module."""
+    return {name: render("leak-sidecar", values) for name, values in VALUE_SETS.items()}
+
+
+@pytest.fixture(params=sorted(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest, sets: dict[str, Rendered]) -> tuple[str, Rendered]:
+    name: str = request.param
+    return name, sets[name]
+
+
+@pytest.fixture
+def default(sets: dict[str, Rendered]) -> Rendered:
+    return sets["default"]
 
 
 def test_every_object_validates_against_kubernetes_1_29(rendered: tuple[str, Rendered]) -> None:
@@ -168,16 +174,16 @@ def test_native_sidecar_is_the_contracts_container(default: Rendered) -> None:
     assert pod["automountServiceAccountToken"] is False
 
 
-def test_classic_sidecar_is_a_container_without_restart_policy() -> None:
+def test_classic_sidecar_is_a_container_without_restart_policy(sets: dict[str, Rendered]) -> None:
     """With sidecar.native false the same container, minus restartPolicy, follows the app."""
-    pod = render("leak-sidecar", VALUE_SETS["classic"]).one("Deployment")["spec"]["template"]
+    pod = sets["classic"].one("Deployment")["spec"]["template"]
     assert "initContainers" not in pod["spec"]
     assert pod["spec"]["containers"][1] == classic(CONTRACT_CONTAINER)
 
 
-def test_values_reach_the_pod_spec() -> None:
+def test_values_reach_the_pod_spec(sets: dict[str, Rendered]) -> None:
     """Image, env, state size, service-account token and scheduling come from the values."""
-    out = render("leak-sidecar", VALUE_SETS["tuned"])
+    out = sets["tuned"]
     dep = out.one("Deployment", "orders-guard")
     pod = dep["spec"]["template"]["spec"]
     side = pod["initContainers"][0]
@@ -213,9 +219,9 @@ def test_config_change_rolls_the_pods() -> None:
     assert annotations({}) == base
 
 
-def test_existing_secret_is_used_and_none_is_made() -> None:
+def test_existing_secret_is_used_and_none_is_made(sets: dict[str, Rendered]) -> None:
     """With token.existingSecret the pod mounts that Secret's key as `token`; none is made."""
-    out = render("leak-sidecar", VALUE_SETS["own-deployment"])
+    out = sets["own-deployment"]
     assert out.all("Secret") == []
     assert out.all("Deployment") == []
     assert out.one("Service")["spec"]["selector"] == {"app.kubernetes.io/name": "orders"}
@@ -229,9 +235,9 @@ def test_generated_token_is_40_characters(default: Rendered) -> None:
     assert re.fullmatch(r"[A-Za-z0-9]{40}", token)
 
 
-def test_monitors_scrape_the_sidecar_port() -> None:
+def test_monitors_scrape_the_sidecar_port(sets: dict[str, Rendered]) -> None:
     """The ServiceMonitor scrapes the Service's port, the PodMonitor the container port."""
-    out = render("leak-sidecar", VALUE_SETS["fleet"])
+    out = sets["fleet"]
     sm = out.one("ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert sm["spec"]["endpoints"] == [
@@ -265,9 +271,9 @@ def test_monitors_scrape_the_sidecar_port() -> None:
     assert rule_groups == pack
 
 
-def test_dashboard_configmap_carries_the_grafana_label() -> None:
+def test_dashboard_configmap_carries_the_grafana_label(sets: dict[str, Rendered]) -> None:
     """The dashboard ConfigMap has grafana_dashboard: "1" and the dashboard JSON."""
-    cm = render("leak-sidecar", VALUE_SETS["fleet"]).one("ConfigMap", "demo-leak-sidecar-dashboard")
+    cm = sets["fleet"].one("ConfigMap", "demo-leak-sidecar-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["annotations"] == {"grafana_folder": "Go services"}
     dashboard = json.loads(cm["data"]["leak-sidecar.json"])
@@ -316,15 +322,15 @@ def test_shell_check_reports_an_open_quote() -> None:
     assert problem.startswith('curl -d \'{"on": true}: bash: -c: line 1: unexpected EOF')
 
 
-def test_notes_print_working_commands(default: Rendered) -> None:
+def test_notes_print_working_commands(sets: dict[str, Rendered]) -> None:
     """NOTES.txt names the release's real Secret, Deployment and namespace."""
-    notes = default.notes
+    notes = sets["default"].notes
     assert (
         "kubectl -n shop get secret demo-leak-sidecar-token \\\n"
         "    -o jsonpath='{.data.token}' | base64 -d)"
     ) in notes
     assert "kubectl -n shop port-forward deploy/demo-leak-sidecar 9120 8080" in notes
-    own = render("leak-sidecar", VALUE_SETS["own-deployment"]).notes
+    own = sets["own-deployment"].notes
     assert "kubectl -n shop get secret orders-sidecar-token" in own
     assert "-o jsonpath='{.data.bearer}'" in own
     assert "kubectl -n shop get pods -l app.kubernetes.io/name=orders\n" in own

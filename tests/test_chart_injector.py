@@ -10,9 +10,11 @@ says.
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 from chart_support import (
@@ -77,15 +79,16 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(VALUE_SETS))
-def rendered(request: pytest.FixtureRequest) -> tuple[str, Rendered]:
-    name: str = request.param
-    return name, render(CHART, VALUE_SETS[name], name="injector", namespace=NS)
-
-
 @pytest.fixture(scope="module")
 def sets() -> dict[str, Rendered]:
+    """Each value set rendered once for the whole module."""
     return {k: render(CHART, v, name="injector", namespace=NS) for k, v in VALUE_SETS.items()}
+
+
+@pytest.fixture(params=sorted(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest, sets: dict[str, Rendered]) -> tuple[str, Rendered]:
+    name: str = request.param
+    return name, sets[name]
 
 
 def test_every_object_validates_against_kubernetes_1_29(rendered: tuple[str, Rendered]) -> None:
@@ -460,3 +463,16 @@ def test_bad_values_fail_with_the_schemas_message(values: dict[str, Any], messag
         "values don't meet the specifications of the schema(s) in the following chart(s):\n"
         f"{CHART}:\n{message}\n"
     )
+
+
+def test_documented_install_commands_render() -> None:
+    """The `helm install` commands of the README and docs/deploy.md parse with Helm's --set
+    parser and render: the namespaces they name get the shared objects."""
+    docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "deploy.md").read_text()
+    sets = re.findall(r"helm install \S+ charts/leak-sidecar-injector[^`]*?--set '([^']+)'", docs)
+    assert sets == ["namespaces={shop}", "namespaces={shop,payments}"]
+    for expression in sets:
+        values = helm.parse_set_string(expression)
+        out = render(CHART, values, name="leak-sidecar-injector", namespace=NS)
+        served = {o["metadata"]["namespace"] for o in out.all("Secret")}
+        assert served == set(values["namespaces"])
