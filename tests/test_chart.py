@@ -65,6 +65,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "app": {"name": "orders"},
         "service": {"selector": {"app.kubernetes.io/name": "orders"}},
         "sidecar": {"token": {"existingSecret": "orders-sidecar-token", "key": "bearer"}},
+        "networkPolicy": {"enabled": True},
     },
     "tuned": {
         "fullnameOverride": "orders-guard",
@@ -89,6 +90,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "rules": {"extra": {"orders.yml": "groups: []\n"}},
         "service": {"type": "NodePort", "prometheusAnnotations": False},
+        "networkPolicy": {"enabled": True, "allowOtherPorts": False},
     },
 }
 
@@ -269,6 +271,38 @@ def test_monitors_scrape_the_sidecar_port(sets: dict[str, Rendered]) -> None:
         for g in yaml.safe_load(f.read_text())["groups"]
     ]
     assert rule_groups == pack
+
+
+def test_network_policy_admits_only_the_monitors_to_the_sidecar_port(
+    sets: dict[str, Rendered],
+) -> None:
+    """The sidecar's pods admit Prometheus and Alertmanager on 9120, other ports as is
+    (or, with allowOtherPorts false, nothing else)."""
+    peers = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
+    policy = sets["own-deployment"].one("NetworkPolicy")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "orders"}}
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [
+        {
+            "from": peers["prometheus"] + peers["alertmanager"],
+            "ports": [{"port": 9120, "protocol": "TCP"}],
+        },
+        {
+            "ports": [
+                {"port": 1, "endPort": 9119, "protocol": "TCP"},
+                {"port": 9121, "endPort": 65535, "protocol": "TCP"},
+                {"protocol": "UDP"},
+                {"protocol": "SCTP"},
+            ]
+        },
+    ]
+    strict = sets["tuned"].one("NetworkPolicy")["spec"]
+    assert strict["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "leak-sidecar",
+        "app.kubernetes.io/instance": "demo",
+    }
+    assert [r["ports"] for r in strict["ingress"]] == [[{"port": 9120, "protocol": "TCP"}]]
+    assert sets["default"].all("NetworkPolicy") == []
 
 
 def test_dashboard_configmap_carries_the_grafana_label(sets: dict[str, Rendered]) -> None:
