@@ -80,7 +80,13 @@ CONTRACT_CONTAINER: dict[str, Any] = {
 def contract_volumes(config: str, rules: str, secret: str, app: str) -> list[dict[str, Any]]:
     """The contract's volumes for the given ConfigMap, Secret and app container names."""
     return [
-        {"name": "leak-sidecar-config", "configMap": {"name": config}},
+        {
+            "name": "leak-sidecar-config",
+            "configMap": {
+                "name": config,
+                "items": [{"key": "sidecar.yaml", "path": "sidecar.yaml"}],
+            },
+        },
         {"name": "leak-sidecar-rules", "configMap": {"name": rules}},
         {
             "name": "leak-sidecar-token",

@@ -169,22 +169,25 @@ def test_settings_file_names_what_the_injector_adds(sets: dict[str, Rendered]) -
     """The settings file holds the image, mode, resources, object names and expvar defaults."""
     data = sets["classic-own-secret"].one("ConfigMap", f"{FULL}-settings")["data"]
     assert yaml.safe_load(data["inject.yaml"]) == {
-        "image": "registry.example.com/leak-sidecar:0.1.0",
-        "image_pull_policy": "IfNotPresent",
-        "native": False,
+        "image": {
+            "repository": "registry.example.com/leak-sidecar",
+            "tag": "0.1.0",
+            "pull_policy": "IfNotPresent",
+        },
         "resources": {
             "requests": {"cpu": "20m", "memory": "64Mi"},
             "limits": {"cpu": "200m", "memory": "128Mi"},
         },
+        "mode": "classic",
         "config_map": "leak-sidecar-config",
         "rules_config_map": "leak-sidecar-rules",
         "token_secret": "sidecar-token",
         "expvar_port": 6060,
-        "expvar_path": "/debug/vars",
-        "state_size_limit": "16Mi",
+        "expvar_path": None,
     }
     default = yaml.safe_load(sets["default"].one("ConfigMap")["data"]["inject.yaml"])
-    assert (default["native"], default["token_secret"]) == (True, "leak-sidecar-token")
+    assert (default["mode"], default["token_secret"]) == ("native", "leak-sidecar-token")
+    assert (default["expvar_port"], default["expvar_path"]) == (None, None)
 
 
 def test_settings_change_rolls_the_injector(sets: dict[str, Rendered]) -> None:
@@ -449,6 +452,10 @@ def test_notes_name_the_served_namespace(sets: dict[str, Rendered]) -> None:
         (
             {"namespaces": ["Shop"]},
             "- at '/namespaces/0': 'Shop' does not match pattern '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+        ),
+        (
+            {"sidecar": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}},
+            "- at '/sidecar/resources/limits': additional properties 'nvidia.com/gpu' not allowed",
         ),
         (
             {"webhook": {"failurePolicy": "Fial"}},

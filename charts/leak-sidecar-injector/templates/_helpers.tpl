@@ -41,21 +41,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-The injector's settings file (--inject.config): what it adds to a pod. The same values
-`leak-sidecar inject --inject.config` reads.
+The injector's settings file (--inject.config): what it adds to a pod. The same file
+`leak-sidecar inject --inject.config` reads (examples/inject/settings.yaml documents it).
 */}}
 {{- define "injector.settings" -}}
-image: "{{ .Values.sidecar.image.repository }}:{{ .Values.sidecar.image.tag }}"
-image_pull_policy: {{ .Values.sidecar.image.pullPolicy }}
-native: {{ .Values.sidecar.native }}
+image:
+  repository: {{ .Values.sidecar.image.repository }}
+  tag: {{ .Values.sidecar.image.tag | quote }}
+  pull_policy: {{ .Values.sidecar.image.pullPolicy }}
 resources:
-  {{- toYaml .Values.sidecar.resources | nindent 2 }}
+  requests:
+    cpu: {{ .Values.sidecar.resources.requests.cpu | quote }}
+    memory: {{ .Values.sidecar.resources.requests.memory | quote }}
+  limits:
+    cpu: {{ .Values.sidecar.resources.limits.cpu | quote }}
+    memory: {{ .Values.sidecar.resources.limits.memory | quote }}
+mode: {{ ternary "native" "classic" .Values.sidecar.native }}
 config_map: {{ .Values.sidecar.configMapName }}
 rules_config_map: {{ .Values.sidecar.rulesConfigMapName }}
 token_secret: {{ include "injector.tokenSecret" . }}
-expvar_port: {{ .Values.sidecar.expvarPort }}
-expvar_path: {{ .Values.sidecar.expvarPath }}
-state_size_limit: {{ .Values.sidecar.stateSizeLimit }}
+expvar_port: {{ .Values.sidecar.expvarPort | toJson }}
+expvar_path: {{ .Values.sidecar.expvarPath | toJson }}
 {{- end -}}
 
 {{/* Namespaces never injected: kube-system, the injector's own, and the listed ones. */}}

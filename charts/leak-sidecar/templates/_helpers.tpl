@@ -151,6 +151,10 @@ place, so a rotated token is read without restarting the pod.
 - name: leak-sidecar-config
   configMap:
     name: {{ include "leak-sidecar.configMapName" . }}
+    # Only the config file: the rules and token directories are mounted inside this one.
+    items:
+      - key: sidecar.yaml
+        path: sidecar.yaml
 - name: leak-sidecar-rules
   configMap:
     name: {{ include "leak-sidecar.rulesConfigMapName" . }}
