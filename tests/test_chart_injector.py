@@ -146,8 +146,13 @@ def test_injector_runs_the_contracts_command(sets: dict[str, Rendered]) -> None:
         "--inject.config=/etc/leak-sidecar-injector/inject.yaml",
     ]
     assert container["ports"] == [{"name": "https", "containerPort": 9443, "protocol": "TCP"}]
-    assert container["readinessProbe"]["httpGet"] == {
+    assert container["livenessProbe"]["httpGet"] == {
         "path": "/healthz",
+        "port": "https",
+        "scheme": "HTTPS",
+    }
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
         "port": "https",
         "scheme": "HTTPS",
     }
