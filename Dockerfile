@@ -2,7 +2,8 @@
 # leak-sidecar: build a wheel in one stage, install it into a clean slim image in the next,
 # with its dependencies exactly as requirements/runtime.txt pins and hashes them.
 #
-#   docker build -t leak-sidecar:0.1.0 .
+#   docker build -t leak-sidecar:0.1.0 \
+#       --build-arg SOURCE_URL="$(git remote get-url origin)" --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker run --rm -e LEAK_SIDECAR_TOKEN=... -p 9120:9120 leak-sidecar:0.1.0
 #   docker run --rm leak-sidecar:0.1.0 demo-app --listen 0.0.0.0:8080
 
@@ -20,9 +21,19 @@ COPY rules/ rules/
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:${PYTHON_VERSION}-slim
+# The package's version (tests keep it equal to pyproject.toml's); where and from which
+# commit the image was built, given at build time:
+#   --build-arg SOURCE_URL="$(git remote get-url origin)" --build-arg REVISION="$(git rev-parse HEAD)"
+ARG VERSION=0.1.0
+ARG SOURCE_URL=""
+ARG REVISION=""
 LABEL org.opencontainers.image.title="leak-sidecar" \
       org.opencontainers.image.description="Stops a Go service's memory and resource leaks before they take it down." \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="docker.io/library/python:${PYTHON_VERSION}-slim"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
