@@ -11,6 +11,7 @@ instruction.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import shutil
@@ -18,7 +19,7 @@ import subprocess
 import sysconfig
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import helm_python as helm
 import pytest
@@ -44,6 +45,8 @@ from sidecar.core.config import Config
 from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
 from sidecar.demo.sim import Simulation
+from sidecar.inject.pod import inject
+from sidecar.inject.settings import InjectSettings
 
 ROOT = Path(__file__).parent.parent
 CHART = ROOT / "charts" / "leak-sidecar"
@@ -712,3 +715,36 @@ def test_image_carries_oci_labels() -> None:
     }
     args = [a for w, a in stage if w == "ARG"]
     assert args == [f"VERSION={sidecar.__version__}", 'SOURCE_URL=""', 'REVISION=""']
+
+
+# -- the chart and the injection code agree ----------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "mode"), [("default", "native"), ("classic", "classic")])
+def test_chart_pod_is_what_inject_makes_of_it(
+    sets: dict[str, Rendered], name: str, mode: Literal["native", "classic"]
+) -> None:
+    """The chart's pod, its sidecar taken out, injected with the chart's object names, is
+    the chart's pod again: the templates and `leak-sidecar inject` add the same things."""
+    template = sets[name].one("Deployment")["spec"]["template"]
+    bare = copy.deepcopy(template)
+    spec = bare["spec"]
+    for key in ("initContainers", "containers"):
+        kept = [c for c in spec.get(key, []) if c["name"] != "leak-sidecar"]
+        if kept:
+            spec[key] = kept
+        else:
+            spec.pop(key, None)
+    spec["volumes"] = [v for v in spec["volumes"] if not v["name"].startswith("leak-sidecar-")]
+    annotations = bare["metadata"]["annotations"]
+    assert annotations.pop("leak-sidecar.io/status") == "injected"
+    checksum = annotations.pop("checksum/leak-sidecar-config")
+    settings = InjectSettings(
+        mode=mode,
+        config_map="demo-leak-sidecar-config",
+        rules_config_map="demo-leak-sidecar-rules",
+        token_secret="demo-leak-sidecar-token",
+    )
+    made = inject(bare, settings)
+    made["metadata"]["annotations"]["checksum/leak-sidecar-config"] = checksum
+    assert made == template
