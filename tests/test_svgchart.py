@@ -9,7 +9,7 @@ from status_support import HOSTILE, parse_html
 
 from sidecar.core.model import STALE_NAN, LabelSet, labelset
 from sidecar.store import Series, Store
-from sidecar.web.svgchart import ChartSeries, chart_series, downsample, render_chart, si
+from sidecar.web.svgchart import ChartSeries, chart_series, downsample, render_chart
 
 LABELS = labelset({"__name__": "heap_bytes", "pod": "a"})
 
@@ -177,20 +177,3 @@ def test_render_escapes_the_label_in_title_and_aria_label() -> None:
     (title,) = doc.iter("title")
     assert title.text() == f"{HOSTILE}: no data in window"
     assert next(doc.iter("svg")).attrs["aria-label"] == f"{HOSTILE}: no data in window"
-
-
-@pytest.mark.parametrize(
-    ("value", "label"),
-    [
-        (0.0, "0"),
-        (999.0, "999"),
-        (999.9, "1k"),
-        (1_234_567.0, "1.23M"),
-        (-2.5e9, "-2.5G"),
-        (0.00123, "0.00123"),
-        (1e15, "1e+15"),
-    ],
-)
-def test_si_axis_labels(value: float, label: str) -> None:
-    """Axis labels have three significant digits and an SI suffix."""
-    assert si(value) == label

@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--speed", type=float, default=60.0, help="time compression (default %(default)gx)"
     )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the story, keep the app and the sidecar running until Ctrl-C or SIGTERM",
+    )
     da = sub.add_parser("demo-app", help="serve the demo target app (a leaking Go service)")
     da.add_argument("--listen", default="127.0.0.1:8080", help="host:port (default %(default)s)")
     da.add_argument("--leak", action="store_true", help="start with the leak switched on")
@@ -199,7 +204,7 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if not 1 <= args.speed <= 600:
             print(f"demo: --speed: expected 1 to 600, got {args.speed:g}", file=sys.stderr)
             return EXIT_CONFIG
-        return demo_main(args.speed)
+        return demo_main(args.speed, keep=args.keep)
     if args.command == "demo-app":
         from sidecar.demo.app import run_demo_app  # noqa: PLC0415
 

@@ -24,6 +24,7 @@ from sidecar.web.status_view import (
     TargetStatus,
 )
 from sidecar.web.svgchart import ChartSeries, render_chart
+from sidecar.web.units import format_bytes
 
 __all__ = ["format_labels", "format_value", "render_page"]
 
@@ -150,16 +151,7 @@ def _when(now: int, ms: int | None) -> _Html:
 
 
 def _bytes(n: int | None) -> str:
-    if n is None:
-        return _NONE
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f} {unit} ({n} B)"
+    return _NONE if n is None else f"{format_bytes(n)} ({n} B)" if n >= 1024 else f"{n} B"
 
 
 def _seconds(s: float | None) -> str:

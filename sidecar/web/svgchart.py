@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sidecar.core.model import LabelSet, is_stale
 from sidecar.core.times import time_of_day
 from sidecar.store import SeriesView, StoreView
+from sidecar.web.units import si
 
 __all__ = [
     "ChartSeries",
@@ -30,7 +31,6 @@ __all__ = [
     "chart_series",
     "downsample",
     "render_chart",
-    "si",
 ]
 
 Point = tuple[int, float]
@@ -154,17 +154,6 @@ def _flush(line: list[Point], lo_pt: Point | None, hi_pt: Point | None) -> None:
         line.append(lo_pt)
     else:
         line.extend(sorted((lo_pt, hi_pt)))
-
-
-def si(value: float) -> str:
-    """A short axis label: three significant digits and an SI suffix (``1.23M``)."""
-    # Round first, so that 999.9 becomes "1k" rather than "1e+03".
-    rounded = float(f"{value:.3g}")
-    magnitude = abs(rounded)
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if scale <= magnitude < scale * 1000:
-            return f"{rounded / scale:.3g}{suffix}"
-    return f"{rounded:.3g}"
 
 
 def _clock(ms: int) -> str:
