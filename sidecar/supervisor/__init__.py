@@ -51,12 +51,13 @@ from sidecar.supervisor.reload import Reloader, Stages
 from sidecar.web import actions_api, evidence_api, reload_api, rules_api, status
 from sidecar.web.server import Limits, Server, build_app
 from sidecar.web.status import StatusAdapter
+from sidecar.web.thresholds import MEMORY_LIMIT_METRIC
 
 __all__ = ["Sidecar", "memory_limit", "run"]
 
 log = structlog.get_logger(__name__)
 
-MEMORY_LIMIT = "leak_sidecar_app_memory_limit_bytes"
+MEMORY_LIMIT = MEMORY_LIMIT_METRIC
 
 
 def memory_limit(cfg: Config) -> int | None:

@@ -148,7 +148,11 @@ async def test_demo_keep_tells_the_story_then_serves_until_sigterm_and_exits_0()
         app_url = curls[-1].split()[-1].removesuffix("/debug/vars")
         async with aiohttp.ClientSession() as http, http.get(status_url) as resp:
             assert resp.status == 200
-            assert "<title>leak-sidecar status</title>" in await resp.text()
+            page_text = await resp.text()
+        assert "<title>leak-sidecar status</title>" in page_text
+        # The demo's heap is drawn against OOMImminent's 80% line and its 3 GiB limit.
+        assert ">OOMImminent &gt; 80% of the limit (2.58G)</text>" in page_text
+        assert ">memory limit 3.22G</text>" in page_text
         assert len(curls) == 6
         for line in curls:
             done = subprocess.run(  # noqa: ASYNC221 -- curl is quick; the demo runs in its own process
