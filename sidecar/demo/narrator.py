@@ -29,6 +29,7 @@ both cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import secrets
 import shlex
@@ -36,6 +37,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -47,6 +49,7 @@ from pydantic import SecretStr
 from sidecar.core import logs
 from sidecar.core.config import Config
 from sidecar.core.durations import format_duration
+from sidecar.core.loops import wait_any
 from sidecar.demo.app import DemoApp, serve
 from sidecar.demo.watch import Watcher
 from sidecar.supervisor import Sidecar
@@ -96,6 +99,8 @@ class DemoResult:
     heap_at_break: float | None = None
     #: The story's length in wall seconds (``app_s`` over the speed).
     wall_s: float = 0.0
+    #: SIGINT or SIGTERM ended the story before it was told.
+    interrupted: bool = False
 
 
 class CompressedClock:
@@ -159,15 +164,18 @@ async def run_demo(
     """Run the whole story; returns what happened (``complete`` when flush, break, reset).
 
     With ``keep``, the app and the sidecar stay up after the story until SIGTERM or SIGINT.
+    Either signal during the story ends it early (``interrupted``), cleanly.
     """
     clock = CompressedClock(speed)
     say = _Narrator(out, clock).say
     token = secrets.token_urlsafe(24)
     result = DemoResult()
     demo = DemoApp(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep)
+    signalled = asyncio.Event()
     with (
         tempfile.TemporaryDirectory(prefix="leak-sidecar-demo-") as tmp,
         as_file(files("sidecar.pack")) as pack,
+        _on_signals(signalled),
     ):
         runner = await serve("127.0.0.1", 0, demo)
         app_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
@@ -197,17 +205,10 @@ async def run_demo(
                     http, app_url, sidecar_url, say, clock.elapsed,
                     memory_limit=_MEMORY_LIMIT, for_s=for_s,
                 )  # fmt: skip
-                await watcher.observe()
-                async with http.post(f"{app_url}/demo/leak", json=_LEAK) as resp:
-                    resp.raise_for_status()
-                say(leak_line(_LEAK))
-                try:
-                    async with asyncio.timeout(deadline_s):
-                        await watcher.until_story_told()
-                        result.complete = True
-                        await watcher.settle(_SETTLE_APP_S)
-                except TimeoutError:
-                    say(f"the story did not complete within {deadline_s:g}s; stopping")
+                await wait_any(_story(watcher, result, deadline_s, say), signalled.wait())
+                if signalled.is_set() and not result.complete:
+                    result.interrupted = True
+                    say("interrupted (Ctrl-C or SIGTERM): the story ends here")
                 watcher.close_stories()
                 result.calls = dict(watcher.counts)
                 result.heap_peak = watcher.heap_peak
@@ -215,19 +216,51 @@ async def run_demo(
             result.app_s = clock.elapsed()
             result.wall_s = result.app_s / speed
             print_summary(out, result)
-            if keep:
+            if keep and not result.interrupted:
                 print_kept(out, app_url, sidecar_url, token, speed)
-                await _until_signalled()
-                print("stopping the app and the sidecar", file=out)
-                out.flush()
+                await signalled.wait()
             else:
                 print_next(out)
+            if signalled.is_set():
+                print("stopping the app and the sidecar", file=out)
+                out.flush()
         finally:
             stop.set()
             async with asyncio.timeout(30):
                 await task
             await runner.cleanup()
     return result
+
+
+async def _story(
+    watcher: Watcher, result: DemoResult, deadline_s: float, say: Callable[[str], None]
+) -> None:
+    """Switch the leak on and watch the story through, within ``deadline_s``."""
+    await watcher.observe()
+    await watcher.leak(_LEAK)
+    say(leak_line(_LEAK))
+    try:
+        async with asyncio.timeout(deadline_s):
+            await watcher.until_story_told()
+            result.complete = True
+            await watcher.settle(_SETTLE_APP_S)
+    except TimeoutError:
+        say(f"the story did not complete within {deadline_s:g}s; stopping")
+
+
+@contextlib.contextmanager
+def _on_signals(event: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT (Ctrl-C) set ``event`` while the block runs, instead of a
+    KeyboardInterrupt's traceback; the handlers are removed after."""
+    loop = asyncio.get_running_loop()
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    for sig in sigs:
+        loop.add_signal_handler(sig, event.set)
+    try:
+        yield
+    finally:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
 
 
 def leak_line(leak: dict[str, float | bool]) -> str:
@@ -316,26 +349,14 @@ def print_kept(out: TextIO, app_url: str, sidecar_url: str, token: str, speed: f
     out.flush()
 
 
-async def _until_signalled() -> None:
-    """Wait for SIGTERM or SIGINT (Ctrl-C); the handlers are removed again after."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    sigs = (signal.SIGTERM, signal.SIGINT)
-    for sig in sigs:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in sigs:
-            loop.remove_signal_handler(sig)
-
-
 def main(speed: float = DEFAULT_SPEED, out: TextIO | None = None, *, keep: bool = False) -> int:
     """``leak-sidecar demo``: 0 when the story completed (flush, break, reset), else 1."""
     stream = out if out is not None else sys.stdout
     # The narration is the output; the sidecar's own log lines would only drown it.
     logs.configure("json", "error", io.StringIO())
     result = asyncio.run(run_demo(stream, speed=speed, keep=keep))
+    if result.interrupted:
+        return 130  # the shell's code for an interrupted command
     # The story: a flush, the break before the limit, a second flush that frees the keys
     # leaked since the first, then the reset.
     counts = tuple(result.calls.get(p, 0) for p in _STORY)

@@ -169,13 +169,17 @@ class Watcher:
         for name in sorted(self.stories.keys() - active.keys()):
             self._say(resolved_line(self.stories.pop(name), now, self._for_s.get(name, 0.0)))
 
+    async def leak(self, settings: Mapping[str, float | bool]) -> None:
+        """Switch the app's leak as given (``/demo/leak``)."""
+        async with self._http.post(f"{self._app}/demo/leak", json=dict(settings)) as resp:
+            resp.raise_for_status()
+
     async def until_story_told(self) -> None:
         """Watch until the app got a flush, a break and then a reset."""
         while self.counts.get("/v1/circuit/reset", 0) == 0:
             await self.observe()
             if self._leak_on and self.counts.get("/v1/circuit/break"):
-                async with self._http.post(f"{self._app}/demo/leak", json={"on": False}) as r:
-                    r.raise_for_status()
+                await self.leak({"on": False})
                 self._leak_on = False
                 self._say("leak switched off (the on-call engineer fixed the leaking code path)")
             await asyncio.sleep(_POLL)

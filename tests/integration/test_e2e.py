@@ -178,6 +178,47 @@ async def test_demo_keep_tells_the_story_then_serves_until_sigterm_and_exits_0()
             sock.listen()
 
 
+async def test_ctrl_c_during_the_story_stops_it_cleanly_with_130() -> None:
+    """SIGINT while the story runs: no traceback, the narration says the story ends there
+    and where each alert stands, both servers stop and release their ports, exit 130."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "demo",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd="/",
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while not lines or "] leak switched on: " not in lines[-1]:
+                raw = await proc.stdout.readline()
+                assert raw, "\n".join(lines)
+                lines.append(raw.decode().rstrip("\n"))
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            rest, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    tail = rest.decode().splitlines()
+    assert (proc.returncode, err.decode()) == (130, "")
+    said = [line.split("] ", 1)[-1] for line in tail if line.startswith("[")]
+    # An observation may have been narrated just before the signal landed, and an alert
+    # already pending is said to be so after it.
+    end = said.index("interrupted (Ctrl-C or SIGTERM): the story ends here")
+    assert all(" as the demo ends" in line for line in said[end + 1 :]), tail
+    assert tail[-1] == "stopping the app and the sidecar"
+    assert tail[-4].startswith("summary: the app received 0 flushes, 0 breaks and 0 resets in ")
+    ports = [int(line.split("listening on http://127.0.0.1:")[1].split(",")[0])
+             for line in lines if "listening on http://127.0.0.1:" in line]  # fmt: skip
+    assert len(ports) == 2
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+
+
 @pytest.mark.parametrize("speed", ["0", "1000"])
 def test_demo_refuses_a_silly_speed(speed: str, capsys: pytest.CaptureFixture[str]) -> None:
     """--speed outside 1..600 is a usage error, exit 2."""
