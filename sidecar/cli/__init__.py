@@ -111,8 +111,16 @@ def _parser() -> argparse.ArgumentParser:
         "exit codes: 0 all tests passed, 1 a test failed or a file is invalid",
     )
     tr.add_argument("files", nargs="+", metavar="FILE")
-    demo = sub.add_parser(
-        "demo", help="watch the sidecar stop a leaking demo app, on loopback, narrated"
+    demo = _command(
+        sub,
+        "demo",
+        "watch the sidecar stop a leaking demo app, on loopback, narrated",
+        "A leaking stand-in app and a real sidecar (the shipped pack) on free loopback "
+        "ports, time compressed; every line is observed over HTTP. With --keep both stay "
+        "up after the story, with the status page's URL and curl commands printed.",
+        "exit codes: 0 the story was told (a flush, the break before the limit, the "
+        "reset), or --keep stopped by Ctrl-C/SIGTERM after it; 1 it was not; 2 a bad "
+        "--speed; 130 interrupted during the story; 141 the output pipe closed",
     )
     demo.add_argument(
         "--speed", type=float, default=60.0, help="time compression (default %(default)gx)"
