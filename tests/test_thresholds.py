@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,14 @@ def test_the_pack_draws_heap_and_sys_against_the_limit_and_nothing_else() -> Non
     }
 
 
-def test_without_a_known_limit_only_constant_thresholds_are_drawn() -> None:
-    """A share of an unknown limit has no height: left out; a constant stays."""
+@pytest.mark.parametrize("limit", [None, 0.0, math.nan, math.inf])
+def test_without_a_known_limit_only_constant_thresholds_are_drawn(limit: float | None) -> None:
+    """A share of an unknown (or nonsense) limit has no height: left out; a constant stays."""
     rules = [
         ("Pool", "conn_pool_active > 95 unless leak_sidecar_target_up == 0"),
         ("Heap", "go_memstats_heap_inuse_bytes > 0.9 * leak_sidecar_app_memory_limit_bytes"),
     ]
-    assert chart_refs(rules, None) == {
+    assert chart_refs(rules, limit) == {
         "conn_pool_active": (RefLine(95.0, "threshold", "Pool > 95"),)
     }
 

@@ -16,6 +16,7 @@ a Content-Security-Policy that forbids scripts in case one ever slips through.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -135,9 +136,12 @@ class StatusAdapter:
         """The history the store keeps per series."""
         return self._store.retention_ms
 
-    def _memory_limit(self) -> float | None:
-        last = next((s.last() for s in self._store.by_name(MEMORY_LIMIT_METRIC)), None)
-        return None if last is None else last[1]
+    def _memory_limit(self, now: int) -> float | None:
+        """The newest value of the limit series; a staleness marker is no value."""
+        for s in self._store.by_name(MEMORY_LIMIT_METRIC):
+            _, vs, i, j = s.window(now - self._store.retention_ms, now)
+            return next((vs[k] for k in range(j - 1, i - 1, -1) if math.isfinite(vs[k])), None)
+        return None
 
     def status(self, window_ms: int | None = None) -> StatusView:
         """The page's whole content, read now; charts over ``window_ms`` or the data."""
@@ -229,7 +233,7 @@ class StatusAdapter:
             now_ms=now,
             window_ms=window_ms or self._store.retention_ms,
             fit=window_ms is None,
-            refs=chart_refs(alerting, self._memory_limit()),
+            refs=chart_refs(alerting, self._memory_limit(now)),
         )
         return StatusView(
             now_ms=now,

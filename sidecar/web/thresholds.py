@@ -14,6 +14,7 @@ the series on the chart, and draws nothing. The comparisons are found under ``an
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -139,6 +140,8 @@ def chart_refs(
     """The lines to draw per metric name for ``(alert name, expr)`` pairs: each threshold
     in the metric's units, and the memory limit on a metric compared with it. A threshold
     that is a share of the limit is left out while the limit is unknown."""
+    if memory_limit is not None and not (math.isfinite(memory_limit) and memory_limit > 0):
+        memory_limit = None  # a limit of 0, NaN or infinity draws no line
     out: dict[str, list[RefLine]] = {}
     for name, expr in rules:
         for metric, per_limit, line in rule_thresholds(name, expr):
