@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 
 from aiohttp import web
@@ -21,10 +21,12 @@ from sidecar.web.status_view import (
     BreakerStatus,
     ReconcileStatus,
     RuleStatus,
+    StatusSource,
     StatusView,
     TargetStatus,
 )
 from sidecar.web.svgchart import chart_series
+from sidecar.web.thresholds import chart_refs
 
 NOW = 1_700_000_000_000
 """2023-11-14T22:13:20Z."""
@@ -240,23 +242,70 @@ def rich_view() -> StatusView:
 class FixedSource:
     """A ``StatusSource`` that always shows the same view."""
 
+    retention_ms = WINDOW_MS
+
     def __init__(self, view: StatusView) -> None:
         self.view = view
 
-    def status(self) -> StatusView:
-        """The view given at construction."""
+    def status(self, window_ms: int | None = None) -> StatusView:
+        """The view given at construction, whatever the window."""
         return self.view
 
 
+MIB = 1024 * 1024
+LIMIT = 3_000_000_000
+HEAP = "go_memstats_heap_inuse_bytes"
+OOM_IMMINENT = f"{HEAP} / (leak_sidecar_app_memory_limit_bytes > 0) > 0.8"
+
+
+def young_pod_store() -> Store:
+    """A pod ten minutes old: the heap from 100M to 2.1G, scraped every 15s, and the
+    chart store's hour of other series."""
+    store = chart_store()
+    for k in range(41):
+        store.ingest(NOW - 600_000 + k * 15_000, {labelset({"__name__": HEAP}): 1e8 + k * 5e7})
+    return store
+
+
+class ChartSource:
+    """A ``StatusSource`` whose charts are built per request from a store, as the
+    sidecar's are: over the data there is, or the window asked for."""
+
+    retention_ms = WINDOW_MS
+
+    def __init__(self, view: StatusView, store: Store, names: list[str]) -> None:
+        self.view = view
+        self.store = store
+        self.names = names
+
+    def status(self, window_ms: int | None = None) -> StatusView:
+        """The view with charts over ``window_ms``, or over the data there is."""
+        charts = chart_series(
+            self.store,
+            self.names,
+            now_ms=NOW,
+            window_ms=window_ms or WINDOW_MS,
+            fit=window_ms is None,
+            refs=chart_refs([("OOMImminent", OOM_IMMINENT)], LIMIT),
+        )
+        return replace(
+            self.view, charts=charts, window_ms=window_ms, retention_ms=self.retention_ms
+        )
+
+
 def status_app(
-    registry: CollectorRegistry, view: StatusView, refresh_s: int = 10
+    registry: CollectorRegistry,
+    view: StatusView,
+    refresh_s: int = 10,
+    source: StatusSource | None = None,
 ) -> web.Application:
-    """The sidecar's real HTTP app, token required, serving ``view`` as the status page."""
+    """The sidecar's real HTTP app, token required, serving ``view`` as the status page
+    (or what ``source`` builds)."""
     return build_app(
         registry=registry,
         token="tok",
         max_body_bytes=1024,
         health=lambda: (True, "ok"),
         ready=lambda: (True, "ok"),
-        routes=routes(FixedSource(view), refresh_s=refresh_s),
+        routes=routes(source or FixedSource(view), refresh_s=refresh_s),
     )

@@ -95,7 +95,7 @@ async def test_keys_a_reload_cannot_apply_are_named(
     assert _names(sidecar) == ["Second"]
     assert sidecar.reload.cfg.server.listen == "127.0.0.1:0"
     needed = [e for e in _events(log_stream) if e["event"] == "config.reload_restart_needed"]
-    assert needed[0]["keys"] == ["server"]
+    assert needed[0]["keys"] == ["server.listen"]
 
 
 def test_alert_state_carries_over_by_group_and_name(tmp_path: Path) -> None:

@@ -13,14 +13,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from status_support import (
     ALERT_LABELS,
+    HEAP,
     HOSTILE,
     NOW,
     WINDOW_MS,
+    ChartSource,
     FixedSource,
     Node,
     parse_html,
     rich_view,
     status_app,
+    young_pod_store,
 )
 
 from sidecar.core.model import labelset
@@ -396,10 +399,78 @@ def test_realistic_page_renders_fast() -> None:
         (512, "512 B"),
         (5 * 1024 * 1024, "5.0 MiB (5242880 B)"),
         (3 * 1024**3, "3.0 GiB (3221225472 B)"),
-        (5000 * 1024**3, "5000.0 GiB (5368709120000 B)"),
+        (5000 * 1024**3, "4.9 TiB (5368709120000 B)"),
     ],
 )
 def test_body_size_is_shown_in_binary_units_with_the_exact_bytes(size: int, text: str) -> None:
     """The scrape body size reads at a glance and still gives the exact byte count."""
     view = StatusView(NOW, TargetStatus("http://127.0.0.1:8080/debug/vars", body_bytes=size))
     assert parse_html(render_page(view)).by_id("target-body").text() == text
+
+
+async def _young_pod_page(registry: CollectorRegistry, query: str) -> tuple[int, str]:
+    source = ChartSource(rich_view(), young_pod_store(), [HEAP])
+    client = TestClient(TestServer(status_app(registry, rich_view(), source=source)))
+    await client.start_server()
+    try:
+        resp = await client.get(f"/{query}")
+        return resp.status, await resp.text()
+    finally:
+        await client.close()
+
+
+def _axis(doc: Node) -> tuple[str, str]:
+    texts = {str(n.attrs.get("class")): n.text() for n in doc.by_id("chart-0").iter("text")}
+    return texts["axis xmin"], texts["axis xmax"]
+
+
+async def test_charts_span_the_data_or_the_window_asked_for(registry: CollectorRegistry) -> None:
+    """Without ?window the heap of a ten-minute-old pod spans the chart from its first
+    sample; ?window=15m spans the 15 minutes back from now; the chosen span is marked."""
+    status, body = await _young_pod_page(registry, "")
+    doc = parse_html(body)
+    assert status == 200
+    assert _axis(doc) == ("22:03:20Z", "22:13:20Z")
+    assert doc.by_id("charts-window").text() == "Span: data there is 5m 15m 1h"
+    assert [n.text() for n in doc.by_id("charts-window").iter("strong")] == ["data there is"]
+    status, body = await _young_pod_page(registry, "?window=15m")
+    doc = parse_html(body)
+    assert status == 200
+    assert _axis(doc) == ("21:58:20Z", "22:13:20Z")
+    assert [n.text() for n in doc.by_id("charts-window").iter("strong")] == ["15m"]
+    assert [n.attrs["href"] for n in doc.by_id("charts-window").iter("a")] == [
+        "?", "?window=5m", "?window=1h"
+    ]  # fmt: skip
+
+
+async def test_the_heap_is_drawn_against_its_threshold_and_the_limit(
+    registry: CollectorRegistry,
+) -> None:
+    """One chart: the heap, OOMImminent's 80% line and the memory limit, labelled."""
+    _, body = await _young_pod_page(registry, "")
+    chart = parse_html(body).by_id("chart-0")
+    lines = [(n.attrs["class"], n.attrs["y1"]) for n in chart.iter("line")]
+    assert lines == [("ref threshold", "25.0"), ("ref limit", "6.0")]
+    labels = [n.text() for n in chart.iter("text") if "ref-label" in str(n.attrs["class"])]
+    assert labels == ["OOMImminent > 80% of the limit (2.4G)", "memory limit 3G"]
+    points = str(next(chart.iter("polyline")).attrs["points"]).split()
+    assert (points[0], points[-1], len(points)) == ("50.0,98.0", "414.0,34.6", 41)
+
+
+_EXPECTED = "window: expected a duration such as 15m, from 1s to 1h5m"
+
+
+@pytest.mark.parametrize(
+    ("window", "text"),
+    [
+        ("abc", f"{_EXPECTED}, got 'abc'"),
+        ("15", f"{_EXPECTED}, got '15'"),
+        ("0s", f"{_EXPECTED} (the history kept), got '0s'"),
+        ("2h", f"{_EXPECTED} (the history kept), got '2h'"),
+    ],
+)
+async def test_a_bad_window_is_a_400_that_says_what_was_expected(
+    registry: CollectorRegistry, window: str, text: str
+) -> None:
+    """?window must be a duration from 1s to the history kept; anything else is refused."""
+    assert await _young_pod_page(registry, f"?window={window}") == (400, text + "\n")

@@ -164,7 +164,7 @@ def test_demo_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
     )
     first, status = result.stdout.splitlines()
     assert first.endswith(
-        "time runs 60x faster here: 1 second of yours is 60 seconds for the app and the sidecar"
+        "time runs 60x faster here: 1 second of yours is 1m for the app and the sidecar"
     )
     assert status == "demo exit 141"
     err = (tmp_path / "err.txt").read_text()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from status_support import HOSTILE, parse_html
+from status_support import HOSTILE, Node, parse_html
 
 from sidecar.core.model import STALE_NAN, LabelSet, labelset
 from sidecar.store import Series, Store
-from sidecar.web.svgchart import ChartSeries, chart_series, downsample, render_chart, si
+from sidecar.web.svgchart import ChartSeries, chart_series, downsample, render_chart
+from sidecar.web.thresholds import RefLine
 
 LABELS = labelset({"__name__": "heap_bytes", "pod": "a"})
 
@@ -179,18 +180,85 @@ def test_render_escapes_the_label_in_title_and_aria_label() -> None:
     assert next(doc.iter("svg")).attrs["aria-label"] == f"{HOSTILE}: no data in window"
 
 
-@pytest.mark.parametrize(
-    ("value", "label"),
-    [
-        (0.0, "0"),
-        (999.0, "999"),
-        (999.9, "1k"),
-        (1_234_567.0, "1.23M"),
-        (-2.5e9, "-2.5G"),
-        (0.00123, "0.00123"),
-        (1e15, "1e+15"),
-    ],
-)
-def test_si_axis_labels(value: float, label: str) -> None:
-    """Axis labels have three significant digits and an SI suffix."""
-    assert si(value) == label
+def _young_pod() -> Store:
+    store = Store(retention_ms=3_600_000, max_series=10)
+    for k in range(41):  # ten minutes at 15s, ending at 3_600_000
+        store.ingest(3_000_000 + k * 15_000, {LABELS: 1e8 + k * 5e7})
+    return store
+
+
+def test_charts_span_the_data_there_is_so_a_young_pod_fills_the_chart() -> None:
+    """With ``fit`` the time axis starts at the oldest sample: ten minutes of a new pod
+    run from the left edge to the right, not in the last sixth of an hour's window."""
+    store = _young_pod()
+    fitted = chart_series(store, ["heap_bytes"], now_ms=3_600_000, window_ms=3_600_000, fit=True)
+    whole = chart_series(store, ["heap_bytes"], now_ms=3_600_000, window_ms=3_600_000)
+    assert (fitted.series[0].lo_ms, whole.series[0].lo_ms) == (3_000_000, 0)
+    xs = [
+        [p.split(",")[0] for p in str(next(_svg(c).iter("polyline")).attrs["points"]).split()]
+        for c in (fitted.series[0], whole.series[0])
+    ]
+    assert (xs[0][0], xs[0][-1]) == ("50.0", "414.0")
+    assert (xs[1][0], xs[1][-1]) == ("353.3", "414.0")
+
+
+def test_fitted_charts_share_one_time_axis_from_the_oldest_series() -> None:
+    """Several charts fit to the oldest sample among them, so that they line up."""
+    store = Store(retention_ms=3_600_000, max_series=10)
+    older = labelset({"__name__": "heap_bytes", "pod": "b"})
+    store.ingest(1_800_000, {older: 1.0})
+    store.ingest(3_000_000, {older: 1.0, LABELS: 2e9})
+    charts = chart_series(store, ["heap_bytes"], now_ms=3_600_000, window_ms=3_600_000, fit=True)
+    assert [c.lo_ms for c in charts.series] == [1_800_000, 1_800_000]
+
+
+def test_a_fitted_chart_without_data_keeps_the_window() -> None:
+    """No sample in the window: the chart spans the window and says it has no data."""
+    store = Store(retention_ms=60_000, max_series=10)
+    store.ingest(0, {LABELS: 1.0})
+    charts = chart_series(store, ["heap_bytes"], now_ms=600_000, window_ms=60_000, fit=True)
+    assert (charts.series[0].lo_ms, charts.series[0].lines) == (540_000, ())
+
+
+def _svg(chart: ChartSeries, label: str = "heap") -> Node:
+    return parse_html(render_chart(chart, label))
+
+
+def test_threshold_and_limit_lines_are_drawn_at_their_values() -> None:
+    """The value axis stretches to the limit; the threshold and the limit are dashed lines
+    at exact heights, each labelled inside the frame; the summary names them."""
+    chart = ChartSeries(
+        labelset({"__name__": "go_memstats_heap_inuse_bytes"}), 0, 1000,
+        (((0, 1e9), (1000, 2e9)),), 2, (1000, 2e9), False,
+        (RefLine(2.4e9, "threshold", "OOMImminent > 80% of the limit (2.4G)"),
+         RefLine(3e9, "limit", "memory limit 3G")),
+    )  # fmt: skip
+    doc = _svg(chart)
+    assert next(doc.iter("polyline")).attrs["points"] == "50.0,98.0 414.0,52.0"
+    lines = [(n.attrs["class"], n.attrs["y1"], n.attrs["y2"], n.attrs["x1"], n.attrs["x2"])
+             for n in doc.iter("line")]  # fmt: skip
+    assert lines == [
+        ("ref threshold", "33.6", "33.6", "50", "414"),
+        ("ref limit", "6.0", "6.0", "50", "414"),
+    ]
+    labels = [(n.attrs["class"], n.attrs["y"], n.text()) for n in doc.iter("text")]
+    assert labels == [
+        ("axis ymax", "16", "3G"),
+        ("axis ymin", "98", "1G"),
+        ("axis xmin", "112", "00:00:00Z"),
+        ("axis xmax", "112", "00:00:01Z"),
+        ("ref-label threshold", "30.6", "OOMImminent > 80% of the limit (2.4G)"),
+        ("ref-label limit", "17.0", "memory limit 3G"),
+    ]
+    assert next(doc.iter("svg")).attrs["aria-label"] == (
+        "heap: from 1G to 3G, 2 points; OOMImminent > 80% of the limit (2.4G); memory limit 3G"
+    )
+
+
+def test_a_threshold_below_the_data_stretches_the_axis_down() -> None:
+    """A threshold under every sample is still on the chart, at the bottom edge."""
+    chart = ChartSeries(LABELS, 0, 1000, (((0, 50.0), (1000, 100.0)),), 2, (1000, 100.0),
+                        False, (RefLine(10.0, "threshold", "X > 10"),))  # fmt: skip
+    doc = _svg(chart)
+    assert [n.attrs["y1"] for n in doc.iter("line")] == ["98.0"]
+    assert next(doc.iter("polyline")).attrs["points"] == "50.0,57.1 414.0,6.0"

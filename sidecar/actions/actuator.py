@@ -117,6 +117,11 @@ class Actuator:
             registry=registry,
         )
 
+    def reconfigure(self, cfg: ActionsConfig) -> None:
+        """Use ``cfg``'s timeout and retry policy from the next call on (a reload)."""
+        self._cfg = cfg
+        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+
     def url(self, kind: ActionKind) -> str:
         """The configured URL for an action kind."""
         return self._urls[kind]

@@ -133,6 +133,10 @@ class Dispatcher:
             registry=registry,
         )
 
+    def reconfigure(self, cfg: ActionsConfig) -> None:
+        """Use ``cfg``'s dedupe and journal bounds from now on (a reload)."""
+        self._cfg = cfg
+
     def _now(self) -> int:
         """The injected clock in integer milliseconds."""
         return now_ms(self._clock())

@@ -35,7 +35,7 @@ from sidecar.core.outbound import Outbound
 __all__ = ["ActionPath", "build_action_path"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActionPath:
     """The action path's objects, wired; see the module docstring for the life cycle."""
 
@@ -45,6 +45,18 @@ class ActionPath:
     actuator: Actuator
     dispatcher: Dispatcher
     receiver: Receiver
+
+    def reconfigure(self, cfg: Config, router: Router) -> None:
+        """Apply a reloaded config: routes and cooldowns (``router``, built from
+        ``cfg.actions``), call timeouts and retries, dedupe and journal bounds, the
+        reconciler's pacing and the breaker's open times. State is kept: the breaker's
+        circuit, the journal, the dedupe memory and the intent."""
+        self.cfg = cfg
+        self.breaker.cfg = cfg.breaker
+        self.actuator.reconfigure(cfg.actions)
+        self.dispatcher.reconfigure(cfg.actions)
+        self.reconciler.reconfigure(cfg.actions.reconcile)
+        self.receiver.router = router
 
     async def start(self) -> None:
         """Restore the breaker and memory from the journal and resume unfinished calls."""

@@ -200,7 +200,8 @@ class Receiver:
         *,
         tag: Callable[[Sequence[Alert]], list[Alert]] | None = None,
     ) -> None:
-        self._router = router
+        self.router = router
+        """Decides each alert's action; a reload replaces it."""
         self._dispatcher = dispatcher
         self._alerts = Counter(
             "leak_sidecar_webhook_alerts_total",
@@ -216,7 +217,7 @@ class Receiver:
         """Route and act on alerts; ``JournalError`` means nothing was acted on."""
         routed = []
         for alert in alerts:
-            route = self._router.route(alert.labels)
+            route = self.router.route(alert.labels)
             self._alerts.labels(alert.status, route.action).inc()
             if route.action == "invalid":
                 log.warning(

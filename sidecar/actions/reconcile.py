@@ -118,6 +118,10 @@ class Reconciler:
         for result in CHECKS:
             self._checks.labels(result)
 
+    def reconfigure(self, cfg: ReconcileConfig) -> None:
+        """Use ``cfg``'s backoff and interval from the next wait on (a reload)."""
+        self._cfg = cfg
+
     def _now(self) -> int:
         return now_ms(self._clock())
 

@@ -174,11 +174,24 @@ def _parser() -> argparse.ArgumentParser:
                     choices=("debug", "info", "warning", "error"))  # fmt: skip
     wh.add_argument("--log.format", dest="log_format", default="auto",
                     choices=("auto", "json", "console"))  # fmt: skip
-    demo = sub.add_parser(
-        "demo", help="watch the sidecar stop a leaking demo app, on loopback, narrated"
+    demo = _command(
+        sub,
+        "demo",
+        "watch the sidecar stop a leaking demo app, on loopback, narrated",
+        "A leaking stand-in app and a real sidecar (the shipped pack) on free loopback "
+        "ports, time compressed; every line is observed over HTTP. With --keep both stay "
+        "up after the story, with the status page's URL and curl commands printed.",
+        "exit codes: 0 the story was told (a flush, the break before the limit, the "
+        "reset), or --keep stopped by Ctrl-C/SIGTERM after it; 1 it was not; 2 a bad "
+        "--speed; 130 interrupted during the story; 141 the output pipe closed",
     )
     demo.add_argument(
         "--speed", type=float, default=60.0, help="time compression (default %(default)gx)"
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the story, keep the app and the sidecar running until Ctrl-C or SIGTERM",
     )
     da = sub.add_parser("demo-app", help="serve the demo target app (a leaking Go service)")
     da.add_argument("--listen", default="127.0.0.1:8080", help="host:port (default %(default)s)")
@@ -285,7 +298,7 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if not 1 <= args.speed <= 600:
             print(f"demo: --speed: expected 1 to 600, got {args.speed:g}", file=sys.stderr)
             return EXIT_CONFIG
-        return demo_main(args.speed)
+        return demo_main(args.speed, keep=args.keep)
     if args.command == "demo-app":
         from sidecar.demo.app import run_demo_app  # noqa: PLC0415
 

@@ -130,6 +130,14 @@ class Outbound:
     """
 
     def __init__(self, cfg: HttpClientConfig, *, key: str = "app.http_config") -> None:
+        self._key = key
+        self.reconfigure(cfg)
+        # Header values sent so far (the current and the one before a rotation), for redact().
+        self._sent: list[str] = []
+
+    def reconfigure(self, cfg: HttpClientConfig) -> None:
+        """Use ``cfg`` from the next request on (a reload); what was sent stays redacted."""
+        key = self._key
         self._cfg = cfg
         auth, basic = cfg.authorization, cfg.basic_auth
         self._token: SecretReader | None = None
@@ -143,8 +151,6 @@ class Outbound:
         tls = cfg.tls_config
         self._tls = _Tls(tls, f"{key}.tls_config") if tls.configured else None
         self._server_name = tls.server_name
-        # Header values sent so far (the current and the one before a rotation), for redact().
-        self._sent: list[str] = []
 
     def prepare(self) -> Prepared:
         """Headers and TLS settings for one request now; ``CredentialsError`` if unusable."""

@@ -18,35 +18,59 @@ Time is compressed, not the rules: the app and the sidecar run on a clock ``spee
 times faster than the wall (1 s on the wall is 1 min for them at the default), so the
 rule pack runs unmodified, ``for:`` clauses and windows included, and what the demo
 shows is what the shipped files do.
+
+Every story it starts ends: each alert is followed until it resolves (whether it fired,
+and for how long) or the demo says where it stands as it stops watching. It ends with
+where to look next; with ``--keep`` the app and the sidecar stay up after the story, the
+status page's URL and working curl commands are printed, and SIGTERM or Ctrl-C stops
+both cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import secrets
+import shlex
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiohttp
 from pydantic import SecretStr
 
 from sidecar.core import logs
 from sidecar.core.config import Config
+from sidecar.core.durations import format_duration
+from sidecar.core.loops import wait_any
 from sidecar.demo.app import DemoApp, serve
+from sidecar.demo.watch import Watcher
 from sidecar.supervisor import Sidecar
+from sidecar.web.units import format_bytes, format_percent, si
 
-__all__ = ["DEFAULT_SPEED", "CompressedClock", "DemoResult", "main", "run_demo"]
+__all__ = [
+    "DEFAULT_SPEED",
+    "NEXT_STEPS",
+    "CompressedClock",
+    "DemoResult",
+    "kept_lines",
+    "leak_line",
+    "main",
+    "run_demo",
+    "summary_lines",
+]
 
 DEFAULT_SPEED = 60.0
-_POLL = 0.2  # wall seconds between observations
-_REPORT_EVERY = 120.0  # app seconds between status lines
+# After the reset, how long (app seconds) the narrator waits for alerts still active to
+# end before it says where each stands.
+_SETTLE_APP_S = 300.0
 _MIB = 1024 * 1024
 # 3 GiB: the leak below fills it in about 17 minutes from the pod's start, so no trend
 # has 15 minutes of history in time and the direct rule must act; at this size the sawtooth
@@ -55,7 +79,7 @@ _MEMORY_LIMIT = 3 * 1024 * _MIB
 # The leak: keys fast enough to trip CacheKeysGrowing first (a flush frees them, and the
 # second flush is what lets the heap fall after the break); heap that no flush frees; a
 # pool that leaks too slowly to fill before memory runs out.
-_LEAK = {
+_LEAK: dict[str, float | bool] = {
     "on": True,
     "keys_per_second": 2000,
     "heap_bytes_per_second": 2 * _MIB,
@@ -73,6 +97,10 @@ class DemoResult:
     #: The heap in use over the memory limit: its highest reading, and at the break.
     heap_peak: float = 0.0
     heap_at_break: float | None = None
+    #: The story's length in wall seconds (``app_s`` over the speed).
+    wall_s: float = 0.0
+    #: SIGINT or SIGTERM ended the story before it was told.
+    interrupted: bool = False
 
 
 class CompressedClock:
@@ -104,8 +132,8 @@ class _Narrator:
 
     def say(self, text: str) -> None:
         real = time.monotonic() - self._real0
-        app = int(self._clock.elapsed())
-        print(f"[{real:5.1f}s | app t+{app // 60:2d}m{app % 60:02d}s] {text}", file=self._out)
+        app = format_duration(int(self._clock.elapsed()))
+        print(f"[{real:5.1f}s | app t+{app:>6}] {text}", file=self._out)
         self._out.flush()
 
 
@@ -131,16 +159,23 @@ async def run_demo(
     *,
     speed: float = DEFAULT_SPEED,
     deadline_s: float = 85.0,
+    keep: bool = False,
 ) -> DemoResult:
-    """Run the whole story; returns what happened (``complete`` when flush, break, reset)."""
+    """Run the whole story; returns what happened (``complete`` when flush, break, reset).
+
+    With ``keep``, the app and the sidecar stay up after the story until SIGTERM or SIGINT.
+    Either signal during the story ends it early (``interrupted``), cleanly.
+    """
     clock = CompressedClock(speed)
     say = _Narrator(out, clock).say
     token = secrets.token_urlsafe(24)
     result = DemoResult()
     demo = DemoApp(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep)
+    signalled = asyncio.Event()
     with (
         tempfile.TemporaryDirectory(prefix="leak-sidecar-demo-") as tmp,
         as_file(files("sidecar.pack")) as pack,
+        _on_signals(signalled),
     ):
         runner = await serve("127.0.0.1", 0, demo)
         app_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
@@ -153,165 +188,185 @@ async def run_demo(
         try:
             async with asyncio.timeout(10):
                 await sidecar.started.wait()
+            sidecar_url = f"http://127.0.0.1:{sidecar.port}"
             say(
                 f"time runs {speed:g}x faster here: 1 second of yours is "
-                f"{speed:g} seconds for the app and the sidecar"
+                f"{format_duration(speed)} for the app and the sidecar"
             )
             say(f"demo app (a Go order service, simulated) listening on {app_url}")
-            names = [r.name for g in sidecar.groups for r in g.rules]
+            rules = [r for g in sidecar.groups for r in g.rules]
             say(
-                f"sidecar listening on http://127.0.0.1:{sidecar.port}, "
-                f"{len(names)} rules from the shipped pack: {', '.join(names)}"
+                f"sidecar listening on {sidecar_url}, {len(rules)} rules from the shipped "
+                f"pack: {', '.join(r.name for r in rules)}"
             )
+            for_s = {r.name: r.spec.for_ms / 1000 for r in rules}
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-                watcher = _Watcher(http, app_url, f"http://127.0.0.1:{sidecar.port}", say, clock)
-                await watcher.observe()
-                async with http.post(f"{app_url}/demo/leak", json=_LEAK) as resp:
-                    resp.raise_for_status()
-                say(
-                    f"leak switched on: +{_LEAK['keys_per_second']} cache keys/s, "
-                    f"+{_LEAK['heap_bytes_per_second'] / _MIB:g} MiB heap/s, "
-                    f"+{_LEAK['pool_per_second']} pool connections/s"
-                )
-                try:
-                    async with asyncio.timeout(deadline_s):
-                        await watcher.until_story_told()
-                        result.complete = True
-                except TimeoutError:
-                    say(f"the story did not complete within {deadline_s:g}s; stopping")
+                watcher = Watcher(
+                    http, app_url, sidecar_url, say, clock.elapsed,
+                    memory_limit=_MEMORY_LIMIT, for_s=for_s,
+                )  # fmt: skip
+                await wait_any(_story(watcher, result, deadline_s, say), signalled.wait())
+                if signalled.is_set() and not result.complete:
+                    result.interrupted = True
+                    say("interrupted (Ctrl-C or SIGTERM): the story ends here")
+                watcher.close_stories()
                 result.calls = dict(watcher.counts)
                 result.heap_peak = watcher.heap_peak
                 result.heap_at_break = watcher.heap_at_break
+            result.app_s = clock.elapsed()
+            result.wall_s = result.app_s / speed
+            print_summary(out, result)
+            if keep and not result.interrupted:
+                print_kept(out, app_url, sidecar_url, token, speed)
+                await signalled.wait()
+            else:
+                print_next(out)
+            if signalled.is_set():
+                print("stopping the app and the sidecar", file=out)
+                out.flush()
         finally:
             stop.set()
             async with asyncio.timeout(30):
                 await task
             await runner.cleanup()
-    result.app_s = clock.elapsed()
     return result
 
 
-class _Watcher:
-    """Observes the app and the sidecar over HTTP and narrates each change once."""
-
-    def __init__(
-        self,
-        http: aiohttp.ClientSession,
-        app_url: str,
-        sidecar_url: str,
-        say: Callable[[str], None],
-        clock: CompressedClock,
-    ) -> None:
-        self._http = http
-        self._app = app_url
-        self._sidecar = sidecar_url
-        self._say = say
-        self._clock = clock
-        self._alerts: dict[str, str] = {}
-        self._circuit = "closed"
-        self._seen_calls = 0
-        self.counts: dict[str, int] = {}
-        self._next_report = 0.0
-        self._leak_on = True
-        self._heap = 0.0
-        self.heap_peak = 0.0
-        self.heap_at_break: float | None = None
-
-    async def _get(self, url: str) -> Any:
-        async with self._http.get(url) as resp:
-            resp.raise_for_status()
-            return await resp.json(content_type=None)
-
-    async def observe(self) -> None:
-        """One round of observations, narrating what changed."""
-        doc = await self._get(f"{self._app}/debug/vars")
-        self._heap = doc["memstats"]["HeapInuse"] / _MEMORY_LIMIT
-        self.heap_peak = max(self.heap_peak, self._heap)
-        if self._clock.elapsed() >= self._next_report:
-            self._next_report = self._clock.elapsed() + _REPORT_EVERY
-            heap = doc["memstats"]["HeapInuse"] / _MIB
-            self._say(
-                f"app: {doc['cache_keys_total']:,} cache keys, heap in use {heap:,.0f} MiB "
-                f"({self._heap:.0%} of its {_MEMORY_LIMIT / _MIB:,.0f} MiB limit), "
-                f"pool {doc['conn_pool_active']}/{doc['conn_pool_max']}"
-            )
-        alerts = (await self._get(f"{self._sidecar}/v1/alerts"))["data"]["alerts"]
-        now = {a["labels"]["alertname"]: a["state"] for a in alerts}
-        for name, state in sorted(now.items()):
-            if self._alerts.get(name) != state:
-                value = next(a["value"] for a in alerts if a["labels"]["alertname"] == name)
-                self._say(f"sidecar: alert {name} is {state} (value {float(value):.4g})")
-        for name in sorted(self._alerts.keys() - now.keys()):
-            self._say(f"sidecar: alert {name} resolved")
-        self._alerts = now
-        calls = (await self._get(f"{self._app}/demo/calls"))["calls"]
-        for call in calls[self._seen_calls :]:
-            self.counts[call["path"]] = self.counts.get(call["path"], 0) + 1
-            body = call["body"] or {}
-            self._say(
-                f"app received {call['method']} {call['path']} "
-                f"(Idempotency-Key {str(call['idempotency_key'])[:12]}..., "
-                f"source {body.get('source')}, reason: {body.get('reason')})"
-            )
-            if call["path"] == "/v1/circuit/break" and self.heap_at_break is None:
-                self.heap_at_break = self._heap
-                self._say(
-                    f"the circuit broke with the heap in use at {self._heap:.0%} of the memory "
-                    "limit: the leak is stopped before the kernel OOM-kills the app at 100%"
-                )
-        self._seen_calls = len(calls)
-        circuit = await self._get(f"{self._sidecar}/v1/circuit")
-        if circuit["state"] != self._circuit:
-            self._circuit = circuit["state"]
-            self._say(f"sidecar: circuit {circuit['state']} ({circuit['reason']})")
-
-    async def until_story_told(self) -> None:
-        """Watch until the app got a flush, a break and then a reset."""
-        while self.counts.get("/v1/circuit/reset", 0) == 0:
-            await self.observe()
-            if self._leak_on and self.counts.get("/v1/circuit/break"):
-                async with self._http.post(f"{self._app}/demo/leak", json={"on": False}) as r:
-                    r.raise_for_status()
-                self._leak_on = False
-                self._say("leak switched off (the on-call engineer fixed the leaking code path)")
-            await asyncio.sleep(_POLL)
-        await self.observe()
+async def _story(
+    watcher: Watcher, result: DemoResult, deadline_s: float, say: Callable[[str], None]
+) -> None:
+    """Switch the leak on and watch the story through, within ``deadline_s``."""
+    await watcher.observe()
+    await watcher.leak(_LEAK)
+    say(leak_line(_LEAK))
+    try:
+        async with asyncio.timeout(deadline_s):
+            await watcher.until_story_told()
+            result.complete = True
+            await watcher.settle(_SETTLE_APP_S)
+    except TimeoutError:
+        say(f"the story did not complete within {deadline_s:g}s; stopping")
 
 
-def main(speed: float = DEFAULT_SPEED, out: TextIO | None = None) -> int:
-    """``leak-sidecar demo``: 0 when the story completed (flush, break, reset), else 1."""
-    stream = out if out is not None else sys.stdout
-    # The narration is the output; the sidecar's own log lines would only drown it.
-    logs.configure("json", "error", io.StringIO())
-    result = asyncio.run(run_demo(stream, speed=speed))
+@contextlib.contextmanager
+def _on_signals(event: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT (Ctrl-C) set ``event`` while the block runs, instead of a
+    KeyboardInterrupt's traceback; the handlers are removed after."""
+    loop = asyncio.get_running_loop()
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    for sig in sigs:
+        loop.add_signal_handler(sig, event.set)
+    try:
+        yield
+    finally:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
+
+
+def leak_line(leak: dict[str, float | bool]) -> str:
+    """What the leak adds, per second of app time."""
+    return (
+        f"leak switched on: +{si(float(leak['keys_per_second']))} cache keys/s, "
+        f"+{format_bytes(float(leak['heap_bytes_per_second']))}/s of heap, "
+        f"+{si(float(leak['pool_per_second']))} pool connections/s"
+    )
+
+
+def summary_lines(result: DemoResult) -> list[str]:
+    """The story's outcome: how close the heap came, and what the app received."""
     flushes = result.calls.get("/v1/cache/flush", 0)
     breaks = result.calls.get("/v1/circuit/break", 0)
     resets = result.calls.get("/v1/circuit/reset", 0)
-    app_min = result.app_s / 60
+    lines = []
     if result.heap_at_break is not None:
         verdict = (
             "the kernel never had to kill the app"
             if result.heap_peak < 1
             else "it crossed the limit: the kernel would have killed the app"
         )
-        print(
-            f"memory: the heap in use peaked at {result.heap_peak:.0%} of the limit and the "
-            f"circuit broke at {result.heap_at_break:.0%}; {verdict}",
-            file=stream,
+        lines.append(
+            f"memory: the heap in use peaked at {format_bytes(result.heap_peak * _MEMORY_LIMIT)} "
+            f"({format_percent(result.heap_peak)} of the {format_bytes(_MEMORY_LIMIT)} limit) "
+            f"and the circuit broke at {format_bytes(result.heap_at_break * _MEMORY_LIMIT)} "
+            f"({format_percent(result.heap_at_break)}); {verdict}"
         )
-    print(
+    lines.append(
         f"summary: the app received {flushes} flush{'' if flushes == 1 else 'es'}, "
-        f"{breaks} break and {resets} reset "
-        f"in {app_min:.0f} minutes of app time ({result.app_s / speed:.1f}s of yours); "
-        "every line above was observed over HTTP",
-        file=stream,
+        f"{breaks} break{'' if breaks == 1 else 's'} and {resets} reset"
+        f"{'' if resets == 1 else 's'} in {format_duration(round(result.app_s))} of app time "
+        f"({result.wall_s:.1f}s of yours); every line above was observed over HTTP"
     )
+    return lines
+
+
+def print_summary(out: TextIO, result: DemoResult) -> None:
+    """Print the outcome lines."""
+    for line in summary_lines(result):
+        print(line, file=out)
+    out.flush()
+
+
+NEXT_STEPS = (
+    "next: `leak-sidecar demo --keep` tells the same story, then leaves the app and the "
+    "sidecar running with the status page to explore",
+    "next: next to your own service, `leak-sidecar check-target "
+    "http://127.0.0.1:8080/debug/vars` says which pack rules can evaluate against it; then "
+    "`LEAK_SIDECAR_TOKEN=<secret> leak-sidecar run` (the README's quick start)",
+)
+
+
+def print_next(out: TextIO) -> None:
+    """Where to look next, after a demo that does not keep running."""
+    for line in NEXT_STEPS:
+        print(line, file=out)
+    out.flush()
+
+
+_BREAK_BODY = '{"reason": "trying the breaker by hand", "hold": true}'
+_RESET_BODY = '{"reason": "done trying"}'
+
+
+def kept_lines(app_url: str, sidecar_url: str, token: str, speed: float) -> list[str]:
+    """The status page, and curl commands that work against the running demo as printed."""
+    auth = shlex.quote(f"Authorization: Bearer {token}")
+    post = f"curl -fsS -X POST -H {auth} -H 'Content-Type: application/json'"
+    return [
+        f"kept running (time still runs {speed:g}x faster); Ctrl-C or SIGTERM stops both",
+        f"  status page: {sidecar_url}/",
+        f"  curl -fsS {sidecar_url}/v1/circuit",
+        f"  curl -fsS {sidecar_url}/api/v1/alerts",
+        f"  curl -fsS {sidecar_url}/metrics",
+        f"  {post} -d {shlex.quote(_BREAK_BODY)} {sidecar_url}/v1/circuit/break",
+        f"  {post} -d {shlex.quote(_RESET_BODY)} {sidecar_url}/v1/circuit/reset",
+        f"  curl -fsS {app_url}/debug/vars",
+    ]
+
+
+def print_kept(out: TextIO, app_url: str, sidecar_url: str, token: str, speed: float) -> None:
+    """Print where the kept demo can be looked at."""
+    for line in kept_lines(app_url, sidecar_url, token, speed):
+        print(line, file=out)
+    out.flush()
+
+
+def main(speed: float = DEFAULT_SPEED, out: TextIO | None = None, *, keep: bool = False) -> int:
+    """``leak-sidecar demo``: 0 when the story completed (flush, break, reset), else 1."""
+    stream = out if out is not None else sys.stdout
+    # The narration is the output; the sidecar's own log lines would only drown it.
+    logs.configure("json", "error", io.StringIO())
+    result = asyncio.run(run_demo(stream, speed=speed, keep=keep))
+    if result.interrupted:
+        return 130  # the shell's code for an interrupted command
     # The story: a flush, the break before the limit, a second flush that frees the keys
     # leaked since the first, then the reset.
+    counts = tuple(result.calls.get(p, 0) for p in _STORY)
     ok = (
         result.complete
-        and (flushes, breaks, resets) == (2, 1, 1)
+        and counts == (2, 1, 1)
         and result.heap_at_break is not None
         and result.heap_peak < 1
     )
     return 0 if ok else 1
+
+
+_STORY = ("/v1/cache/flush", "/v1/circuit/break", "/v1/circuit/reset")

@@ -247,6 +247,12 @@ class RuleEngine:
             self._stop_groups()
             self._tg = None
 
+    def reconfigure(self, cfg: RulesConfig) -> None:
+        """Use ``cfg``'s resend delay, grace periods and external labels and URL from the
+        next evaluation on (a reload; the groups themselves are swapped through ``rules``)."""
+        self.cfg = cfg
+        self.external_url = cfg.external_url or ""
+
     @property
     def groups(self) -> list[Group]:
         """The groups evaluated now (``rules.groups``)."""

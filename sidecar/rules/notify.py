@@ -143,6 +143,10 @@ class Notifier:
             await self.flush()
         await self.flush()
 
+    def reconfigure(self, retry: RetryConfig) -> None:
+        """Retry the next deliveries with ``retry`` (a reload of ``actions.retry``)."""
+        self._retry = retry
+
     async def flush(self) -> None:
         """Deliver everything queued now, in batches."""
         while self._queue:

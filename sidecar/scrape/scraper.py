@@ -35,7 +35,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from tenacity import RetryCallState
 
-from sidecar.core.config import Config
+from sidecar.core.config import Config, ScrapeConfig
 from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
 from sidecar.core.loops import Sleep, pause
 from sidecar.core.model import LabelSet, MetricMeta, ScrapeFacts, Snapshot, labelset
@@ -108,6 +108,17 @@ class Scraper:
         # Compiled with the config; applied after flattening, before the store.
         self._relabel = Relabeller(self._cfg.metric_relabel_configs)
         self._metrics(registry)
+
+    def reconfigure(self, scrape: ScrapeConfig, relabel: Relabeller) -> None:
+        """Scrape with ``scrape`` (interval, timeout, caps, maps) and ``relabel`` (compiled
+        from its ``metric_relabel_configs``) from the next scrape on (a reload)."""
+        self._cfg = scrape
+        self._relabel = relabel
+        self.interval = scrape.interval
+        self._m_interval.set(self.interval)
+        self.timeout_s = scrape.timeout
+        self._timeout = aiohttp.ClientTimeout(total=scrape.timeout)
+        self._cheap = 0
 
     @property
     def meta(self) -> dict[str, MetricMeta]:

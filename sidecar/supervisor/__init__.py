@@ -31,7 +31,6 @@ from prometheus_client import (
 from sidecar import __version__
 from sidecar.actions.journal import Journal, JournalWatch, StateDirLocked, lock_state_dir
 from sidecar.actions.path import ActionPath, build_action_path
-from sidecar.actions.routing import Router
 from sidecar.core import logs
 from sidecar.core.config import Config
 from sidecar.core.errors import ConfigError, RuleError, SidecarError
@@ -48,16 +47,17 @@ from sidecar.rules.promql import LOOKBACK_MS
 from sidecar.scrape.export import ExpvarCollector
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
-from sidecar.supervisor.reload import Reloader
+from sidecar.supervisor.reload import Reloader, Stages
 from sidecar.web import actions_api, evidence_api, reload_api, rules_api, status
 from sidecar.web.server import Limits, Server, TokenSource, build_app
 from sidecar.web.status import StatusAdapter
+from sidecar.web.thresholds import MEMORY_LIMIT_METRIC
 
 __all__ = ["Sidecar", "memory_limit", "run"]
 
 log = structlog.get_logger(__name__)
 
-MEMORY_LIMIT = "leak_sidecar_app_memory_limit_bytes"
+MEMORY_LIMIT = MEMORY_LIMIT_METRIC
 
 
 def memory_limit(cfg: Config) -> int | None:
@@ -125,7 +125,7 @@ class Sidecar:
             registry=self.registry,
             clock=clock,
         )
-        """SIGHUP and POST /-/reload: re-read the config's rules and swap them in."""
+        """SIGHUP and POST /-/reload: re-read the config and rules and apply them."""
         self.started = asyncio.Event()
         self.server: Server | None = None
         """The HTTP server, once ``run`` has built it."""
@@ -191,7 +191,8 @@ class Sidecar:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; raises if a loop dies."""
-        cfg = self.cfg
+        # The running config: a reload before the start has already been applied to it.
+        cfg = self.reload.cfg
         token = _token_source(cfg)
         # First, before anything is built: a second sidecar on this directory stops here.
         state_lock = lock_state_dir(cfg.state_dir)
@@ -228,8 +229,9 @@ class Sidecar:
             vars_url=cfg.app.expvar_url,
             outbound=outbound,
             # A stretched scrape interval is the sign that the app is struggling.
-            struggling=lambda: scraper.interval > cfg.scrape.interval,
-            asks=Router(cfg.actions, identity=cfg.rules.external_labels).asks_evidence,
+            struggling=lambda: scraper.interval > self.reload.cfg.scrape.interval,
+            # The receiver's router, whichever a reload put there last: bound late.
+            asks=lambda labels: path.receiver.router.asks_evidence(labels),  # noqa: PLW0108
             clock=self.clock,
             monotonic=self.monotonic,
             sleep=self.sleep,
@@ -266,6 +268,8 @@ class Sidecar:
             monotonic=self.monotonic,
             sleep=self.sleep,
         )
+        # From here a reload applies every key it can to these stages, not only the rules.
+        self.reload.stages = Stages(outbound, scraper, engine, notifier, path)
         source = StatusAdapter(scraper, groups, path, self.store, clock=self.clock)
         server = Server(
             build_app(

@@ -1,7 +1,8 @@
 """POST /-/reload: re-read the config and rules, as Prometheus's ``/-/reload`` does.
 
-Like every POST it needs the bearer token. 200 once the new rules run; 500 with the
-reason when the config or a rule file is invalid, and the old ones keep running.
+Like every POST it needs the bearer token. 200 once the new config and rules run (every
+key a reload can apply, applied at once; see ``supervisor.reload``); 500 with the reason
+when the config or a rule file is invalid, and the old ones keep running.
 """
 
 from __future__ import annotations

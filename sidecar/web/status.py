@@ -5,6 +5,10 @@ stages' state on each request; ``status_render`` turns it into HTML.
 
 The page is plain HTML with inline CSS and inline SVG: no script, no external asset, so
 it works through a port-forward, in a locked-down browser and in a terminal browser.
+``?window=15m`` (a Prometheus duration, up to the history the store keeps) charts that
+window back from now; without it the charts span the data there is. A bad value is a
+400 that says what was expected.
+
 Every string on it may come from an attacker (label values are chosen by the app and by
 alert senders), so the renderer escapes at every interpolation and the response carries
 a Content-Security-Policy that forbids scripts in case one ever slips through.
@@ -12,12 +16,15 @@ a Content-Security-Policy that forbids scripts in case one ever slips through.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
 from sidecar.actions.path import ActionPath
+from sidecar.core.durations import format_duration_ms, parse_duration_ms
+from sidecar.core.errors import clip
 from sidecar.core.model import labelset
 from sidecar.core.times import now_ms
 from sidecar.rules.alerting import AlertingRule, AlertState
@@ -39,8 +46,9 @@ from sidecar.web.status_view import (
     TargetStatus,
 )
 from sidecar.web.svgchart import chart_series
+from sidecar.web.thresholds import MEMORY_LIMIT_METRIC, chart_refs
 
-__all__ = ["StatusAdapter", "routes", "rule_metric_names"]
+__all__ = ["StatusAdapter", "parse_window", "routes", "rule_metric_names"]
 
 _RECENT = 20  # actions and transitions shown on the page
 _STATES: dict[AlertState, RuleState] = {
@@ -51,12 +59,27 @@ _STATES: dict[AlertState, RuleState] = {
 
 
 def rule_metric_names(groups: Sequence[Group]) -> list[str]:
-    """Every metric name the loaded rules select, in rule order, once each."""
+    """Every metric name the loaded rules select, in rule order, once each; the memory
+    limit is drawn on the charts of what is compared with it, not charted alone."""
     names: dict[str, None] = {}
     for g in groups:
         for rule in g.rules:
             names.update(dict.fromkeys(sorted(rule.spec.query.metric_names)))
+    names.pop(MEMORY_LIMIT_METRIC, None)
     return list(names)
+
+
+def parse_window(text: str, max_ms: int) -> int:
+    """``?window=``: a Prometheus duration from 1s to ``max_ms``; ``ValueError`` saying
+    what was expected and what came."""
+    expected = f"expected a duration such as 15m, from 1s to {format_duration_ms(max_ms)}"
+    try:
+        ms = parse_duration_ms(text)
+    except ValueError:
+        raise ValueError(f"window: {expected}, got {clip(text, 40)!r}") from None
+    if not 1000 <= ms <= max_ms:
+        raise ValueError(f"window: {expected} (the history kept), got {clip(text, 40)!r}")
+    return ms
 
 
 # Defence in depth behind the escaping: even injected markup could not run a script,
@@ -78,7 +101,13 @@ def routes(source: StatusSource, *, refresh_s: int = 10) -> list[web.RouteDef]:
         raise ValueError(f"refresh_s must be 0 (off) or positive, got {refresh_s}")
 
     async def page(request: web.Request) -> web.Response:
-        body = render_page(source.status(), refresh_s=refresh_s)
+        window_ms = None
+        if "window" in request.query:
+            try:
+                window_ms = parse_window(request.query["window"], source.retention_ms)
+            except ValueError as exc:
+                return web.Response(status=400, text=f"{exc}\n", headers=_HEADERS)
+        body = render_page(source.status(window_ms), refresh_s=refresh_s)
         return web.Response(text=body, content_type="text/html", charset="utf-8", headers=_HEADERS)
 
     return [web.get("/", page)]
@@ -102,8 +131,20 @@ class StatusAdapter:
         self._store = store
         self._clock = clock
 
-    def status(self) -> StatusView:
-        """The page's whole content, read now."""
+    @property
+    def retention_ms(self) -> int:
+        """The history the store keeps per series."""
+        return self._store.retention_ms
+
+    def _memory_limit(self, now: int) -> float | None:
+        """The newest value of the limit series; a staleness marker is no value."""
+        for s in self._store.by_name(MEMORY_LIMIT_METRIC):
+            _, vs, i, j = s.window(now - self._store.retention_ms, now)
+            return next((vs[k] for k in range(j - 1, i - 1, -1) if math.isfinite(vs[k])), None)
+        return None
+
+    def status(self, window_ms: int | None = None) -> StatusView:
+        """The page's whole content, read now; charts over ``window_ms`` or the data."""
         now = now_ms(self._clock())
         last = self._scraper.last
         target = TargetStatus(
@@ -181,12 +222,18 @@ class StatusAdapter:
             ActionRecord(e.at_ms, e.kind, e.source, e.reason, e.outcome, e.attempts)
             for e in history.actions()[:_RECENT]
         )
+        alerting = [
+            (r.name, r.spec.expr) for g in self._groups for r in g.rules
+            if isinstance(r, AlertingRule)
+        ]  # fmt: skip
         charts = chart_series(
             # Read per page: a reload replaces the groups in place.
             self._store,
             rule_metric_names(self._groups),
             now_ms=now,
-            window_ms=self._store.retention_ms,
+            window_ms=window_ms or self._store.retention_ms,
+            fit=window_ms is None,
+            refs=chart_refs(alerting, self._memory_limit(now)),
         )
         return StatusView(
             now_ms=now,
@@ -196,4 +243,6 @@ class StatusAdapter:
             breaker=breaker,
             actions=actions,
             charts=charts,
+            window_ms=window_ms,
+            retention_ms=self._store.retention_ms,
         )

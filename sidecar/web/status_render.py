@@ -11,10 +11,11 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
-from sidecar.core.durations import format_duration
+from sidecar.core.durations import format_duration, format_duration_ms
 from sidecar.core.errors import clip
 from sidecar.core.model import LabelSet, metric_name
 from sidecar.core.times import iso_seconds
+from sidecar.web.status_style import CSS as _CSS
 from sidecar.web.status_view import (
     ActionRecord,
     ActiveAlert,
@@ -24,6 +25,7 @@ from sidecar.web.status_view import (
     TargetStatus,
 )
 from sidecar.web.svgchart import ChartSeries, render_chart
+from sidecar.web.units import format_bytes
 
 __all__ = ["format_labels", "format_value", "render_page"]
 
@@ -51,44 +53,6 @@ _TONE = {
     "disagreed": "bad",
     "converging": "warn",
 }
-
-_CSS = """
-:root{--fg:#1f2328;--mute:#59636e;--line:#d1d9e0;--bg:#fff;--head:#f6f8fa}
-*{box-sizing:border-box}
-body{margin:0;padding:12px 16px;font:14px/1.4 system-ui,sans-serif;color:var(--fg);
- background:var(--bg)}
-header{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 16px;
- border-bottom:2px solid var(--line);padding-bottom:8px}
-h1{font-size:20px;margin:0}
-h2{font-size:16px;margin:16px 0 6px}
-h3{font-size:14px;margin:10px 0 4px}
-section{overflow-x:auto}
-.summary{display:flex;flex-wrap:wrap;gap:6px 12px;margin:0;padding:0;list-style:none}
-.muted,.gen{color:var(--mute)}
-.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:0 24px}
-table{border-collapse:collapse;width:100%;margin:0 0 4px}
-th,td{border:1px solid var(--line);padding:3px 6px;text-align:left;vertical-align:top}
-thead th,table.kv th{background:var(--head);font-weight:600}
-table.kv th{width:11em;white-space:nowrap}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-code,.lbl{font:12px/1.3 ui-monospace,monospace;overflow-wrap:anywhere}
-.lbl{display:inline-block;background:var(--head);border:1px solid var(--line);
- border-radius:3px;padding:0 4px;margin:1px 2px 1px 0}
-.expr{display:block;color:var(--mute)}
-.err{color:#a40e26;overflow-wrap:anywhere}
-.badge{display:inline-block;min-width:4.5em;text-align:center;padding:0 6px;
- border-radius:3px;font-weight:600;color:#fff;background:#6e7781}
-.good{background:#1a7f37}.bad{background:#cf222e}.warn{background:#9a6700}.held{background:#8250df}
-.empty{color:var(--mute);font-style:italic;margin:4px 0}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(380px,100%),1fr));gap:12px}
-figure{margin:0;border:1px solid var(--line);padding:4px 6px}
-figcaption{font-size:12px;overflow-wrap:anywhere}
-svg.chart{display:block;width:100%;height:auto}
-svg .frame{fill:none;stroke:var(--line)}
-svg .line{fill:none;stroke:#0969da;stroke-width:1.5;stroke-linejoin:round}
-svg .dot{fill:#0969da}
-svg text{font:11px ui-monospace,monospace;fill:var(--mute)}
-"""
 
 
 class _Html(str):
@@ -150,16 +114,7 @@ def _when(now: int, ms: int | None) -> _Html:
 
 
 def _bytes(n: int | None) -> str:
-    if n is None:
-        return _NONE
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f} {unit} ({n} B)"
+    return _NONE if n is None else f"{format_bytes(n)} ({n} B)" if n >= 1024 else f"{n} B"
 
 
 def _seconds(s: float | None) -> str:
@@ -369,6 +324,26 @@ def _chart(index: int, c: ChartSeries) -> _Html:
     )
 
 
+_WINDOWS_MS = (5 * 60_000, 15 * 60_000, 3_600_000, 6 * 3_600_000, 86_400_000)
+
+
+def _windows(view: StatusView) -> _Html:
+    """The spans the reader can pick: the data there is, or a window back from now."""
+    cap = view.retention_ms
+    choices: list[tuple[str, str, bool]] = [("data there is", "?", view.window_ms is None)]
+    for ms in _WINDOWS_MS:
+        if cap is None or ms <= cap:
+            text = format_duration_ms(ms)
+            choices.append((text, f"?window={text}", view.window_ms == ms))
+    if view.window_ms is not None and not any(on for *_, on in choices):
+        choices.append((format_duration_ms(view.window_ms), "", True))
+    links = _cat(
+        _el("strong", text, aria_current="true") if on else _el("a", text, href=href)
+        for text, href, on in choices
+    )
+    return _el("p", "Span: ", links, class_="windows muted", id="charts-window")
+
+
 def _charts(view: StatusView) -> _Html:
     cs = view.charts
     if not cs.series:
@@ -381,7 +356,7 @@ def _charts(view: StatusView) -> _Html:
             else None
         )
         body = _cat((grid, more))
-    return _section("charts", "Series the rules read", body)
+    return _section("charts", "Series the rules read", _windows(view), body)
 
 
 def _summary(view: StatusView) -> _Html:

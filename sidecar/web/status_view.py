@@ -154,11 +154,21 @@ class StatusView:
     breaker: BreakerStatus = field(default_factory=BreakerStatus)
     actions: tuple[ActionRecord, ...] = ()
     charts: ChartSet = field(default_factory=ChartSet)
+    window_ms: int | None = None
+    """The window the reader chose for the charts; None: the data there is."""
+    retention_ms: int | None = None
+    """The longest window the charts can show (the store's retention)."""
 
 
 class StatusSource(Protocol):
     """Builds the view on each request; must not block (it runs on the event loop)."""
 
-    def status(self) -> StatusView:
-        """The current state of every stage."""
+    @property
+    def retention_ms(self) -> int:
+        """The history kept per series: the longest window a chart can show."""
+        ...
+
+    def status(self, window_ms: int | None = None) -> StatusView:
+        """The current state of every stage; charts over ``window_ms`` back from now, or
+        with None over the data there is."""
         ...

@@ -1,6 +1,11 @@
 """Small line charts of stored series for the status page: selection, downsampling, SVG.
 
-A chart shows one series over the retained window. The store may hold thousands of
+A chart shows one series over the span of the data there is (from the oldest sample of
+the charted series, so that a new pod's first minutes fill the chart rather than sit in
+a sliver at its right edge), or over a window the reader chose. It may carry reference
+lines (``web.thresholds``): the threshold of a rule that compares the series with a
+constant or with the memory limit, and the limit itself; the value axis stretches to
+show them, so the heap is seen against the limit on one chart. The store may hold thousands of
 samples per series, the page must stay small, so a series with more samples than
 ``max_points`` is cut into ``max_points // 2`` equal time buckets and each bucket keeps
 only its lowest and its highest sample (in time order): the line keeps every spike and
@@ -17,12 +22,14 @@ from __future__ import annotations
 import heapq
 import html
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sidecar.core.model import LabelSet, is_stale
 from sidecar.core.times import time_of_day
 from sidecar.store import SeriesView, StoreView
+from sidecar.web.thresholds import RefLine
+from sidecar.web.units import si
 
 __all__ = [
     "ChartSeries",
@@ -30,7 +37,6 @@ __all__ = [
     "chart_series",
     "downsample",
     "render_chart",
-    "si",
 ]
 
 Point = tuple[int, float]
@@ -52,6 +58,8 @@ class ChartSeries:
     """The newest plottable sample in the window."""
     stale: bool
     """The series' newest sample is a staleness marker: it has no current value."""
+    refs: tuple[RefLine, ...] = ()
+    """Horizontal lines drawn across the chart: thresholds, the memory limit."""
 
     @property
     def points(self) -> int:
@@ -59,9 +67,13 @@ class ChartSeries:
         return sum(len(line) for line in self.lines)
 
     def value_range(self) -> tuple[float, float] | None:
-        """Lowest and highest value drawn, or ``None`` with nothing to draw."""
+        """Lowest and highest value drawn, reference lines included, or ``None`` with no
+        data to draw."""
         values = [v for line in self.lines for _, v in line]
-        return (min(values), max(values)) if values else None
+        if not values:
+            return None
+        values.extend(r.value for r in self.refs)
+        return min(values), max(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +92,51 @@ def chart_series(
     window_ms: int,
     max_points: int = 300,
     max_charts: int = 12,
+    fit: bool = False,
+    refs: Mapping[str, tuple[RefLine, ...]] | None = None,
 ) -> ChartSet:
-    """Chart every series named in ``names`` (in that order), at most ``max_charts``."""
+    """Chart every series named in ``names`` (in that order), at most ``max_charts``.
+
+    With ``fit`` the charts span from the oldest sample any of them holds within
+    ``window_ms`` to ``now_ms`` (one time axis for all, so they line up); without, the
+    whole window. ``refs`` gives the reference lines of each metric name.
+    """
     if max_points < 2:
         raise ValueError(f"max_points must be at least 2, got {max_points}")
     if window_ms <= 0:
         raise ValueError(f"window_ms must be positive, got {window_ms}")
     lo = now_ms - window_ms
-    chosen: list[ChartSeries] = []
+    chosen: list[tuple[str, SeriesView]] = []
     omitted = 0
     for name in dict.fromkeys(names):
         matching = list(store.by_name(name))
         # Runs on every page view: only the series that get a chart are put in order.
         shown = heapq.nsmallest(max_charts - len(chosen), matching, key=lambda s: s.labels)
-        chosen.extend(downsample(s, lo, now_ms, max_points) for s in shown)
+        chosen.extend((name, s) for s in shown)
         omitted += len(matching) - len(shown)
-    return ChartSet(tuple(chosen), omitted)
+    if fit:
+        firsts = [t for _, s in chosen if (t := _first(s, lo, now_ms)) is not None]
+        lo = min(firsts, default=lo)
+    lines = refs or {}
+    charts = tuple(
+        _with_refs(downsample(s, lo, now_ms, max_points), lines.get(name, ())) for name, s in chosen
+    )
+    return ChartSet(charts, omitted)
+
+
+def _first(series: SeriesView, lo: int, hi: int) -> int | None:
+    """The time of the oldest sample of ``series`` in ``[lo, hi]``, if it has one."""
+    ts, _, i, j = series.window(lo, hi)
+    return ts[i] if j > i else None
+
+
+def _with_refs(chart: ChartSeries, refs: tuple[RefLine, ...]) -> ChartSeries:
+    if not refs:
+        return chart
+    return ChartSeries(
+        chart.labels, chart.lo_ms, chart.hi_ms, chart.lines, chart.samples, chart.last,
+        chart.stale, refs,
+    )  # fmt: skip
 
 
 def downsample(series: SeriesView, lo: int, hi: int, max_points: int) -> ChartSeries:
@@ -156,17 +197,6 @@ def _flush(line: list[Point], lo_pt: Point | None, hi_pt: Point | None) -> None:
         line.extend(sorted((lo_pt, hi_pt)))
 
 
-def si(value: float) -> str:
-    """A short axis label: three significant digits and an SI suffix (``1.23M``)."""
-    # Round first, so that 999.9 becomes "1k" rather than "1e+03".
-    rounded = float(f"{value:.3g}")
-    magnitude = abs(rounded)
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if scale <= magnitude < scale * 1000:
-            return f"{rounded / scale:.3g}{suffix}"
-    return f"{rounded:.3g}"
-
-
 def _clock(ms: int) -> str:
     return time_of_day(ms)
 
@@ -175,6 +205,19 @@ def _clock(ms: int) -> str:
 # what a chart gets in a three-column grid on a laptop screen.
 _W, _H = 420, 120
 _X0, _X1, _Y0, _Y1 = 50, 414, 6, 98
+
+
+def _ref(r: RefLine, vmin: float, ys: float, vspan: float, ymid: float) -> str:
+    """A dashed line across the plot at ``r.value``, its label above its right end."""
+    y = _Y1 - (r.value - vmin) * ys if vspan > 0 else ymid
+    # Near the top the label goes under the line, so that it stays inside the frame.
+    ty = y + 11 if y < _Y0 + 12 else y - 3
+    text = html.escape(r.label, quote=True)
+    return (
+        f'<line class="ref {r.kind}" x1="{_X0}" y1="{y:.1f}" x2="{_X1}" y2="{y:.1f}"/>'
+        f'<text class="ref-label {r.kind}" x="{_X1 - 3}" y="{ty:.1f}" text-anchor="end">'
+        f"{text}</text>"
+    )
 
 
 def render_chart(chart: ChartSeries, label: str) -> str:
@@ -203,6 +246,8 @@ def render_chart(chart: ChartSeries, label: str) -> str:
         else:
             pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
             shapes.append(f'<polyline class="line" points="{pts}"/>')
+    if rng is not None:
+        shapes.extend(_ref(r, vmin, ys, vspan, ymid) for r in chart.refs)
     if rng is None:
         shapes.append(
             f'<text class="none" x="{(_X0 + _X1) / 2:.0f}" y="{ymid + 4:.0f}" '
@@ -212,6 +257,7 @@ def render_chart(chart: ChartSeries, label: str) -> str:
         f"{label}: no data in window"
         if rng is None
         else f"{label}: from {si(vmin)} to {si(vmax)}, {chart.points} points"
+        + "".join(f"; {r.label}" for r in chart.refs)
     )
     title = html.escape(summary, quote=True)
     top = si(vmax) if rng is not None else ""

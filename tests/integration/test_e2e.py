@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
+import shlex
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from conftest import running
 
@@ -31,8 +37,8 @@ async def test_the_demo_story_flush_then_break_before_the_limit_then_flush_then_
         "/v1/circuit/break": 1,
         "/v1/circuit/reset": 1,
     }, text
-    received = [line.split("app received ")[1].split(" (")[0] for line in text.splitlines()
-                if "app received " in line]  # fmt: skip
+    received = [line.split("] app received ")[1].split(" (")[0] for line in text.splitlines()
+                if "] app received " in line]  # fmt: skip
     assert received == [
         "POST /v1/cache/flush",
         "POST /v1/circuit/break",
@@ -47,8 +53,8 @@ async def test_the_demo_story_flush_then_break_before_the_limit_then_flush_then_
     assert "alert ConnPoolSaturated" not in text
     assert "sidecar: circuit open (alert OOMImminent firing)" in text
     assert (
-        f"the circuit broke with the heap in use at {result.heap_at_break:.0%} of the memory "
-        "limit: the leak is stopped before the kernel OOM-kills the app at 100%"
+        f", {result.heap_at_break:.0%} of the memory limit: the leak is stopped before the "
+        "kernel OOM-kills the app at 100%"
     ) in text
     assert (
         "sidecar: circuit closed (every holding alert resolved and its condition cleared)" in text
@@ -106,21 +112,111 @@ async def test_detection_latency_is_within_scrape_eval_and_for(tmp_path: Path) -
         await runner.cleanup()
 
 
-async def test_leak_sidecar_demo_command_exits_0_with_its_narrative() -> None:
-    """`leak-sidecar demo` runs on a fresh install with no config and tells the story."""
+async def test_demo_keep_tells_the_story_then_serves_until_sigterm_and_exits_0() -> None:
+    """`leak-sidecar demo --keep` on a fresh install tells the story, then leaves the app and
+    the sidecar up: the printed status page and every printed curl command answer, and
+    SIGTERM ends it with exit 0 and both ports released."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "demo", "--keep",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd="/",
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(110):
+            while not lines or not lines[-1].endswith("/debug/vars"):
+                raw = await proc.stdout.readline()
+                assert raw, "\n".join(lines)
+                lines.append(raw.decode().rstrip("\n"))
+        text = "\n".join(lines)
+        assert "time runs 60x faster here: 1 second of yours is 1m for the app" in text
+        assert "6 rules from the shipped pack" in text
+        memory, summary, kept, page, *curls = lines[-10:]
+        assert re.fullmatch(
+            r"memory: the heap in use peaked at \d\.\d GiB \(\d\d% of the 3\.0 GiB limit\) "
+            r"and the circuit broke at \d\.\d GiB \(\d\d%\); the kernel never had to kill "
+            r"the app",
+            memory,
+        ), text
+        assert re.fullmatch(
+            r"summary: the app received 2 flushes, 1 break and 1 reset in \d+m\d+s of app "
+            r"time \(\d+\.\ds of yours\); every line above was observed over HTTP",
+            summary,
+        ), text
+        assert kept == "kept running (time still runs 60x faster); Ctrl-C or SIGTERM stops both"
+        status_url = page.removeprefix("  status page: ")
+        app_url = curls[-1].split()[-1].removesuffix("/debug/vars")
+        async with aiohttp.ClientSession() as http, http.get(status_url) as resp:
+            assert resp.status == 200
+            page_text = await resp.text()
+        assert "<title>leak-sidecar status</title>" in page_text
+        # The demo's heap is drawn against OOMImminent's 80% line and its 3 GiB limit.
+        assert ">OOMImminent &gt; 80% of the limit (2.58G)</text>" in page_text
+        assert ">memory limit 3.22G</text>" in page_text
+        assert len(curls) == 6
+        for line in curls:
+            done = subprocess.run(  # noqa: ASYNC221 -- curl is quick; the demo runs in its own process
+                shlex.split(line), capture_output=True, timeout=10, check=False
+            )
+            assert (line, done.returncode, done.stderr) == (line, 0, b"")
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (proc.returncode, rest.decode(), err.decode()) == (
+        0, "stopping the app and the sidecar\n", ""
+    )  # fmt: skip
+    for url in (status_url, app_url):
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        with socket.socket() as sock:
+            # A listener still on the port makes this bind fail even with SO_REUSEADDR.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+
+
+async def test_ctrl_c_during_the_story_stops_it_cleanly_with_130() -> None:
+    """SIGINT while the story runs: no traceback, the narration says the story ends there
+    and where each alert stands, both servers stop and release their ports, exit 130."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar", "demo",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd="/",
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 110)
-    text = out.decode()
-    assert proc.returncode == 0, text + err.decode()
-    assert "time runs 60x faster here" in text
-    assert "6 rules from the shipped pack" in text
-    last, summary = text.rstrip().splitlines()[-2:]
-    assert last.startswith("memory: the heap in use peaked at ")
-    assert last.endswith("; the kernel never had to kill the app")
-    assert summary.startswith("summary: the app received 2 flushes, 1 break and 1 reset in ")
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while not lines or "] leak switched on: " not in lines[-1]:
+                raw = await proc.stdout.readline()
+                assert raw, "\n".join(lines)
+                lines.append(raw.decode().rstrip("\n"))
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            rest, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    tail = rest.decode().splitlines()
+    assert (proc.returncode, err.decode()) == (130, "")
+    said = [line.split("] ", 1)[-1] for line in tail if line.startswith("[")]
+    # An observation may have been narrated just before the signal landed, and an alert
+    # already pending is said to be so after it.
+    end = said.index("interrupted (Ctrl-C or SIGTERM): the story ends here")
+    assert all(" as the demo ends" in line for line in said[end + 1 :]), tail
+    assert tail[-1] == "stopping the app and the sidecar"
+    assert tail[-4].startswith("summary: the app received 0 flushes, 0 breaks and 0 resets in ")
+    ports = [int(line.split("listening on http://127.0.0.1:")[1].split(",")[0])
+             for line in lines if "listening on http://127.0.0.1:" in line]  # fmt: skip
+    assert len(ports) == 2
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
 
 
 @pytest.mark.parametrize("speed", ["0", "1000"])

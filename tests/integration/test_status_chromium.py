@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
-from status_support import HOSTILE, parse_html, rich_view, status_app
+from status_support import (
+    HEAP,
+    HOSTILE,
+    ChartSource,
+    parse_html,
+    rich_view,
+    status_app,
+    young_pod_store,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +48,19 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 async def url(registry: CollectorRegistry) -> AsyncIterator[str]:
     """The status page served by the real app on 127.0.0.1, on a port the OS chose."""
     server = TestServer(status_app(registry, rich_view(), refresh_s=0), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/"))
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def young_pod_url(registry: CollectorRegistry) -> AsyncIterator[str]:
+    """The status page of a ten-minute-old pod, charts built per request from its store."""
+    source = ChartSource(rich_view(), young_pod_store(), [HEAP])
+    app = status_app(registry, rich_view(), refresh_s=0, source=source)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         yield str(server.make_url("/"))
@@ -111,3 +132,24 @@ async def test_screenshot_is_a_png_of_the_window_size(url: str, tmp_path: Path) 
     assert (length, kind, width, height) == (13, b"IHDR", 1280, 2000)
     # A blank page compresses to a few kilobytes; tables, text and charts do not.
     assert len(data) > 50_000
+
+
+async def test_a_young_pods_heap_fills_the_chart_against_threshold_and_limit(
+    young_pod_url: str, tmp_path: Path
+) -> None:
+    """Rendered by Chromium: the heap of a ten-minute-old pod runs from the chart's left
+    edge to its right, under OOMImminent's 80% line and the memory limit; with
+    ?window=15m it starts a third of the way in, and the span links say which is shown."""
+    spans = {}
+    for query in ("", "?window=15m"):
+        dom = (await _chromium(tmp_path, "--dump-dom", young_pod_url + query)).decode()
+        chart = parse_html(dom).by_id("chart-0")
+        points = str(next(chart.iter("polyline")).attrs["points"]).split()
+        spans[query] = (points[0], points[-1])
+        lines = [(n.attrs["class"], n.attrs["y1"], n.attrs["y2"]) for n in chart.iter("line")]
+        assert lines == [("ref threshold", "25.0", "25.0"), ("ref limit", "6.0", "6.0")]
+        texts = [n.text() for n in chart.iter("text")]
+        assert texts[-2:] == ["OOMImminent > 80% of the limit (2.4G)", "memory limit 3G"]
+        current = [n.text() for n in parse_html(dom).by_id("charts-window").iter("strong")]
+        assert current == (["data there is"] if query == "" else ["15m"])
+    assert spans == {"": ("50.0,98.0", "414.0,34.6"), "?window=15m": ("171.3,98.0", "414.0,34.6")}
