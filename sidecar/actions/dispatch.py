@@ -170,8 +170,7 @@ class Dispatcher:
                 await self._record(
                     now, actions, state if changed else None, plan.seen, plan.cooldowns
                 )
-            if self.budget is not None and (state.state != "closed" or not self._refused):
-                self.budget.release()
+            self._release()
             return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
 
     def _plan_alert(
@@ -254,6 +253,11 @@ class Dispatcher:
         ):
             return None
         return await self.budget.decide()
+
+    def _release(self) -> None:
+        # A granted want stays published while the circuit is open: see ``fleet``.
+        if self.budget is not None and self.breaker.state.state == "closed" and not self._refused:
+            self.budget.release()
 
     async def reexamine(self) -> None:
         """Deliver again the breaks the budget refused: level-triggered, while they fire."""
@@ -354,6 +358,7 @@ class Dispatcher:
         for a in actions:
             self.pending[a.id] = a
             self._start(a)
+        self._release()
         if self._journal_too_big():
             # A failure is logged; the old journal is intact and appends go on.
             with contextlib.suppress(JournalError):

@@ -8,8 +8,9 @@ break first asks Prometheus, which scrapes every sidecar of the workload
 
 - ``total``: the workload's sidecars (``up``, so that a pod too sick to be scraped counts);
 - ``open``: those whose circuit is open or being opened (desired state open);
-- ``claims``: those waiting for budget, each with the time it started wanting a break;
-- ``sick``: those open or waiting.
+- ``claims``: those wanting a break (or holding one they were granted), each with the
+  time it started wanting it;
+- ``sick``: those open or wanting a break.
 
 ``decide`` then says, for this sidecar (whose circuit is closed and which wants a break):
 
@@ -19,8 +20,11 @@ break first asks Prometheus, which scrapes every sidecar of the workload
 2. Past ``fleet.panic_fraction`` of the workload sick: panic, no automatic break
    anywhere in the workload (``leak_sidecar_fleet_panic`` is 1, ``fleet.panic`` logged,
    a line on the status page) until enough of it recovers.
-3. At most ``max(1, floor(max_open_fraction * total))`` open: the free slots go to the
-   oldest wants (ties broken by sidecar id), the same order for every sidecar.
+3. At most ``max(1, floor(max_open_fraction * total))`` open: a sidecar may break when
+   the open ones and those that want it longer (ties broken by sidecar id) leave a slot,
+   the same order for every sidecar. A granted want stays published while the circuit
+   is open, so that no sidecar sees a slot between the want going and Prometheus
+   scraping the open state.
 4. A failed query applies ``fleet.on_query_failure`` (allow by default), counted.
 
 A refused break is not forgotten: the dispatcher examines it again every
@@ -72,8 +76,8 @@ def census_query(workload: Mapping[str, str]) -> str:
     desired = _selector(workload, "leak_sidecar_circuit_desired_state") + " == 1"
     parts = {
         "total": f"count({up})",
-        "open": f"count({desired})",
         "sick": f"count(max by (instance) ({wanted} or {desired}))",
+        "open": desired,
         "claim": wanted,
     }
     return " or ".join(f'label_replace({e}, "{_Q}", "{k}", "", "")' for k, e in parts.items())
@@ -84,10 +88,11 @@ class Census:
     """What Prometheus says of the workload's sidecars."""
 
     total: int
-    open: int
     sick: int
-    claims: tuple[tuple[float, str], ...]
-    """(since, sidecar id) of each sidecar waiting for budget, oldest first."""
+    open: frozenset[str]
+    """The ``instance`` of each sidecar whose circuit is open or opening."""
+    claims: tuple[tuple[float, str, str], ...]
+    """(since, sidecar id, instance) of each sidecar wanting a break, oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,19 +135,22 @@ def parse_census(body: bytes) -> Census:
         raise _QueryFailed(f"query failed: {clip(answer.error, 200)}")
     if answer.data.resultType != "vector":
         raise _QueryFailed(f"expected a vector, got {answer.data.resultType!r}")
-    counts = {"total": 0, "open": 0, "sick": 0}
-    claims = []
+    counts = {"total": 0, "sick": 0}
+    claims, opened = [], set()
     for s in answer.data.result:
         kind = s.metric.get(_Q)
         try:
             value = float(s.value[1])
         except ValueError:
             raise _QueryFailed(f"expected a number, got {clip(s.value[1], 40)!r}") from None
+        instance = s.metric.get("instance", "")
         if kind in counts:
             counts[kind] = int(value)
+        elif kind == "open":
+            opened.add(instance)
         elif kind == "claim" and _ID in s.metric and math.isfinite(value):
-            claims.append((value, s.metric[_ID]))
-    return Census(counts["total"], counts["open"], counts["sick"], tuple(sorted(claims)))
+            claims.append((value, s.metric[_ID], instance))
+    return Census(counts["total"], counts["sick"], frozenset(opened), tuple(sorted(claims)))
 
 
 class Budget:
@@ -199,7 +207,7 @@ class Budget:
         )
 
     def release(self) -> None:
-        """This sidecar wants no break any more (it broke, or the alerts resolved)."""
+        """This sidecar wants no break any more: its circuit closed, or the alerts resolved."""
         if self.wanted_since is not None:
             self.wanted_since = None
             self._wanted.set(0)
@@ -242,17 +250,16 @@ class Budget:
                 "panic",
             )
         allowed = max(1, math.floor(self._cfg.max_open_fraction * census.total))
-        slots = allowed - census.open
-        budget = f"{census.open} of {census.total} open, {allowed} allowed"
-        if slots <= 0:
+        budget = f"{len(census.open)} of {census.total} open, {allowed} allowed"
+        if len(census.open) >= allowed:
             return Verdict(False, f"budget spent: {budget}", "refused")
-        ids = [sid for _, sid in census.claims]
-        if self.id not in ids:
+        mine = [(since, sid) for since, sid, _ in census.claims if sid == self.id]
+        if not mine:
             return Verdict(False, "waiting for Prometheus to see this want", "waiting")
-        rank = ids.index(self.id)
-        if rank >= slots:
+        older = {inst for since, sid, inst in census.claims if (since, sid) < mine[0]}
+        if len(census.open | older) >= allowed:
             return Verdict(
-                False, f"queued: {rank} older want(s) before this one, {budget}", "refused"
+                False, f"queued: {len(older)} older want(s) before this one, {budget}", "refused"
             )
         return Verdict(True, f"within budget: {budget}", "allowed")
 
