@@ -1,4 +1,4 @@
-"""The fleet budget: its query, its verdicts, and the dispatcher asking it (level-triggered).
+"""The fleet budget (sidecar.actions.fleet): its query, its verdicts, and the dispatcher asking it.
 
 Prometheus is a small aiohttp server on loopback that answers ``/api/v1/query`` with the
 census a test sets, and records every query it was asked.
