@@ -130,7 +130,7 @@ async def test_budget_waits_to_settle_then_grants_the_oldest_want() -> None:
     assert (first.allowed, first.outcome, first.why) == (
         False,
         "waiting",
-        "waiting 10.0s for the fleet to see this want",
+        "waiting 10s for the fleet to see this want",
     )
     assert wanted == clock.now - 10
     assert (oldest.allowed, oldest.why) == (True, "within budget: 0 of 10 open, 1 allowed")

@@ -47,6 +47,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sidecar.core.config_fleet import FleetConfig
+from sidecar.core.durations import format_duration
 from sidecar.core.errors import clip
 
 __all__ = ["Budget", "Census", "Verdict", "census_query"]
@@ -233,10 +234,10 @@ class Budget:
         if self.wanted_since is None:
             self.wanted_since = now
             self._wanted.set(now)
-        waited = now - self.wanted_since
-        if waited < self._cfg.settle:
-            left = round(self._cfg.settle - waited, 3)
-            return Verdict(False, f"waiting {left}s for the fleet to see this want", "waiting")
+        if now - self.wanted_since < self._cfg.settle:
+            # One wording while it waits: the log says it once, not every re-examination.
+            settle = format_duration(self._cfg.settle)
+            return Verdict(False, f"waiting {settle} for the fleet to see this want", "waiting")
         try:
             census = await self._ask()
         except (_QueryFailed, aiohttp.ClientError, TimeoutError) as exc:
