@@ -183,7 +183,8 @@ async def test_panic_past_half_the_workload_sick_suspends_and_says_so() -> None:
 async def test_a_failed_query_applies_the_fallback_and_is_counted(
     fallback: str, allowed: bool, outcome: str
 ) -> None:
-    """Prometheus answering 503, then garbage: the configured fallback decides, each counted."""
+    """Prometheus answering 503, then garbage, then NaN: the configured fallback decides,
+    each counted."""
     registry, clock = CollectorRegistry(), Clock()
     async with _prometheus() as (prom, url), aiohttp.ClientSession() as session:
         cfg = _cfg(url, on_query_failure=fallback)
@@ -194,6 +195,9 @@ async def test_a_failed_query_applies_the_fallback_and_is_counted(
         down = await budget.decide()
         prom.status, prom.answer = 200, {"status": "success", "data": {"resultType": "matrix"}}
         garbage = await budget.decide()
+        prom.census(10, 0)
+        prom.answer["data"]["result"][0]["value"] = [0, "NaN"]
+        nan = await budget.decide()
 
     assert (down.allowed, down.outcome) == (allowed, outcome)
     assert down.why == (
@@ -202,9 +206,11 @@ async def test_a_failed_query_applies_the_fallback_and_is_counted(
     )
     assert (garbage.allowed, garbage.outcome) == (allowed, outcome)
     assert "expected Prometheus's query answer" in garbage.why
-    assert registry.get_sample_value("leak_sidecar_fleet_budget_query_failures_total") == 2.0
+    assert (nan.allowed, nan.outcome) == (allowed, outcome)
+    assert "expected a finite number, got 'NaN'" in nan.why
+    assert registry.get_sample_value("leak_sidecar_fleet_budget_query_failures_total") == 3.0
     decisions = "leak_sidecar_fleet_budget_decisions_total"
-    assert registry.get_sample_value(decisions, {"outcome": outcome}) == 2.0
+    assert registry.get_sample_value(decisions, {"outcome": outcome}) == 3.0
 
 
 async def test_a_refused_break_is_examined_again_and_proceeds_when_budget_frees(

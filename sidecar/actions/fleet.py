@@ -144,12 +144,14 @@ def parse_census(body: bytes) -> Census:
             value = float(s.value[1])
         except ValueError:
             raise _QueryFailed(f"expected a number, got {clip(s.value[1], 40)!r}") from None
+        if not math.isfinite(value):
+            raise _QueryFailed(f"expected a finite number, got {s.value[1]!r}")
         instance = s.metric.get("instance", "")
         if kind in counts:
             counts[kind] = int(value)
         elif kind == "open":
             opened.add(instance)
-        elif kind == "claim" and _ID in s.metric and math.isfinite(value):
+        elif kind == "claim" and _ID in s.metric:
             claims.append((value, s.metric[_ID], instance))
     return Census(counts["total"], counts["sick"], frozenset(opened), tuple(sorted(claims)))
 

@@ -210,7 +210,8 @@ class Forwarder:
         async with self._session.post(url, data=body, headers=headers, timeout=timeout) as resp:
             if resp.status < 300:
                 return
-            text = clip((await resp.text(errors="replace")).strip(), 200)
+            # Read a little only: the owner's address came from a label.
+            text = clip((await resp.content.read(1024)).decode(errors="replace").strip(), 200)
             if resp.status >= 500 or resp.status == 429:
                 raise _Transient(f"owner answered {resp.status}: {text}")
             raise _Rejected(f"owner answered {resp.status}: {text}")
