@@ -121,3 +121,25 @@ async def test_an_owner_that_does_not_accept_makes_the_delivery_fail_for_a_retry
     assert r.metric("leak_sidecar_forward_retries_total") == 2.0
     assert len(r.sleeps.waits) == 2
     assert [c.path for c in r.calls()] == ["/v1/cache/flush"]
+
+
+async def test_an_owner_refusing_the_token_fails_at_once_without_retries(tmp_path: Path) -> None:
+    """A 401 from the owner (another token) cannot be cured by trying again: no retry, 502,
+    counted as failed, and the owner's app is not called."""
+    rules = {"files": [], "external_labels": {"pod": "p-1"}}
+    async with rig(tmp_path / "owner", CollectorRegistry(), rules=rules) as owner:
+        port = owner.client.server.port
+        assert port is not None
+        theirs = alert(action="circuit_break", pod="p-1", instance=f"127.0.0.1:{port}")
+        landing_cfg = {**_landing(port), "token": "another-token"}
+        async with rig(tmp_path / "landing", CollectorRegistry(), **landing_cfg) as landing:
+            status, body = await landing.post("/alerts", webhook(theirs))
+
+    assert status == 502
+    assert body["error"] == (
+        f"alerts for another sidecar were not accepted: 127.0.0.1:{port}: owner answered 401: "
+        + '{"status": "error", "error": "invalid bearer token"}'
+    )
+    assert landing.metric(FORWARDED, outcome="failed") == 1.0
+    assert landing.metric("leak_sidecar_forward_retries_total") == 0.0
+    assert owner.calls() == []
