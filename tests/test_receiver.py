@@ -218,6 +218,7 @@ async def test_one_firing_alert_calls_break_once_with_body_and_key(
             "alerts": 1,
             "duplicates": 0,
             "cooled_down": 0,
+            "forwarded": 0,
             "actions": [{"id": "a-1", "action": "circuit_break"}],
         }
         await r.settle()
@@ -537,6 +538,8 @@ async def test_action_path_metric_names_are_pinned(
         ("leak_sidecar_circuit_state", "gauge"),
         ("leak_sidecar_cooldown_skipped", "counter"),
         ("leak_sidecar_dedupe", "counter"),
+        ("leak_sidecar_forward_retries", "counter"),
+        ("leak_sidecar_forwarded_alerts", "counter"),
         ("leak_sidecar_journal_corrupt_lines", "counter"),
         ("leak_sidecar_journal_writable", "gauge"),
         ("leak_sidecar_journal_write_failures", "counter"),

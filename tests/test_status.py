@@ -322,6 +322,21 @@ async def test_empty_state_says_so(serve: Callable[[StatusView], Client]) -> Non
     assert doc.by_id("summary-firing").text() == "0 firing"
 
 
+def test_fleet_budget_line_says_panic_loudly_and_is_absent_when_off() -> None:
+    """The breaker section shows the fleet budget's line, with a panic badge in panic mode;
+    without a budget there is no such row."""
+    view = rich_view()
+    line = "PANIC, automatic breaks suspended: panic: 6 of 10 sidecars look sick"
+    panic = parse_html(render_page(replace(view, breaker=replace(view.breaker, fleet=line))))
+    calm = parse_html(render_page(replace(view, breaker=replace(view.breaker, fleet="on"))))
+    off = parse_html(render_page(view))
+    cell = panic.by_id("breaker-fleet")
+    assert cell.text() == f"panic {line}"
+    assert [n.attrs.get("class") for n in cell.iter("span")] == ["badge bad", None]
+    assert calm.by_id("breaker-fleet").text() == "on"
+    assert [n for n in off.iter("td") if n.attrs.get("id") == "breaker-fleet"] == []
+
+
 def test_omitted_charts_are_counted_and_refresh_can_be_off() -> None:
     """Series past the chart cap are counted on the page; refresh 0 leaves out the reload."""
     view = rich_view()

@@ -44,6 +44,7 @@ from sidecar.actions.entries import (
     Snapshot,
     still_pending,
 )
+from sidecar.actions.fleet import Budget, Verdict
 from sidecar.actions.history import ActionEvent, History, Transition
 from sidecar.actions.intent import resume
 from sidecar.actions.journal import Journal
@@ -67,6 +68,8 @@ class Delivery:
     actions: tuple[Action, ...] = ()
     duplicates: int = 0
     cooled_down: int = 0
+    forwarded: int = 0
+    """Alerts about another sidecar, accepted by their owner (``forward``)."""
 
 
 @dataclass(slots=True)
@@ -96,8 +99,12 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         new_id: Callable[[], str] = new_action_id,
+        budget: Budget | None = None,
     ) -> None:
         self._cfg = cfg
+        self.budget = budget
+        self._refused: dict[str, tuple[Alert, Route, str]] = {}
+        """Firing breaks the fleet budget refused, by alert instance: examined again."""
         self.journal = journal
         self.breaker = breaker
         self._actuator = actuator
@@ -145,12 +152,14 @@ class Dispatcher:
 
     async def apply(self, routed: Sequence[tuple[Alert, Route]], source: str) -> Delivery:
         """Act on routed alerts; raises ``JournalError`` (nothing done) if it cannot journal."""
+        # Asked before the lock: a slow Prometheus must not hold up an operator's reset.
+        verdict = await self._ask_budget(routed)
         async with self._lock:
             now = self._now()
             self._expire(now)
             plan = _Plan(self.breaker.state)
             for alert, route in routed:
-                self._plan_alert(plan, alert, route, now)
+                self._plan_alert(plan, alert, route, now, verdict=verdict, src=source)
             actions = [
                 self._action(kind, f"alert {alert_names(alerts)} firing", source, alerts, now)
                 for kind, alerts in plan.calls.items()
@@ -165,12 +174,24 @@ class Dispatcher:
                 await self._record(
                     now, actions, state if changed else None, plan.seen, plan.cooldowns
                 )
+            self._release()
             return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
 
-    def _plan_alert(self, plan: _Plan, alert: Alert, route: Route, now: int) -> None:
+    def _plan_alert(
+        self,
+        plan: _Plan,
+        alert: Alert,
+        route: Route,
+        now: int,
+        *,
+        verdict: Verdict | None,
+        src: str,
+    ) -> None:
         if route.action in ("none", "invalid", "foreign"):
             return
         instance = instance_key(alert)
+        if alert.status == "resolved":
+            self._refused.pop(instance, None)
         key = f"{instance}:{alert.status}"
         # A firing notification that arrives after its own resolution is stale news.
         late = alert.status == "firing" and f"{instance}:resolved" in self._seen
@@ -192,6 +213,14 @@ class Dispatcher:
         # The cooldown limits calls: joining a circuit that is open already calls nothing.
         if plan.state.state == "closed" and self._cooling(plan, route, alert, now):
             return
+        if plan.state.state == "closed" and verdict is not None and not verdict.allowed:
+            # Not seen: examined again (``reexamine``) until the budget allows or it resolves.
+            del plan.seen[key]
+            self._refused[instance] = (alert, route, src)
+            while len(self._refused) > self._cfg.dedupe_max:
+                del self._refused[next(iter(self._refused))]
+            return
+        self._refused.pop(instance, None)
         plan.state, opened = self.breaker.fire(plan.state, alert, now)
         if opened:
             plan.cooldowns[route.cooldown_key] = now
@@ -215,6 +244,32 @@ class Dispatcher:
             seconds_left=round((last + route.cooldown * 1000 - now) / 1000, 3),
         )
         return True
+
+    async def _ask_budget(self, routed: Sequence[tuple[Alert, Route]]) -> Verdict | None:
+        """The fleet budget's verdict when these alerts would open a closed circuit."""
+        if self.budget is None or self.breaker.state.state != "closed":
+            return None
+        if not any(
+            route.action == "circuit_break"
+            and alert.status == "firing"
+            and f"{instance_key(alert)}:firing" not in self._seen
+            for alert, route in routed
+        ):
+            return None
+        return await self.budget.decide()
+
+    def _release(self) -> None:
+        # A granted want stays published while the circuit is open: see ``fleet``.
+        if self.budget is not None and self.breaker.state.state == "closed" and not self._refused:
+            self.budget.release()
+
+    async def reexamine(self) -> None:
+        """Deliver again the breaks the budget refused: level-triggered, while they fire."""
+        by_source: dict[str, list[tuple[Alert, Route]]] = {}
+        for alert, route, source in list(self._refused.values()):
+            by_source.setdefault(source, []).append((alert, route))
+        for source, routed in by_source.items():
+            await self.apply(routed, source)
 
     # -- operators and the timer ----------------------------------------------------
 
@@ -271,6 +326,7 @@ class Dispatcher:
         while not stop.is_set():
             # A journal failure is logged by the journal; the next tick tries again.
             with contextlib.suppress(JournalError):
+                await self.reexamine()
                 await self.tick()
             await pause(stop, interval)
 
@@ -306,6 +362,7 @@ class Dispatcher:
         for a in actions:
             self.pending[a.id] = a
             self._start(a)
+        self._release()
         if self._journal_too_big():
             # A failure is logged; the old journal is intact and appends go on.
             with contextlib.suppress(JournalError):

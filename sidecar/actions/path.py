@@ -23,6 +23,8 @@ from sidecar.actions.action import new_action_id
 from sidecar.actions.actuator import Actuator
 from sidecar.actions.breaker import Breaker, ConditionView
 from sidecar.actions.dispatch import Dispatcher
+from sidecar.actions.fleet import Budget
+from sidecar.actions.forward import Forwarder
 from sidecar.actions.journal import Journal
 from sidecar.actions.receiver import Receiver
 from sidecar.actions.reconcile import Reconciler
@@ -112,9 +114,35 @@ def build_action_path(
         sleep=sleep,
         outbound=outbound,
     )
-    dispatcher = Dispatcher(
-        cfg.actions, journal, breaker, actuator, registry, clock=clock, sleep=sleep, new_id=new_id
+    budget = (
+        None
+        if cfg.fleet.prometheus_url is None
+        else Budget(cfg.fleet, session, registry, clock=clock)
     )
-    router = Router(cfg.actions, identity=cfg.rules.external_labels)
-    receiver = Receiver(router, dispatcher, registry, tag=tag)
+    dispatcher = Dispatcher(
+        cfg.actions,
+        journal,
+        breaker,
+        actuator,
+        registry,
+        clock=clock,
+        sleep=sleep,
+        new_id=new_id,
+        budget=budget,
+    )
+    forward = cfg.fleet.forward
+    # This pod's alerts carry its external labels, and its own address in the owner label.
+    identity = dict(cfg.rules.external_labels)
+    if forward.instance is not None:
+        identity[forward.label] = forward.instance
+    forwarder = Forwarder(
+        forward,
+        session,
+        registry,
+        token=cfg.token.get_secret_value() if cfg.token else None,
+        identity=forward.instance or ",".join(f"{k}={v}" for k, v in sorted(identity.items())),
+        sleep=sleep,
+    )
+    router = Router(cfg.actions, identity=identity)
+    receiver = Receiver(router, dispatcher, registry, tag=tag, forwarder=forwarder)
     return ActionPath(cfg, journal, breaker, actuator, dispatcher, receiver)

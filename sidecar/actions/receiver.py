@@ -11,6 +11,7 @@ dedupe, cooldowns, the journal and the metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from pydantic import (
 )
 
 from sidecar.actions.dispatch import Delivery, Dispatcher
+from sidecar.actions.forward import Forwarder
 from sidecar.actions.routing import ACTION_LABEL, Router
 from sidecar.core.errors import clip, validation_message
 from sidecar.core.model import Alert
@@ -199,10 +201,12 @@ class Receiver:
         registry: CollectorRegistry,
         *,
         tag: Callable[[Sequence[Alert]], list[Alert]] | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.router = router
         """Decides each alert's action; a reload replaces it."""
         self._dispatcher = dispatcher
+        self._forwarder = forwarder if forwarder is not None and forwarder.enabled else None
         self._alerts = Counter(
             "leak_sidecar_webhook_alerts_total",
             "Alerts received (over HTTP or in process), by alert status and routed action.",
@@ -213,8 +217,15 @@ class Receiver:
         # embedded engine's are tagged before they are sent.
         self.tag = tag
 
-    async def deliver(self, alerts: Sequence[Alert], source: str) -> Delivery:
-        """Route and act on alerts; ``JournalError`` means nothing was acted on."""
+    async def deliver(
+        self, alerts: Sequence[Alert], source: str, *, hop: str | None = None
+    ) -> Delivery:
+        """Route and act on alerts, then forward the other sidecars' to their owner.
+
+        ``JournalError`` means nothing was acted on; ``ForwardFailed`` that this pod's
+        alerts were, and an owner did not accept its own: the delivery must be retried.
+        ``hop`` is the forwarding sidecar's ``HOP_HEADER`` on a forwarded delivery.
+        """
         routed = []
         for alert in alerts:
             route = self.router.route(alert.labels)
@@ -228,7 +239,7 @@ class Receiver:
                     expected="circuit_break, cache_flush or none",
                     source=source,
                 )
-            elif route.action == "foreign":
+            elif route.action == "foreign" and self._forwarder is None:
                 log.debug(
                     "alert.foreign",
                     alertname=clip(alert.labels.get("alertname", ""), 100),
@@ -242,4 +253,9 @@ class Receiver:
             tagged = self.tag([routed[i][0] for i in ours])
             for i, alert in zip(ours, tagged, strict=True):
                 routed[i] = (alert, routed[i][1])
-        return await self._dispatcher.apply(routed, source)
+        done = await self._dispatcher.apply(routed, source)
+        foreign = [alert for alert, route in routed if route.action == "foreign"]
+        if self._forwarder is None or not foreign:
+            return done
+        forwarded = await self._forwarder.forward(foreign, hop=hop)
+        return dataclasses.replace(done, forwarded=forwarded)

@@ -33,6 +33,7 @@ from sidecar.core.config_fields import (
     Url,
     UrlPath,
 )
+from sidecar.core.config_fleet import FleetConfig
 from sidecar.core.config_http import HttpClientConfig
 from sidecar.core.config_relabel import RelabelConfig
 from sidecar.core.durations import format_duration
@@ -387,6 +388,7 @@ class Config(ConfigModel):
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     state_dir: StateDir = Field(

@@ -7,7 +7,10 @@ acted on, and the answer lists the refused (``refused``, each a 422); when every
 is refused the answer is 422. The answer is 200 once the resulting
 actions are journaled, not after they ran: the calls run in the background, and a slow
 app must not make Alertmanager time out and resend. 503 only when the journal cannot be
-written, the one failure a retry can cure.
+written, the one failure a retry can cure. Alerts about another sidecar are forwarded
+to it first (``actions.forward``); 502 when an owner did not accept them, so that
+Alertmanager retries the notification (this pod's own alerts were acted on, and its
+dedupe makes the retry harmless).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
+from sidecar.actions.forward import HOP_HEADER, ForwardFailed
 from sidecar.actions.receiver import Receiver, parse_payload
 from sidecar.core.errors import (
     MAX_PROBLEMS,
@@ -86,15 +90,21 @@ class _Webhook:
             )
         try:
             result = await self._receiver.deliver(
-                [a.to_alert() for a in payload.alerts], "alertmanager"
+                [a.to_alert() for a in payload.alerts],
+                "alertmanager",
+                hop=request.headers.get(HOP_HEADER),
             )
         except JournalError:
             return json_error(503, "cannot journal the actions, nothing was done; retry later")
+        except ForwardFailed as exc:
+            message = clip(str(exc), 500)
+            return json_error(502, f"alerts for another sidecar were not accepted: {message}")
         answer: dict[str, object] = {
             "status": "success",
             "alerts": len(payload.alerts),
             "duplicates": result.duplicates,
             "cooled_down": result.cooled_down,
+            "forwarded": result.forwarded,
             "actions": [{"id": a.id, "action": a.kind} for a in result.actions],
         }
         if payload.refused:

@@ -202,6 +202,9 @@ class StatusAdapter:
             holders=tuple(labelset(h.alert.labels) for h in circuit.holders),
             earliest_reset_ms=circuit.open_until_ms,
             dry_run=self._path.cfg.breaker.dry_run,
+            fleet=""
+            if self._path.dispatcher.budget is None
+            else self._path.dispatcher.budget.status(),
             history=tuple(
                 BreakerEvent(t.at_ms, t.state, t.reason, t.source)  # type: ignore[arg-type]
                 for t in history.transitions()[:_RECENT]

@@ -52,6 +52,7 @@ _TONE = {
     "unavailable": "bad",
     "disagreed": "bad",
     "converging": "warn",
+    "panic": "bad",
 }
 
 
@@ -185,6 +186,13 @@ def _target(now: int, t: TargetStatus) -> _Html:
     )
 
 
+def _fleet(line: str) -> _Html:
+    # Panic is said loudly: the workload's automatic breaks are suspended.
+    if line.startswith("PANIC"):
+        return _cat([_badge("panic"), _Html(" "), _el("span", clip(line))])
+    return _el("span", clip(line))
+
+
 def _breaker(now: int, b: BreakerStatus) -> _Html:
     holders = _cat(_el("div", _chips(h)) for h in b.holders) if b.holders else _Html(_NONE)
     mode = _badge("dry-run") if b.dry_run else _Html("live")
@@ -210,6 +218,7 @@ def _breaker(now: int, b: BreakerStatus) -> _Html:
                 ("breaker-holders", "Held open by", holders),
                 ("breaker-reset", "Earliest auto-reset", _when(now, b.earliest_reset_ms)),
                 *_reconcile_rows(now, b),
+                *([("breaker-fleet", "Fleet budget", _fleet(b.fleet))] if b.fleet else []),
             ]
         ),
         _el("h3", "Recent changes", class_="muted"),

@@ -116,6 +116,8 @@ class BreakerStatus:
     """The app confirmed the desired state."""
     reconcile: ReconcileStatus | None = None
     """The last call or state check that tried to bring the app to the desired state."""
+    fleet: str = ""
+    """The fleet budget's last word (``PANIC`` first in panic mode); empty when it is off."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,13 @@ class GoService:
         async with self.http.post(self.url + "/test/fault", json=body) as resp:
             assert resp.status == 200, await resp.text()
 
+    async def leak(self) -> float:
+        """Start its leak (cache_keys_total grows 10000 a second); when it started (Unix s)."""
+        async with self.http.post(self.url + "/test/leak") as resp:
+            assert resp.status == 200, await resp.text()
+            at: float = (await resp.json())["at"]
+            return at
+
     async def kill(self) -> None:
         """SIGKILL the process and reap it."""
         if self.proc.returncode is None:

@@ -3,8 +3,9 @@ and ``leak-sidecar run`` itself.
 
 Each one runs on 127.0.0.1 at a free port, with its config, data and log in a directory
 of the test's own, is waited for until ``/-/ready`` answers (bounded), and is stopped
-(SIGTERM, then SIGKILL) when its context exits, whatever happened inside. Clustering is
-off and every URL they are given is a loopback one, so nothing leaves the machine.
+(SIGTERM, then SIGKILL) when its context exits, whatever happened inside. Alertmanager's
+clustering is off unless asked for (then on loopback); every URL they are given is a
+loopback one, so nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,13 +97,24 @@ receivers:
 
 
 def alertmanager(
-    workdir: Path, config: str, *, port: int | None = None
+    workdir: Path,
+    config: str,
+    *,
+    port: int | None = None,
+    cluster: str = "",
+    peers: Sequence[str] = (),
 ) -> AbstractAsyncContextManager[Running]:
-    """A real, ready Alertmanager with ``config``; clustering off, data under ``workdir``.
+    """A real, ready Alertmanager with ``config``; data under ``workdir``.
 
     ``port`` fixes the port (when a URL must be known before the process starts);
     otherwise a free one is taken, and taken again if another process was quicker.
+    Clustering is off unless ``cluster`` names a loopback ``host:port`` to gossip on,
+    with ``peers`` the other members' (an HA pair, as deployed in production).
     """
+    gossip = [f"--cluster.peer={p}" for p in peers]
+    if cluster:
+        # Short timeouts: the members agree within a second on loopback.
+        gossip += ["--cluster.peer-timeout=1s", "--cluster.gossip-interval=50ms"]
     return _process(
         "alertmanager",
         binary("prometheus-alertmanager", "alertmanager"),
@@ -110,7 +122,8 @@ def alertmanager(
         config,
         port,
         f"--storage.path={workdir / 'data'}",
-        "--cluster.listen-address=",
+        f"--cluster.listen-address={cluster}",
+        *gossip,
         "--web.external-url=http://alertmanager.example:9093",
     )
 

@@ -1,0 +1,229 @@
+"""The fleet budget for real: ten sidecars next to ten Go services, one real Prometheus.
+
+Each sidecar runs its embedded engine on its own app (the leak rule fires where the app
+leaks) and asks the Prometheus that scrapes all ten before an automatic break. Short
+intervals throughout: 1s scrapes and evaluations, a 2.5s settle (5s where all six must see
+each other before the first decides), a 200ms re-examination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from actions_support import AUTH, TOKEN
+from conftest import free_port
+from fleet_support import (
+    counted,
+    eventually,
+    get_json,
+    query,
+    running_sidecar,
+    scrape_samples,
+)
+from goservice import GoService, build_goservice, goservice
+from procs import prometheus
+
+from sidecar.core.config import Config
+
+pytestmark = pytest.mark.integration
+
+BREAK = "/v1/circuit/break"
+RULE = """
+groups:
+  - name: fleet-budget
+    rules:
+      - alert: CacheKeysLeaking
+        expr: cache_keys_total > 3000
+        for: 1s
+        labels:
+          action: circuit_break
+"""
+PODS = 10
+HOLD = 3.0  # seconds in which a second break would have shown: settle, scrapes, re-checks
+
+
+@pytest.fixture(scope="session")
+def gobinary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Go service, built once per session."""
+    return build_goservice(tmp_path_factory.mktemp("goservice"))
+
+
+def _config(tmp_path: Path, i: int, app: GoService, prom_url: str, **fleet: Any) -> Config:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULE)
+    return Config.model_validate(
+        {
+            "app": {"base_url": app.url, "state_path": "/v1/circuit"},
+            "scrape": {"interval": "1s", "timeout": "500ms"},
+            "rules": {"files": [str(rules)], "evaluation_interval": "1s"},
+            "breaker": {"check_interval": "200ms"},
+            "server": {"listen": "127.0.0.1:0"},
+            "state_dir": str(tmp_path / f"state-{i}"),
+            "token": TOKEN,
+            "fleet": {
+                "prometheus_url": prom_url,
+                "workload": {"app": "orders"},
+                "settle": "2500ms",
+                "query_timeout": "1s",
+                **fleet,
+            },
+        }
+    )
+
+
+def _prometheus(urls: list[str]) -> str:
+    return yaml.safe_dump(
+        {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "leak-sidecar",
+                    "static_configs": [
+                        {"targets": [u[7:] for u in urls], "labels": {"app": "orders"}}
+                    ],
+                }
+            ],
+        }
+    )
+
+
+@asynccontextmanager
+async def _fleet(
+    tmp_path: Path, gobinary: Path, **fleet: Any
+) -> AsyncIterator[tuple[list[GoService], list[str], aiohttp.ClientSession]]:
+    """Ten apps, ten sidecars asking one Prometheus (its port chosen before they start)."""
+    prom_port = free_port()
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    async with AsyncExitStack() as stack:
+        apps = [await stack.enter_async_context(goservice(gobinary)) for _ in range(PODS)]
+        urls = [
+            await stack.enter_async_context(
+                running_sidecar(_config(tmp_path, i, app, prom_url, **fleet))
+            )
+            for i, app in enumerate(apps)
+        ]
+        await stack.enter_async_context(
+            prometheus(tmp_path / "prometheus", _prometheus(urls), port=prom_port)
+        )
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        # Prometheus knows the whole workload before anything leaks.
+        await eventually(
+            lambda: query(http, prom_url, 'count(up{app="orders"} == 1)'),
+            lambda got: bool(got) and got[0]["value"][1] == str(PODS),
+        )
+        yield apps, urls, http
+
+
+async def _broken(apps: list[GoService]) -> list[int]:
+    """The indexes of the apps that received a break call."""
+    return [i for i, app in enumerate(apps) if await app.calls(BREAK)]
+
+
+def _value(samples: list[Any], name: str, **labels: str) -> float:
+    return sum(v for got, v in counted(samples, name) if labels.items() <= got.items())
+
+
+async def test_ten_leaking_at_most_one_break_until_the_budget_frees(
+    tmp_path: Path, gobinary: Path
+) -> None:
+    """All ten leak at once: one break (10%, at least one) and no other until the broken
+    one is reset by hand; then exactly one more, at another app."""
+    # Panic off (past 100% cannot be): this test is about the budget alone.
+    async with _fleet(tmp_path, gobinary, panic_fraction=1.0) as (apps, urls, http):
+        await asyncio.gather(*(app.leak() for app in apps))
+        first = await eventually(lambda: _broken(apps), bool)
+        await asyncio.sleep(HOLD)
+        held = await _broken(apps)
+        refused = [await scrape_samples(http, u) for u in urls]
+        (one,) = first
+        body = {"reason": "budget test: free the slot"}
+        async with http.post(f"{urls[one]}/v1/circuit/reset", json=body, headers=AUTH) as resp:
+            assert resp.status == 202, await resp.text()
+        second = await eventually(lambda: _broken(apps), lambda got: len(got) >= 2)
+        await asyncio.sleep(HOLD)
+        final = await _broken(apps)
+        states = [(await app.circuit())["state"] for app in apps]
+
+    assert held == first
+    # Every other sidecar examined its break against the budget and was refused.
+    name = "leak_sidecar_fleet_budget_decisions_total"
+    assert [_value(s, name, outcome="allowed") for s in refused] == [
+        1.0 if i == one else 0.0 for i in range(PODS)
+    ]
+    assert all(_value(s, name, outcome="refused") > 0 for i, s in enumerate(refused) if i != one)
+    assert len(second) == 2
+    assert final == second
+    (two,) = set(second) - {one}
+    assert states == ["open" if i == two else "closed" for i in range(PODS)]
+
+
+async def test_six_of_ten_sick_is_panic_and_a_manual_break_still_works(
+    tmp_path: Path, gobinary: Path
+) -> None:
+    """Six of ten want a break: past the 50% panic threshold no automatic break happens,
+    the metric, the log and the status page say so, and an operator's break goes through."""
+    # The six alerts fire up to about 3s apart (scrape, evaluation and `for` phases) and
+    # Prometheus sees a want up to 1s later: the settle time covers that spread, so that
+    # the first to decide already counts six sick.
+    async with _fleet(tmp_path, gobinary, settle="5s") as (apps, urls, http):
+        await asyncio.gather(*(app.leak() for app in apps[:6]))
+
+        async def panicking() -> list[float]:
+            samples = [await scrape_samples(http, u) for u in urls]
+            return [_value(s, "leak_sidecar_fleet_panic") for s in samples]
+
+        panic = await eventually(panicking, lambda got: sum(got) == 6)
+        await asyncio.sleep(HOLD)
+        automatic = await _broken(apps)
+        async with http.get(f"{urls[0]}/") as resp:
+            page = await resp.text()
+        body = {"reason": "operator overrides the panic"}
+        async with http.post(f"{urls[0]}/v1/circuit/break", json=body, headers=AUTH) as resp:
+            assert resp.status == 202, await resp.text()
+        manual = await eventually(lambda: _broken(apps), bool)
+        circuit = await get_json(http, f"{urls[0]}/v1/circuit")
+
+    assert panic == [1.0] * 6 + [0.0] * 4
+    assert automatic == []
+    assert "PANIC, automatic breaks suspended: panic: 6 of 10 sidecars" in page
+    assert manual == [0]
+    assert (circuit["state"], circuit["source"]) == ("open", "operator")
+
+
+async def test_prometheus_down_during_a_decision_applies_the_fallback(
+    tmp_path: Path, gobinary: Path
+) -> None:
+    """With nothing answering at the Prometheus URL, the default fallback (allow) breaks,
+    and the failed query is counted; with on_query_failure: refuse, no break."""
+    down = f"http://127.0.0.1:{free_port()}"
+    async with AsyncExitStack() as stack:
+        apps = [await stack.enter_async_context(goservice(gobinary)) for _ in range(2)]
+        urls = [
+            await stack.enter_async_context(
+                running_sidecar(
+                    _config(tmp_path, i, app, down, on_query_failure=("allow", "refuse")[i])
+                )
+            )
+            for i, app in enumerate(apps)
+        ]
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        await asyncio.gather(*(app.leak() for app in apps))
+        assert await eventually(lambda: _broken(apps), bool) == [0]
+        await asyncio.sleep(1.0)
+        broken = await _broken(apps)
+        samples = [await scrape_samples(http, u) for u in urls]
+
+    assert broken == [0]
+    failures = "leak_sidecar_fleet_budget_query_failures_total"
+    decisions = "leak_sidecar_fleet_budget_decisions_total"
+    assert _value(samples[0], failures) == 1.0
+    assert _value(samples[0], decisions, outcome="fallback_allowed") == 1.0
+    assert _value(samples[1], failures) >= 1.0
+    assert _value(samples[1], decisions, outcome="fallback_refused") == _value(samples[1], failures)

@@ -1,0 +1,256 @@
+"""The fleet budget (sidecar.actions.fleet): its query, its verdicts, and the dispatcher asking it.
+
+Prometheus is a small aiohttp server on loopback that answers ``/api/v1/query`` with the
+census a test sets, and records every query it was asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from actions_support import Clock, alert, rig, webhook
+from aiohttp import web
+from conftest import free_port
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from sidecar.actions.fleet import Budget, census_query
+from sidecar.core.config_fleet import FleetConfig
+
+ME = "0123456789abcdef"
+
+
+@dataclass
+class _Prometheus:
+    """Answers each instant query with ``answer``; ``status`` other than 200 is an error."""
+
+    answer: Any = None
+    status: int = 200
+    queries: list[str] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.queries.append(request.query["query"])
+        if self.status != 200:
+            return web.Response(status=self.status, text="query engine overloaded")
+        return web.json_response(self.answer)
+
+    def census(
+        self,
+        total: int,
+        sick: int,
+        opened: tuple[str, ...] = (),
+        claims: tuple[tuple[float, str, str], ...] = (),
+    ) -> None:
+        def sample(q: str, value: float, **labels: str) -> dict[str, Any]:
+            return {"metric": {"leak_sidecar_q": q, **labels}, "value": [0, str(value)]}
+
+        result = [sample("total", total), sample("sick", sick)]
+        result += [sample("open", 1, instance=i) for i in opened]
+        result += [sample("claim", t, sidecar_id=s, instance=i) for t, s, i in claims]
+        self.answer = {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+@asynccontextmanager
+async def _prometheus() -> AsyncIterator[tuple[_Prometheus, str]]:
+    fake = _Prometheus()
+    app = web.Application()
+    app.router.add_get("/api/v1/query", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield fake, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _cfg(url: str, **extra: Any) -> FleetConfig:
+    return FleetConfig.model_validate(
+        {"prometheus_url": url, "workload": {"app": "orders"}, "settle": "10s", **extra}
+    )
+
+
+def test_census_query_is_one_query_with_quoted_workload_labels() -> None:
+    """The one instant query, pinned: label values are PromQL strings, a quote cannot end one."""
+    sel = '{app="orders",namespace="sh\\"op"}'
+    assert census_query({"namespace": 'sh"op', "app": "orders"}) == (
+        f'label_replace(count(up{sel}), "leak_sidecar_q", "total", "", "") or '
+        f"label_replace(count(max by (instance) (leak_sidecar_fleet_break_wanted{sel} > 0 or "
+        f'leak_sidecar_circuit_desired_state{sel} == 1)), "leak_sidecar_q", "sick", "", "") or '
+        f'label_replace(leak_sidecar_circuit_desired_state{sel} == 1, "leak_sidecar_q", "open", '
+        '"", "") or '
+        f'label_replace(leak_sidecar_fleet_break_wanted{sel} > 0, "leak_sidecar_q", "claim", '
+        '"", "")'
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"prometheus_url": "http://prom:9090"}, "fleet.workload: required with"),
+        ({"max_open_fraction": 0.6}, "fleet.max_open_fraction: must not exceed"),
+        ({"forward": {"allow": ["10.0.0.1/8"]}}, "expected a network such as 10.0.0.0/8"),
+        ({"forward": {"label": "__address__"}}, "fleet.forward.label: invalid label name"),
+        ({"workload": {"bad-name": "x"}}, "fleet.workload: invalid label name 'bad-name'"),
+        ({"forward": {"port": 0}}, "greater than or equal to 1"),
+    ],
+)
+def test_fleet_config_refuses_what_cannot_work(raw: dict[str, Any], problem: str) -> None:
+    """Each impossible fleet setting is refused, saying which and why."""
+    with pytest.raises(ValidationError) as info:
+        FleetConfig.model_validate(raw)
+    assert problem in str(info.value)
+
+
+async def test_budget_waits_to_settle_then_grants_the_oldest_want() -> None:
+    """The first ask only publishes the want (no query); after the settle time the oldest
+    want gets the one slot of ten, a younger one is queued, an open pod spends it."""
+    registry, clock = CollectorRegistry(), Clock()
+    async with _prometheus() as (prom, url), aiohttp.ClientSession() as session:
+        budget = Budget(_cfg(url), session, registry, clock=clock, sidecar_id=ME)
+        first = await budget.decide()
+        wanted = registry.get_sample_value("leak_sidecar_fleet_break_wanted", {"sidecar_id": ME})
+        clock.advance(10)
+        prom.census(10, 2, claims=((clock.now - 10, ME, "a:9120"), (clock.now - 5, "b", "b:9120")))
+        oldest = await budget.decide()
+        prom.census(10, 2, claims=((clock.now - 20, "b", "b:9120"), (clock.now - 10, ME, "a:9120")))
+        queued = await budget.decide()
+        prom.census(10, 2, opened=("c:9120",), claims=((clock.now - 10, ME, "a:9120"),))
+        spent = await budget.decide()
+        budget.release()
+        released = registry.get_sample_value("leak_sidecar_fleet_break_wanted", {"sidecar_id": ME})
+
+    assert (first.allowed, first.outcome, first.why) == (
+        False,
+        "waiting",
+        "waiting 10s for the fleet to see this want",
+    )
+    assert wanted == clock.now - 10
+    assert (oldest.allowed, oldest.why) == (True, "within budget: 0 of 10 open, 1 allowed")
+    assert (queued.allowed, queued.why) == (
+        False,
+        "queued: 1 older want(s) before this one, 0 of 10 open, 1 allowed",
+    )
+    assert (spent.allowed, spent.why) == (False, "budget spent: 1 of 10 open, 1 allowed")
+    assert len(prom.queries) == 3
+    assert released == 0.0
+    decisions = "leak_sidecar_fleet_budget_decisions_total"
+    assert [
+        registry.get_sample_value(decisions, {"outcome": o}) for o in ("waiting", "allowed")
+    ] == [
+        1.0,
+        1.0,
+    ]
+    assert registry.get_sample_value(decisions, {"outcome": "refused"}) == 2.0
+
+
+async def test_panic_past_half_the_workload_sick_suspends_and_says_so() -> None:
+    """Six of ten sick: refused as panic, the gauge is 1 and the status line says PANIC;
+    back to four of ten, the panic is over."""
+    registry, clock = CollectorRegistry(), Clock()
+    async with _prometheus() as (prom, url), aiohttp.ClientSession() as session:
+        budget = Budget(_cfg(url), session, registry, clock=clock, sidecar_id=ME)
+        await budget.decide()
+        clock.advance(10)
+        prom.census(10, 6, claims=((clock.now - 10, ME, "a:9120"),))
+        panic = await budget.decide()
+        gauge = registry.get_sample_value("leak_sidecar_fleet_panic")
+        line = budget.status()
+        prom.census(10, 4, claims=((clock.now - 10, ME, "a:9120"),))
+        over = await budget.decide()
+
+    assert (panic.allowed, panic.outcome) == (False, "panic")
+    assert gauge == 1.0
+    assert line == (
+        "PANIC, automatic breaks suspended: panic: 6 of 10 sidecars of the workload look "
+        "sick (more than 0.5); automatic breaks suspended"
+    )
+    assert (over.allowed, over.outcome) == (True, "allowed")
+    assert registry.get_sample_value("leak_sidecar_fleet_panic") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("fallback", "allowed", "outcome"),
+    [("allow", True, "fallback_allowed"), ("refuse", False, "fallback_refused")],
+)
+async def test_a_failed_query_applies_the_fallback_and_is_counted(
+    fallback: str, allowed: bool, outcome: str
+) -> None:
+    """Prometheus answering 503, then garbage, then NaN: the configured fallback decides,
+    each counted."""
+    registry, clock = CollectorRegistry(), Clock()
+    async with _prometheus() as (prom, url), aiohttp.ClientSession() as session:
+        cfg = _cfg(url, on_query_failure=fallback)
+        budget = Budget(cfg, session, registry, clock=clock, sidecar_id=ME)
+        await budget.decide()
+        clock.advance(10)
+        prom.status = 503
+        down = await budget.decide()
+        prom.status, prom.answer = 200, {"status": "success", "data": {"resultType": "matrix"}}
+        garbage = await budget.decide()
+        prom.census(10, 0)
+        prom.answer["data"]["result"][0]["value"] = [0, "NaN"]
+        nan = await budget.decide()
+
+    assert (down.allowed, down.outcome) == (allowed, outcome)
+    assert down.why == (
+        "Prometheus query failed (Prometheus answered 503: query engine overloaded); "
+        f"fleet.on_query_failure: {fallback}"
+    )
+    assert (garbage.allowed, garbage.outcome) == (allowed, outcome)
+    assert "expected Prometheus's query answer" in garbage.why
+    assert (nan.allowed, nan.outcome) == (allowed, outcome)
+    assert "expected a finite number, got 'NaN'" in nan.why
+    assert registry.get_sample_value("leak_sidecar_fleet_budget_query_failures_total") == 3.0
+    decisions = "leak_sidecar_fleet_budget_decisions_total"
+    assert registry.get_sample_value(decisions, {"outcome": outcome}) == 3.0
+
+
+async def test_a_refused_break_is_examined_again_and_proceeds_when_budget_frees(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """The dispatcher holds a refused break (no call, not deduplicated) and breaks once the
+    budget frees; a flush and a manual break never ask Prometheus."""
+    async with _prometheus() as (prom, url):
+        fleet = {"prometheus_url": url, "workload": {"app": "orders"}, "settle": "1s"}
+        async with rig(tmp_path, registry, fleet=fleet) as r:
+            budget = r.path.dispatcher.budget
+            assert budget is not None
+            flush = webhook(alert("CacheFull", action="cache_flush"))
+            status, body = await r.post("/alerts", flush)
+            assert (status, [a["action"] for a in body["actions"]]) == (200, ["cache_flush"])
+            assert prom.queries == []
+
+            status, body = await r.post("/alerts", webhook(alert(action="circuit_break")))
+            assert (status, body["actions"], body["duplicates"]) == (200, [], 0)
+            r.clock.advance(1)
+            prom.census(10, 2, opened=("x:9120",), claims=((r.clock.now, budget.id, "me"),))
+            await r.path.dispatcher.reexamine()
+            refused = r.calls("/v1/circuit/break")
+            # The same notification again (Alertmanager's repeat): examined, not a duplicate.
+            status, body = await r.post("/alerts", webhook(alert(action="circuit_break")))
+            assert (status, body["duplicates"]) == (200, 0)
+
+            prom.census(10, 1, claims=((r.clock.now, budget.id, "me"),))
+            await r.path.dispatcher.reexamine()
+            await r.settle()
+            broke = r.calls("/v1/circuit/break")
+            asked = len(prom.queries)
+
+            await r.post("/v1/circuit/reset", {"reason": "test"})
+            status, _ = await r.post("/v1/circuit/break", {"reason": "by hand"})
+            await r.settle()
+
+    assert refused == []
+    assert [c.body["reason"] for c in broke] == ["alert CacheGrowing firing"]
+    assert asked == 3
+    assert status == 202
+    assert len(prom.queries) == asked
+    assert [c.body["source"] for c in r.calls("/v1/circuit/break")] == ["alertmanager", "operator"]
