@@ -11,6 +11,7 @@ accepting and finishes in-flight requests, running actions drain within
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import platform
 import signal
@@ -301,6 +302,11 @@ class Sidecar:
         }
         try:
             await path.start()
+            # What starting made (modules, config, rules) lives as long as the process: out
+            # of the collector's full passes, which otherwise stall every request in
+            # flight for tens of milliseconds (bench/bench_webhook.py).
+            gc.collect()
+            gc.freeze()
             self.port = await server.start(cfg.server.listen)
             self._ready = True
             self.started.set()
