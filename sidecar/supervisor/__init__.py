@@ -50,7 +50,7 @@ from sidecar.scrape.export import ExpvarCollector
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
 from sidecar.supervisor.reload import Reloader
-from sidecar.web import actions_api, evidence_api, reload_api, rules_api, status
+from sidecar.web import actions_api, evidence_api, openapi, reload_api, rules_api, status
 from sidecar.web.server import Limits, Server, build_app
 from sidecar.web.status import StatusAdapter
 
@@ -286,6 +286,7 @@ class Sidecar:
                     *reload_api.routes(self.reload),
                     *status.routes(source),
                     *evidence_api.routes(evidence, token=token),
+                    *openapi.routes(auth=token is not None),
                 ],
             ),
             shutdown_grace=cfg.server.shutdown_grace,

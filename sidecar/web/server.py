@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from sidecar.core.durations import format_duration
 from sidecar.core.errors import ConfigError, clip
@@ -52,6 +52,7 @@ _TOKEN = web.AppKey("token", str)
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
 _HEALTH: web.AppKey[Probe] = web.AppKey("health")
 _READY: web.AppKey[Probe] = web.AppKey("ready")
+_UNAUTHORIZED = web.AppKey("unauthorized", Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         _observe(request, exc.status)
         raise
     _observe(request, response.status)
+    if response.status == 401:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[_UNAUTHORIZED].labels(route).inc()
     return response
 
 
@@ -131,7 +136,12 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return json_error(413, f"request body too large: {exc.text}")
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return json_error(exc.status, exc.reason)
+            response = json_error(exc.status, exc.reason)
+            # A 405's Allow (RFC 9110 requires it) and the like survive the JSON body.
+            for name in ("Allow", "WWW-Authenticate", "Retry-After"):
+                if name in exc.headers:
+                    response.headers[name] = exc.headers[name]
+            return response
         raise
     except Exception as exc:  # a bug must be a 500 that is counted and logged, once
         log.error("server.handler_crashed", path=clip(request.path, 200), exc_info=exc)
@@ -241,6 +251,13 @@ def build_app(
     app[_REGISTRY] = registry
     app[_HEALTH] = health
     app[_READY] = ready
+    app[_UNAUTHORIZED] = Counter(
+        "leak_sidecar_http_unauthorized_total",
+        "Requests refused with 401 (no or a wrong bearer token), by route; an unknown "
+        "path is 'unmatched'.",
+        ["route"],
+        registry=registry,
+    )
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
