@@ -1,9 +1,12 @@
 """From routed alerts and operator requests to journaled actions running in the background.
 
 Every action, whoever asked, goes through ``Dispatcher``: under one lock it deduplicates
-alert instances, applies cooldowns, plans the breaker's transitions, writes the whole
-decision as one journal entry (fsynced), and only then commits it in memory and starts
-the calls. A journal failure leaves nothing half-done: nothing is committed and the
+alert instances, applies cooldowns, plans the breaker's transitions and submits the
+whole decision as one journal entry; the lock is released while the entry waits for its
+group commit (``Journal.submit``), so that the decisions of concurrent deliveries share
+one fsync. Each is taken on top of those queued before it (``_head``), and committed in
+memory (breaker, pending calls, started calls) only once durable. A journal failure
+leaves nothing half-done: the failed decisions are undone, nothing is committed and the
 caller answers 503, so that Alertmanager retries.
 
 Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
