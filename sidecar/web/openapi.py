@@ -65,7 +65,8 @@ _WHY = {
     "retry later. For /v1/evidence: the capture failed.",
 }
 _BODY_ERRORS = (400, 408, 413)
-"""What the server answers for any request that carries a body, before the handler."""
+"""What the server answers for any request that carries a body, before the handler: a
+GET with a body too."""
 
 
 def _json(schema: Schema, description: str) -> Schema:
@@ -88,11 +89,9 @@ def _op(
 ) -> Schema:
     """One operation: its success answer, its errors (500 always), auth and body."""
     responses = {str(ok[0]): ok[1]}
-    codes = set(errors) | {500}
+    codes = set(errors) | set(_BODY_ERRORS) | {500}
     if auth:
         codes.add(401)
-    if body is not None:
-        codes.update(_BODY_ERRORS)
     for code in sorted(codes):
         responses[str(code)] = _error(code)
     out: Schema = {"summary": summary, "responses": responses}
@@ -233,6 +232,26 @@ _FILE = {
 }
 
 
+def _file() -> Schema:
+    op = _op(
+        "One file of a bundle",
+        (200, _FILE),
+        [404],
+        auth=True,
+        params=[_EVIDENCE_ID, _EVIDENCE_FILE],
+    )
+    # Served as a static file: ranges and conditional requests are answered.
+    op["responses"].update(
+        {
+            "206": {**_FILE, "description": "The range asked for (Range)."},
+            "304": {"description": "Not modified (If-Modified-Since)."},
+            "412": {"description": "A precondition failed (If-Unmodified-Since)."},
+            "416": {"description": "The range is not satisfiable."},
+        }
+    )
+    return op
+
+
 def _rules(summary: str) -> Schema:
     return _op(summary, (200, _json(_SUCCESS, "Prometheus's shape.")), [400], params=[_RULES_TYPE])
 
@@ -311,13 +330,7 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         auth=True,
         params=[_EVIDENCE_ID],
     ),
-    ("GET", "/v1/evidence/{id}/{file}"): _op(
-        "One file of a bundle",
-        (200, _FILE),
-        [404],
-        auth=True,
-        params=[_EVIDENCE_ID, _EVIDENCE_FILE],
-    ),
+    ("GET", "/v1/evidence/{id}/{file}"): _file(),
 }
 
 
