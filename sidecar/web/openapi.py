@@ -23,6 +23,7 @@ from aiohttp import web
 
 from sidecar import __version__
 from sidecar.actions.receiver import MAX_ALERTS, WEBHOOK_VERSION, WebhookAlert
+from sidecar.evidence.bundles import FILES
 from sidecar.web.actions_api import BreakRequest, FlushRequest, ResetRequest
 from sidecar.web.evidence_api import CaptureRequest
 
@@ -221,7 +222,13 @@ _RULES_TYPE = {
     "description": "alert or record (any case): only those rules; anything else is 400.",
 }
 _EVIDENCE_ID = {"name": "id", "in": "path", "required": True, "schema": _STR}
-_EVIDENCE_FILE = {"name": "file", "in": "path", "required": True, "schema": _STR}
+_EVIDENCE_FILE = {
+    "name": "file",
+    "in": "path",
+    "required": True,
+    "schema": {"enum": list(FILES)},
+    "description": "One of the files a bundle may hold; another name is 404.",
+}
 _FILE = {
     "description": "The file: a profile (application/octet-stream), text or JSON.",
     "content": {
@@ -229,6 +236,16 @@ _FILE = {
         "text/plain": {"schema": _STR},
         "application/json": {"schema": {}},
     },
+}
+
+
+_BUNDLE_LINKS = {
+    name: {
+        "operationId": f"get {path}",
+        "parameters": {"id": "$response.body#/data/id"},
+        "description": "The bundle just captured.",
+    }
+    for name, path in [("bundle", "/v1/evidence/{id}"), ("file", "/v1/evidence/{id}/{file}")]
 }
 
 
@@ -318,7 +335,7 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ),
     ("POST", "/v1/evidence"): _op(
         "Capture evidence now",
-        (201, _json(_SUCCESS, "The new bundle")),
+        (201, {**_json(_SUCCESS, "The new bundle"), "links": _BUNDLE_LINKS}),
         [409, 415, 422, 503],
         auth=True,
         body=_model(CaptureRequest),

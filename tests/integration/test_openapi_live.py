@@ -41,7 +41,7 @@ def test_schemathesis_finds_nothing_outside_the_document(tmp_path: Path) -> None
                 "--checks",
                 CHECKS,
                 "--phases",
-                "examples,coverage,fuzzing",
+                "examples,coverage,fuzzing,stateful",
                 "--max-examples",
                 "8",
                 "--seed",
