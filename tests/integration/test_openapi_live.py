@@ -33,7 +33,10 @@ def test_schemathesis_finds_nothing_outside_the_document(tmp_path: Path) -> None
     with stub_app() as app, live_sidecar(tmp_path / "sidecar", app.url) as sidecar:
         done = subprocess.run(
             [
-                str(Path(sys.executable).parent / "st"),
+                # The module, not the `st` script: it runs wherever this Python's packages are.
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
                 "run",
                 f"http://127.0.0.1:{sidecar.port}/openapi.json",
                 "--header",
