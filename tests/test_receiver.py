@@ -537,6 +537,7 @@ async def test_action_path_metric_names_are_pinned(
         ("leak_sidecar_circuit_state", "gauge"),
         ("leak_sidecar_cooldown_skipped", "counter"),
         ("leak_sidecar_dedupe", "counter"),
+        ("leak_sidecar_http_unauthorized", "counter"),
         ("leak_sidecar_journal_commits", "counter"),
         ("leak_sidecar_journal_corrupt_lines", "counter"),
         ("leak_sidecar_journal_entries", "counter"),

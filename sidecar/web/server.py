@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import os
 import resource
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -227,6 +228,23 @@ async def _readyz(request: web.Request) -> web.Response:
     return _probe(*request.app[_READY]())
 
 
+_COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+"""The 401 counter of each registry: one per registry, however many apps share it."""
+
+
+def _unauthorized(registry: CollectorRegistry) -> Counter:
+    counter = _COUNTERS.get(registry)
+    if counter is None:
+        counter = _COUNTERS[registry] = Counter(
+            "leak_sidecar_http_unauthorized_total",
+            "Requests refused with 401 (no or a wrong bearer token), by route; an unknown "
+            "path is 'unmatched'.",
+            ["route"],
+            registry=registry,
+        )
+    return counter
+
+
 def build_app(
     *,
     registry: CollectorRegistry,
@@ -251,13 +269,7 @@ def build_app(
     app[_REGISTRY] = registry
     app[_HEALTH] = health
     app[_READY] = ready
-    app[_UNAUTHORIZED] = Counter(
-        "leak_sidecar_http_unauthorized_total",
-        "Requests refused with 401 (no or a wrong bearer token), by route; an unknown "
-        "path is 'unmatched'.",
-        ["route"],
-        registry=registry,
-    )
+    app[_UNAUTHORIZED] = _unauthorized(registry)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
