@@ -11,7 +11,35 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.core.durable import in_thread, write_atomic
+from sidecar.core.durable import append_durably, in_thread, write_atomic
+
+
+def test_append_durably_writes_every_byte_then_syncs_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short write goes on from where it stopped; one fdatasync follows the whole of it."""
+    calls: list[str] = []
+    real_write, real_fdatasync = os.write, os.fdatasync
+
+    def short_write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(f"write {len(data)}")
+        return real_write(fd, bytes(data)[:4])
+
+    def fdatasync(fd: int) -> None:
+        calls.append("fdatasync")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "write", short_write)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        append_durably(fd, b"first\n")
+        append_durably(fd, b"ab\n")
+    finally:
+        os.close(fd)
+    assert calls == ["write 6", "write 2", "fdatasync", "write 3", "fdatasync"]
+    assert path.read_bytes() == b"first\nab\n"
 
 
 def test_write_atomic_fsyncs_the_file_then_its_directory(

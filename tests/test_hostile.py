@@ -375,19 +375,19 @@ def test_run_exits_2_when_the_state_directory_is_taken(tmp_path: Path) -> None:
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Every journal write fails with ENOSPC while the flag is up."""
     full = [True]
-    real_write_all, real_atomic = journal_module.write_all, journal_module.write_atomic
+    real_append, real_atomic = journal_module.append_durably, journal_module.write_atomic
 
-    def write_all(fd: int, data: bytes) -> None:
+    def append_durably(fd: int, data: bytes) -> None:
         if full[0]:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_write_all(fd, data)
+        real_append(fd, data)
 
     def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         if full[0]:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_atomic(path, data, mode)
 
-    monkeypatch.setattr(journal_module, "write_all", write_all)
+    monkeypatch.setattr(journal_module, "append_durably", append_durably)
     monkeypatch.setattr(journal_module, "write_atomic", write_atomic)
     return full
 

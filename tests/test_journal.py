@@ -44,13 +44,13 @@ async def test_append_writes_one_fsynced_line_per_entry(
 ) -> None:
     """Each entry is one tagged, versioned JSON line, fsynced before append returns."""
     synced: list[int] = []
-    real_fsync = os.fsync
+    real_fdatasync = os.fdatasync
 
-    def fsync(fd: int) -> None:
+    def fdatasync(fd: int) -> None:
         synced.append(fd)
-        real_fsync(fd)
+        real_fdatasync(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     journal = Journal(tmp_path / "state", CollectorRegistry())
     decision = _seen("f@0:firing", 1)
     await journal.append(decision)
@@ -132,21 +132,21 @@ async def test_cancelled_append_still_finishes_its_write_before_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write in its thread cannot be cut: cancelling the caller waits for it under the lock."""
-    real_fsync, real_close = os.fsync, os.close
+    real_fdatasync, real_close = os.fdatasync, os.close
     entered = threading.Event()
     order: list[str] = []
 
     def slow_fsync(fd: int) -> None:
         entered.set()
         time.sleep(0.2)
-        real_fsync(fd)
+        real_fdatasync(fd)
         order.append("fsync")
 
     def close(fd: int) -> None:
         order.append("close")
         real_close(fd)
 
-    monkeypatch.setattr(os, "fsync", slow_fsync)
+    monkeypatch.setattr(os, "fdatasync", slow_fsync)
     monkeypatch.setattr(os, "close", close)
     journal = Journal(tmp_path, CollectorRegistry())
     task = asyncio.create_task(journal.append(Decision(at=1)))

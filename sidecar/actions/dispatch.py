@@ -1,9 +1,12 @@
 """From routed alerts and operator requests to journaled actions running in the background.
 
 Every action, whoever asked, goes through ``Dispatcher``: under one lock it deduplicates
-alert instances, applies cooldowns, plans the breaker's transitions, writes the whole
-decision as one journal entry (fsynced), and only then commits it in memory and starts
-the calls. A journal failure leaves nothing half-done: nothing is committed and the
+alert instances, applies cooldowns, plans the breaker's transitions and submits the
+whole decision as one journal entry; the lock is released while the entry waits for its
+group commit (``Journal.submit``), so that the decisions of concurrent deliveries share
+one fsync. Each is taken on top of those queued before it (``_head``), and committed in
+memory (breaker, pending calls, started calls) only once durable. A journal failure
+leaves nothing half-done: the failed decisions are undone, nothing is committed and the
 caller answers 503, so that Alertmanager retries.
 
 Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
@@ -127,6 +130,8 @@ class Dispatcher:
             sleep=sleep,
         )
         self._flushing: asyncio.Task[None] | None = None
+        self._tentative: CircuitState | None = None
+        """The circuit of the latest decision submitted; None until the first one."""
         self._waiting: str | None = None
         self._dedupe = Counter(
             "leak_sidecar_dedupe_total",
@@ -154,10 +159,11 @@ class Dispatcher:
         """Act on routed alerts; raises ``JournalError`` (nothing done) if it cannot journal."""
         # Asked before the lock: a slow Prometheus must not hold up an operator's reset.
         verdict = await self._ask_budget(routed)
+        durable: asyncio.Future[None] | None = None
         async with self._lock:
             now = self._now()
             self._expire(now)
-            plan = _Plan(self.breaker.state)
+            plan = _Plan(self._head)
             for alert, route in routed:
                 self._plan_alert(plan, alert, route, now, verdict=verdict, src=source)
             actions = [
@@ -169,13 +175,14 @@ class Dispatcher:
             for a in actions:
                 if a.kind != "cache_flush":
                     state = state.calling(a.id)
-            changed = state != self.breaker.state
+            changed = state != self._head
             if plan.seen or changed or actions:
-                await self._record(
+                durable = self._submit(
                     now, actions, state if changed else None, plan.seen, plan.cooldowns
                 )
-            self._release()
-            return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
+        await self._durable(durable)
+        self._release()
+        return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
 
     def _plan_alert(
         self,
@@ -277,35 +284,38 @@ class Dispatcher:
         """An operator's break: always calls the app, even when already open."""
         async with self._lock:
             now = self._now()
-            state = self.breaker.manual_break(self.breaker.state, reason, hold, now)
+            state = self.breaker.manual_break(self._head, reason, hold, now)
             action = self._action("circuit_break", reason, "operator", [], now)
             state = state.calling(action.id)
-            await self._record(now, [action], state)
-            return action, state
+            durable = self._submit(now, [action], state)
+        await self._durable(durable)
+        return action, state
 
     async def manual_reset(self, reason: str) -> tuple[Action, CircuitState]:
         """An operator's reset: closes from any state, a hold included."""
         async with self._lock:
             now = self._now()
-            state = self.breaker.reset(self.breaker.state, reason, "operator", now)
+            state = self.breaker.reset(self._head, reason, "operator", now)
             action = self._action("circuit_reset", reason, "operator", [], now)
             state = state.calling(action.id)
-            await self._record(now, [action], state)
-            return action, state
+            durable = self._submit(now, [action], state)
+        await self._durable(durable)
+        return action, state
 
     async def manual_flush(self, reason: str) -> Action:
         """An operator's flush: not limited by the cooldown, but starts it."""
         async with self._lock:
             now = self._now()
             action = self._action("cache_flush", reason, "operator", [], now)
-            await self._record(now, [action], None, cooldowns={"cache_flush": now})
-            return action
+            durable = self._submit(now, [action], None, cooldowns={"cache_flush": now})
+        await self._durable(durable)
+        return action
 
     async def tick(self) -> Action | None:
         """Reset the circuit automatically when due; returns the reset action if so."""
         async with self._lock:
             now = self._now()
-            s = self.breaker.state
+            s = self._head
             blocked = self.breaker.blocked(s, now)
             if blocked is not None:
                 if blocked != self._waiting and s.state == "open":
@@ -318,8 +328,9 @@ class Dispatcher:
             alerts = [h.alert for h in s.holders]
             action = self._action("circuit_reset", reason, "breaker", alerts, now)
             state = state.calling(action.id)
-            await self._record(now, [action], state)
-            return action
+            durable = self._submit(now, [action], state)
+        await self._durable(durable)
+        return action
 
     async def run(self, stop: asyncio.Event, interval: float) -> None:
         """Call ``tick`` every ``interval`` seconds until ``stop`` is set."""
@@ -337,36 +348,79 @@ class Dispatcher:
     ) -> Action:
         return Action(self._new_id(), kind, reason, source, tuple(alerts), now)
 
-    async def _record(
+    def _submit(
         self,
         now: int,
         actions: Sequence[Action],
         state: CircuitState | None,
         seen: dict[str, int] | None = None,
         cooldowns: dict[str, int] | None = None,
-    ) -> None:
+    ) -> asyncio.Future[None]:
+        """Journal a decision in the next group commit; called under the lock.
+
+        The decision's dedupe, cooldowns and circuit become the ground the next ones are
+        decided on at once (``_head``), so that decisions queued for one commit see each
+        other; they are committed (breaker, pending calls, started calls) only once
+        durable, and taken back if the commit fails.
+        """
+        seen, cooldowns = seen or {}, cooldowns or {}
         entry = Decision(
             at=now,
             actions=tuple(a.to_record() for a in actions),
             circuit=msgspec.UNSET if state is None else state.to_record(),
-            seen=seen or {},
-            cooldowns=cooldowns or {},
+            seen=seen,
+            cooldowns=cooldowns,
         )
-        await self.journal.append(entry)
-        # Journaled: from here on, commit and act.
-        self._seen.update(seen or {})
-        self._cooldowns.update(cooldowns or {})
+        head = self._tentative
+        before = {k: self._cooldowns.get(k) for k in cooldowns}
+        self._seen.update(seen)
+        self._cooldowns.update(cooldowns)
         if state is not None:
-            self._log_transition(self.breaker.state, state)
-            self.breaker.commit(state)
-        for a in actions:
-            self.pending[a.id] = a
-            self._start(a)
-        self._release()
+            self._tentative = state
+
+        def undo() -> None:
+            # Called latest first: the earliest failed decision's ground is restored last.
+            self._tentative = head
+            for key in seen:
+                self._seen.pop(key, None)
+            for key, at in before.items():
+                if at is None:
+                    self._cooldowns.pop(key, None)
+                else:
+                    self._cooldowns[key] = at
+
+        def durable() -> None:
+            # Journaled: from here on, commit and act.
+            if state is not None:
+                self._log_transition(self.breaker.state, state)
+                self.breaker.commit(state)
+            for a in actions:
+                self.pending[a.id] = a
+                self._start(a)
+            self._release()
+
+        return self.journal.submit(entry, durable=durable, undo=undo)
+
+    async def _durable(self, durable: asyncio.Future[None] | None) -> None:
+        """Wait until a submitted decision is durable (``JournalError`` if it failed)."""
+        if durable is None:
+            return
+        # Shielded: a cancelled caller does not cancel the decision, which goes on.
+        await asyncio.shield(durable)
         if self._journal_too_big():
-            # A failure is logged; the old journal is intact and appends go on.
-            with contextlib.suppress(JournalError):
-                await self.journal.rewrite(self._live)
+            async with self._lock:
+                # Checked again: another delivery may have compacted it meanwhile. Under
+                # the lock nothing more is decided, and ``rewrite`` waits for the queued
+                # entries: the live state is then all durable.
+                if self._journal_too_big():
+                    # A failure is logged; the old journal is intact and appends go on.
+                    with contextlib.suppress(JournalError):
+                        await self.journal.rewrite(self._live)
+
+    @property
+    def _head(self) -> CircuitState:
+        """The circuit as decided so far: durable, or queued for the next commit."""
+        return self._tentative if self._tentative is not None else self.breaker.state
 
     def _journal_too_big(self) -> bool:
         j = self.journal

@@ -10,6 +10,12 @@ that a crash at any point leaves either the old journal or the new one.
 
 Disk I/O runs in a worker thread (``in_thread``) under one lock, so that the event loop
 keeps serving while fsync waits for the disk and appends land in the order asked.
+Appends are group-committed: entries submitted while a write is on the disk queue up
+and go together in the next one, one ``write`` and one ``fdatasync`` for the group
+(``leak_sidecar_journal_commits_total`` against ``leak_sidecar_journal_entries_total``).
+Each submitter still learns only once its own entry is durable; a failed commit fails
+every entry of its group and every one queued behind it, so that nothing decided on
+top of a lost entry survives it (``submit``'s ``undo``).
 
 A state directory that is full or read-only is a degraded state, never a crash: each
 refused write is a ``JournalError`` (the caller answers 503) and is counted, ``problem``
@@ -25,6 +31,7 @@ import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -32,7 +39,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sidecar.actions.entries import Entry, decode, encode
-from sidecar.core.durable import in_thread, write_all, write_atomic
+from sidecar.core.durable import append_durably, in_thread, write_atomic
 from sidecar.core.errors import JournalError, SidecarError, clip
 from sidecar.core.loops import pause
 
@@ -43,6 +50,32 @@ log = structlog.get_logger(__name__)
 JOURNAL_FILE = "journal.jsonl"
 
 _json = msgspec.json.Decoder()
+
+Hook = Callable[[], None]
+"""Called on the event loop when a submitted entry became durable, or failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    data: bytes
+    future: asyncio.Future[None]
+    durable: Hook | None
+    undo: Hook | None
+
+
+def _call(hook: Hook | None) -> None:
+    # A bug in one hook must not leave the rest of the group waiting forever.
+    if hook is None:
+        return
+    try:
+        hook()
+    except Exception as exc:
+        log.error("journal.hook_crashed", exc_info=exc)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class Journal:
@@ -57,6 +90,8 @@ class Journal:
         self.compacted_size = 0
         """Bytes of the last compaction: the live state's size."""
         self._lock = asyncio.Lock()
+        self._queue: list[_Queued] = []
+        self._committer: asyncio.Task[None] | None = None
         self._fd: int | None = None
         self._torn = False
         self.problem: str | None = None
@@ -66,6 +101,17 @@ class Journal:
             "leak_sidecar_journal_corrupt_lines_total",
             "Journal lines skipped at replay because they were damaged, truncated, or not "
             "an entry of a known shape and version.",
+            registry=registry,
+        )
+        self._commits = Counter(
+            "leak_sidecar_journal_commits_total",
+            "Group commits: one write and one fsync each, for every entry queued meanwhile.",
+            registry=registry,
+        )
+        self._committed = Counter(
+            "leak_sidecar_journal_entries_total",
+            "Entries made durable; divided by leak_sidecar_journal_commits_total, the "
+            "entries each fsync carried.",
             registry=registry,
         )
         Gauge(
@@ -113,34 +159,115 @@ class Journal:
                 continue
             yield from entries
 
+    @property
+    def queued(self) -> int:
+        """Entries submitted and waiting for the next commit (not the one on the disk)."""
+        return len(self._queue)
+
+    def submit(
+        self, entry: Entry, *, durable: Hook | None = None, undo: Hook | None = None
+    ) -> asyncio.Future[None]:
+        """Queue one entry for the next group commit; the future is done once it is durable.
+
+        Entries are written in the order submitted. ``durable`` is called as soon as the
+        entry is on the disk, before the future resolves and before any entry submitted
+        later is reported durable; when the commit fails, ``undo`` is called (the latest
+        entry's first) for this entry and for every entry queued behind it, since those
+        may have been decided on top of it, and their futures fail with ``JournalError``.
+        Both run on the event loop, without a pause between them and the commit.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Nobody may be left waiting for it (a cancelled caller): never "never retrieved".
+        future.add_done_callback(_retrieve)
+        self._queue.append(_Queued(encode(entry) + b"\n", future, durable, undo))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit(), name="journal-commit")
+        return future
+
     async def append(self, entry: Entry) -> None:
-        """Write one entry and fsync it; ``JournalError`` when the disk refused."""
-        data = encode(entry) + b"\n"
-        async with self._lock:
-            try:
-                await in_thread(self._write, data)
-            except OSError as exc:
-                raise JournalError(self.path, f"cannot write journal {self.path}: {exc}") from exc
-            self.entries += 1
-            self.size += len(data)
+        """Write one entry and fsync it (with whatever else is queued); ``JournalError``
+        when the disk refused."""
+        # Shielded: a cancelled caller does not cancel the entry, which is written anyway.
+        await asyncio.shield(self.submit(entry))
+
+    async def idle(self) -> None:
+        """Wait until every entry submitted so far is written (or failed)."""
+        while self._committer is not None:
+            await asyncio.wait([self._committer])
+
+    async def _commit(self) -> None:
+        """Write what is queued, one write and one fsync for the whole group, until empty."""
+        group: list[_Queued] = []
+        try:
+            async with self._lock:
+                while self._queue:
+                    group, self._queue = self._queue, []
+                    data = b"".join(q.data for q in group)
+                    try:
+                        await in_thread(self._write, data)
+                    except OSError as exc:
+                        error = JournalError(self.path, f"cannot write journal {self.path}: {exc}")
+                        failed, self._queue, group = group + self._queue, [], []
+                        self._fail(failed, error)
+                        continue
+                    self.entries += len(group)
+                    self.size += len(data)
+                    self._commits.inc()
+                    self._committed.inc(len(group))
+                    for q in group:
+                        _call(q.durable)
+                        if not q.future.done():
+                            q.future.set_result(None)
+                    group = []
+        except BaseException:
+            # Cancelled at shutdown: nobody may wait forever for an answer.
+            failed, self._queue = group + self._queue, []
+            self._fail(failed, JournalError(self.path, f"journal {self.path} closed"))
+            raise
+        finally:
+            self._committer = None
+
+    @staticmethod
+    def _fail(failed: list[_Queued], error: JournalError) -> None:
+        for q in reversed(failed):
+            _call(q.undo)
+        for q in failed:
+            if not q.future.done():
+                q.future.set_exception(error)
 
     def _write(self, data: bytes) -> None:
         # Runs in the worker thread; it keeps its own books, even for a cancelled caller.
+        start: int | None = None
         try:
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            write_all(self._fd, b"\n" + data if self._torn else data)
-            os.fsync(self._fd)
+            start = os.fstat(self._fd).st_size
+            append_durably(self._fd, b"\n" + data if self._torn else data)
         except OSError as exc:
             self._failures.inc()
-            # The failed write may have left half a line: start the next one afresh.
-            self._torn = True
+            if start is not None:  # something may have been written: take it back
+                self._torn = not self._cut(start)
             self.problem = f"cannot write the journal: {exc.strerror or exc}"
             log.error("journal.write_failed", path=str(self.path), error=str(exc))
             raise
         self._torn = False
         self._recovered()
+
+    def _cut(self, size: int) -> bool:
+        """Cut what a failed write left (whole entries of a failed group too) at ``size``.
+
+        False when that failed too: the next write then starts on a fresh line, and the
+        torn one is skipped at replay.
+        """
+        if self._fd is None:
+            return True
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            log.error("journal.truncate_failed", path=str(self.path), error=str(exc))
+            return False
+        return True
 
     async def rewrite(self, live: Callable[[], list[Entry]]) -> None:
         """Replace the journal with the entries ``live()`` returns, atomically.
@@ -148,6 +275,7 @@ class Journal:
         ``live`` is called under the lock, so no append lands between the snapshot and
         the swap.
         """
+        await self.idle()
         async with self._lock:
             entries = live()
             data = b"".join(encode(e) + b"\n" for e in entries)
@@ -197,7 +325,8 @@ class Journal:
         self._recovered()
 
     async def close(self) -> None:
-        """Close the file once any write in progress is done; the next append reopens it."""
+        """Close the file once the queued entries are written; the next append reopens it."""
+        await self.idle()
         async with self._lock:
             self._close_fd()
 

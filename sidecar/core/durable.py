@@ -6,6 +6,10 @@ fsynced, renamed over the target, and then the directory is fsynced, since the r
 is durable only once the directory entry is. A crash at any point leaves either the old
 file or the new one, never a mix; a failed write removes its temporary file.
 
+``append_durably`` is the one way an append-only file grows (the journal): the bytes are
+written whole, then ``fdatasync`` makes them (and the file's new size) durable; the
+journal calls it once for a whole group of entries, which is what makes it cheap.
+
 ``in_thread`` runs such blocking disk work in a worker thread, so that the event loop
 keeps serving while fsync waits for the disk. A thread cannot be cancelled: a cancelled
 caller waits for it to finish before the cancellation goes on, so that a lock the
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-__all__ = ["in_thread", "write_all", "write_atomic"]
+__all__ = ["append_durably", "in_thread", "write_all", "write_atomic"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -36,6 +40,16 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def append_durably(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` (opened ``O_APPEND``) and wait until it is on the disk.
+
+    ``fdatasync`` flushes the data and the metadata needed to read it back (the size),
+    skipping the rest (times), which ``fsync`` would also flush.
+    """
+    write_all(fd, data)
+    os.fdatasync(fd)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:

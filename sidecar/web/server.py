@@ -23,6 +23,7 @@ import hmac
 import os
 import resource
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -30,7 +31,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from sidecar.core.durations import format_duration
 from sidecar.core.errors import ConfigError, clip
@@ -57,6 +58,7 @@ _TOKEN: web.AppKey[TokenSource] = web.AppKey("token")
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
 _HEALTH: web.AppKey[Probe] = web.AppKey("health")
 _READY: web.AppKey[Probe] = web.AppKey("ready")
+_UNAUTHORIZED = web.AppKey("unauthorized", Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         _observe(request, exc.status)
         raise
     _observe(request, response.status)
+    if response.status == 401:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[_UNAUTHORIZED].labels(route).inc()
     return response
 
 
@@ -136,7 +142,12 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return json_error(413, f"request body too large: {exc.text}")
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return json_error(exc.status, exc.reason)
+            response = json_error(exc.status, exc.reason)
+            # A 405's Allow (RFC 9110 requires it) and the like survive the JSON body.
+            for name in ("Allow", "WWW-Authenticate", "Retry-After"):
+                if name in exc.headers:
+                    response.headers[name] = exc.headers[name]
+            return response
         raise
     except Exception as exc:  # a bug must be a 500 that is counted and logged, once
         log.error("server.handler_crashed", path=clip(request.path, 200), exc_info=exc)
@@ -155,9 +166,10 @@ def _oneline(exc: BaseException) -> str:
 
 def _observe(request: web.Request, status: int) -> None:
     # The route's handler is a bound method of its observer.
-    observer = getattr(request.match_info.handler, "__self__", None)
-    if isinstance(observer, Observed):
-        observer.answered(status)
+    # (Looked up by name: an isinstance check on the protocol costs more than the answer.)
+    answered = getattr(getattr(request.match_info.handler, "__self__", None), "answered", None)
+    if callable(answered):
+        answered(status)
 
 
 @web.middleware
@@ -221,6 +233,23 @@ async def _readyz(request: web.Request) -> web.Response:
     return _probe(*request.app[_READY]())
 
 
+_COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+"""The 401 counter of each registry: one per registry, however many apps share it."""
+
+
+def _unauthorized(registry: CollectorRegistry) -> Counter:
+    counter = _COUNTERS.get(registry)
+    if counter is None:
+        counter = _COUNTERS[registry] = Counter(
+            "leak_sidecar_http_unauthorized_total",
+            "Requests refused with 401 (no or a wrong bearer token), by route; an unknown "
+            "path is 'unmatched'.",
+            ["route"],
+            registry=registry,
+        )
+    return counter
+
+
 def build_app(
     *,
     registry: CollectorRegistry,
@@ -246,6 +275,7 @@ def build_app(
     app[_REGISTRY] = registry
     app[_HEALTH] = health
     app[_READY] = ready
+    app[_UNAUTHORIZED] = _unauthorized(registry)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -1,0 +1,213 @@
+"""Webhook throughput and latency: journaled deliveries against the same ones with action none.
+
+Starts `leak-sidecar demo-app` and `leak-sidecar run` as separate processes on loopback,
+then posts Alertmanager notifications to `POST /alerts` from `--clients` concurrent
+connections: first `--deliveries` whose alert routes to action none (parsed, routed and
+answered, nothing journaled: the peer row), then as many whose alert (a new instance
+each) holds the circuit open, so that every one is a decision journaled and fsynced
+before its 200. Prints deliveries per second, the latency percentiles, and how many
+entries each journal commit (one write and one fsync) carried.
+
+The load comes from `bench/webhookload`, a Go client built here with `go`, so that on a
+small machine the client takes as little of the CPU as it can; `--client python`
+sends it from this process with aiohttp instead.
+
+    python bench/bench_webhook.py [--deliveries 5000] [--clients 32] [--client go|python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+STARTS = "2024-01-01T00:00:00Z"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout:g}s")
+
+
+def _metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def _body(action: str, n: int) -> bytes:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "BenchLeak", "action": action, "n": str(n)},
+        "annotations": {},
+        "startsAt": STARTS,
+    }
+    return orjson.dumps({"version": "4", "groupKey": f"bench/{n}", "alerts": [alert]})
+
+
+async def _run(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float]]:
+    """Post every body, ``clients`` at a time; the wall time and each request's latency."""
+    latencies: list[float] = []
+    todo = iter(bodies)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for body in todo:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    raise SystemExit(f"POST /alerts answered {r.status}: {await r.text()}")
+            latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        return time.perf_counter() - t0, latencies
+
+
+def _build_go(tmp: str) -> Path:
+    go = shutil.which("go")
+    if go is None:
+        raise SystemExit("go is not installed (Debian: golang-go); or use --client python")
+    env = {
+        **os.environ,
+        "GOCACHE": f"{tmp}/gocache",
+        "GOPATH": f"{tmp}/gopath",
+        "GOTOOLCHAIN": "local",
+        "GOPROXY": "off",
+        "GOFLAGS": "",
+        "CGO_ENABLED": "0",
+    }
+    binary = Path(tmp) / "webhookload"
+    subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=ROOT / "bench" / "webhookload",
+        env=env,
+        check=True,
+    )
+    return binary
+
+
+def _run_go(
+    binary: Path, url: str, action: str, first: int, n: int, clients: int
+) -> tuple[float, list[float]]:
+    argv = [str(binary), f"-url={url}", f"-token={TOKEN}", f"-action={action}"]
+    argv += [f"-first={first}", f"-n={n}", f"-clients={clients}"]
+    done = subprocess.run(argv, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.decode(errors="replace"))
+    result = orjson.loads(done.stdout)
+    return float(result["wall"]), [float(x) for x in result["latencies"]]
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+
+def _row(name: str, wall: float, lat: list[float]) -> tuple[float, float]:
+    rate = len(lat) / wall
+    print(
+        f"{name:<10} {len(lat):>6} deliveries in {wall:6.2f}s = {rate:7.0f}/s   "
+        f"p50 {_pct(lat, 0.50):6.1f} ms   p99 {_pct(lat, 0.99):6.1f} ms   "
+        f"max {max(lat) * 1000:6.1f} ms"
+    )
+    return rate, _pct(lat, 0.99)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--deliveries", type=int, default=5000)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--client", choices=["go", "python"], default="go")
+    args = ap.parse_args()
+    app_port, side_port = _port(), _port()
+    base = f"http://127.0.0.1:{side_port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "sidecar.yaml"
+        cfg.write_text(
+            f"app:\n  base_url: http://127.0.0.1:{app_port}\n"
+            f"server:\n  listen: 127.0.0.1:{side_port}\n  max_connections: {args.clients * 2}\n"
+            f"state_dir: {tmp}/state\nlog:\n  level: warning\n"
+        )
+        env = {**os.environ, "LEAK_SIDECAR_TOKEN": TOKEN}
+        cli = [sys.executable, "-m", "sidecar"]
+        # Run from the temporary directory: the installed package, not the source tree.
+        app = subprocess.Popen([*cli, "demo-app", "--listen", f"127.0.0.1:{app_port}"], cwd=tmp)
+        side = subprocess.Popen([*cli, "run", "--config", str(cfg)], env=env, cwd=tmp)
+        try:
+            _wait(f"http://127.0.0.1:{app_port}/debug/vars")
+            _wait(f"{base}/readyz")
+            n, url, clients = args.deliveries, f"{base}/alerts", args.clients
+            if args.client == "go":
+                binary = _build_go(tmp)
+
+                def load(action: str, first: int, count: int) -> tuple[float, list[float]]:
+                    return _run_go(binary, url, action, first, count, clients)
+            else:
+
+                def load(action: str, first: int, count: int) -> tuple[float, list[float]]:
+                    bodies = [_body(action, first + i) for i in range(count)]
+                    return asyncio.run(_run(url, bodies, clients))
+
+            load("none", -1000, 200)  # warm-up
+            none = load("none", 0, n)
+            c0 = _metric(f"{base}/metrics", "leak_sidecar_journal_commits_total")
+            e0 = _metric(f"{base}/metrics", "leak_sidecar_journal_entries_total")
+            journaled = load("circuit_break", 0, n)
+            commits = _metric(f"{base}/metrics", "leak_sidecar_journal_commits_total") - c0
+            entries = _metric(f"{base}/metrics", "leak_sidecar_journal_entries_total") - e0
+        finally:
+            for p in (side, app):
+                p.send_signal(signal.SIGTERM)
+            for p in (side, app):
+                p.wait(20)
+    cpus = os.cpu_count()
+    print(f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}")
+    print(
+        f"POST /alerts, one alert per delivery, {args.clients} concurrent clients "
+        f"({args.client} client)"
+    )
+    rate_none, _ = _row("none", *none)
+    rate, p99 = _row("journaled", *journaled)
+    print(f"journaled / none: {rate / rate_none:.2f}x the rate")
+    if commits:
+        per = entries / commits
+        print(f"journal: {entries:.0f} entries in {commits:.0f} commits = {per:.1f} per fsync")
+    ok = rate >= 2000 and p99 < 20
+    print(f"goal >= 2,000/s with p99 < 20 ms: {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+module leaksidecar/bench/webhookload
+
+go 1.19
