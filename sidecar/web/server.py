@@ -128,10 +128,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         _observe(request, exc.status)
         raise
     _observe(request, response.status)
-    if response.status == 401:
+    counter = request.app.get(_UNAUTHORIZED)
+    if response.status == 401 and counter is not None:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[_UNAUTHORIZED].labels(route).inc()
+        counter.labels(route).inc()
     return response
 
 
@@ -275,7 +276,8 @@ def build_app(
     app[_REGISTRY] = registry
     app[_HEALTH] = health
     app[_READY] = ready
-    app[_UNAUTHORIZED] = _unauthorized(registry)
+    if token is not None:  # without a token nothing is refused: no counter to show
+        app[_UNAUTHORIZED] = _unauthorized(registry)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
