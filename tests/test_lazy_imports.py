@@ -10,6 +10,7 @@ import sys
 # each costs resident memory in every pod (bench/bench_memory.py measures how much).
 NOT_ON_RUN_PATH = (
     "google.protobuf",  # pprof decoding: the first evidence capture loads it
+    "re2",  # the first regex (a relabel step, a =~ matcher) loads it; the pack has none
     "sidecar.demo",  # `demo`, `demo-app`
     "sidecar.rules.unittest",  # `test-rules`
     "sidecar.cli.config_check",  # `check-config`
