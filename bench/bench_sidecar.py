@@ -106,7 +106,10 @@ def launch(
         f"sys.argv = ['leak-sidecar', 'run', '--config', {str(cfg)!r}]\n"
         "runpy.run_module('sidecar', run_name='__main__', alter_sys=True)\n"
     )
-    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **(env or {})})
+    # Its log lines go to stderr: stdout carries the benchmarks' figures.
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, **(env or {})}, stdout=sys.stderr
+    )
 
 
 def start_demo_app(app_port: int) -> subprocess.Popen[bytes]:
