@@ -55,6 +55,10 @@ RULES: list[tuple[str, str]] = [
 ]
 
 
+WORKLOADS = [("1h of 5s samples", 5_000, 720), ("20m of 1s samples", 1_000, 1_200)]
+"""(label, step in ms, samples per series)."""
+
+
 def _value(name: str, series: int, step: int) -> float:
     """A deterministic, leak-like value: counters grow, gauges drift with noise."""
     base = (series + 1) * 100.0
@@ -85,8 +89,8 @@ def cycle(queries: list[Query], store: Store, t: int) -> int:
     return n
 
 
-def measure(label: str, step_ms: int, steps: int, cycles: int) -> None:
-    """Print the per-cycle time for one workload."""
+def measure(label: str, step_ms: int, steps: int, cycles: int) -> tuple[float, float]:
+    """Print the per-cycle time for one workload; return the median and the best, in ms."""
     store = build_store(step_ms, steps)
     queries = [compile_expr(expr) for _, expr in RULES]
     t_end = 1_700_000_000_000 + (steps - 1) * step_ms
@@ -110,6 +114,7 @@ def measure(label: str, step_ms: int, steps: int, cycles: int) -> None:
         per_kind[kind] = per_kind.get(kind, 0.0) + (time.perf_counter() - start) * 200
     shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1]))
     print(f"  ms per cycle by function: {shares}")
+    return statistics.median(times), min(times)
 
 
 def _openmetrics(step_ms: int, steps: int, t0: int) -> str:
@@ -140,9 +145,12 @@ def _group_duration(port: int) -> float | None:
     return None
 
 
-def measure_prometheus(label: str, step_ms: int, steps: int, cycles: int) -> None:
+def measure_prometheus(
+    label: str, step_ms: int, steps: int, cycles: int
+) -> tuple[float, float] | None:
     """Backfill the workload ending now, run Prometheus with the rules at a 1s interval,
-    and print the median of its last-duration gauge over ``cycles`` evaluations."""
+    and print (and return) the median and the best of its last-duration gauge over
+    ``cycles`` evaluations, in ms."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         t0 = (int(time.time()) - 2) * 1000 - (steps - 1) * step_ms
@@ -188,11 +196,12 @@ def measure_prometheus(label: str, step_ms: int, steps: int, cycles: int) -> Non
             proc.wait(timeout=30)
     if not seen:
         print(f"{label}: Prometheus reported no rule evaluation")
-        return
+        return None
     print(
         f"{label}: Prometheus {len(seen)} evaluations, "
         f"median {statistics.median(seen):.2f} ms, best {min(seen):.2f} ms per cycle"
     )
+    return statistics.median(seen), min(seen)
 
 
 def main() -> None:
@@ -203,8 +212,7 @@ def main() -> None:
         "--prometheus", action="store_true", help="also time a real Prometheus on the same rules"
     )
     args = parser.parse_args()
-    workloads = [("1h of 5s samples", 5_000, 720), ("20m of 1s samples", 1_000, 1_200)]
-    for label, step_ms, steps in workloads:
+    for label, step_ms, steps in WORKLOADS:
         measure(label, step_ms, steps, args.cycles)
         if args.prometheus:
             measure_prometheus(label, step_ms, steps, args.cycles)

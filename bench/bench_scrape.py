@@ -98,7 +98,7 @@ def _peak_kib() -> int:
 # -- child: one mode, one body -------------------------------------------------------------
 
 
-async def _child_http(url: str, small_url: str, runs: int, relabel: bool) -> dict[str, Any]:
+async def child_http(url: str, small_url: str, runs: int, relabel: bool) -> dict[str, Any]:
     def scraper(session: aiohttp.ClientSession, target: str) -> Scraper:
         base, _, path = target.partition("/debug")
         cfg = Config.model_validate(
@@ -268,7 +268,7 @@ def main() -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     if args.child in {"http", "http_relabel"}:
         relabel = args.child == "http_relabel"
-        print(json.dumps(asyncio.run(_child_http(args.url, args.small_url, args.runs, relabel))))
+        print(json.dumps(asyncio.run(child_http(args.url, args.small_url, args.runs, relabel))))
     elif args.child:
         print(json.dumps(_child_decode(args.child, args.body, args.runs)))
     else:

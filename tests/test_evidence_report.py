@@ -14,7 +14,7 @@ _FUNCS = ["runtime.mallocgc", "runtime.mapassign_faststr", "main.leakCache", "ma
 
 def _heap(samples: list[tuple[list[int], int, int]], *, gzipped: bool = True) -> bytes:
     """A heap profile with ``(location ids, inuse_objects, inuse_space)`` samples."""
-    msg = profile._Profile()
+    msg = profile._profile_class()()
     strings = ["", "inuse_objects", "count", "inuse_space", "bytes", *_FUNCS]
     msg.string_table.extend(strings)
     msg.sample_type.add(type=1, unit=2)
@@ -62,7 +62,7 @@ def test_bytes_that_are_not_a_profile_are_a_profile_error() -> None:
 
 def test_a_profile_without_the_wanted_sample_types_is_refused() -> None:
     """A CPU profile handed in as a heap profile says which types it has."""
-    msg = profile._Profile()
+    msg = profile._profile_class()()
     msg.string_table.extend(["", "samples", "count"])
     msg.sample_type.add(type=1, unit=2)
     with pytest.raises(profile.ProfileError) as info:

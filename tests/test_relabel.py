@@ -88,7 +88,7 @@ def test_regexes_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object) -> None:
         raise AssertionError("compiled per sample")
 
-    monkeypatch.setattr(config_relabel.re2, "compile", refuse)
+    monkeypatch.setattr(config_relabel._re2()[0], "compile", refuse)
     out = r.apply({ls("myapp_sessions_len"): 3.0})
     assert out.samples == {ls("cache_keys_total", cache="sessions"): 3.0}
 

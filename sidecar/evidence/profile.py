@@ -2,7 +2,8 @@
 
 The message definitions are written here from the published format
 (github.com/google/pprof, ``proto/profile.proto``) as a ``FileDescriptorProto`` and
-compiled by the protobuf runtime at import: no generated code, no hand-written wire
+compiled by the protobuf runtime on the first decode (the runtime costs the sidecar
+memory in every pod, and most never capture evidence): no generated code, no hand-written wire
 decoder. Go serves the profile gzipped; ``decode`` takes either form, refuses more than
 ``limit`` bytes once inflated (a gzip bomb must not cost the sidecar its memory), and
 wraps every failure in ``ProfileError``.
@@ -19,10 +20,8 @@ import io
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
-
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError
 
 from sidecar.core.errors import EvidenceError
 
@@ -31,18 +30,18 @@ __all__ = ["ProfileError", "SiteValues", "Stack", "decode", "is_runtime", "site_
 Stack = tuple[str, ...]
 """Function names of one call site's stack, the site first, callers after it."""
 
-_F = descriptor_pb2.FieldDescriptorProto
+# descriptor.proto's enum value names, resolved when the message class is built.
 _INT64, _UINT64, _STRING, _BOOL, _MSG = (
-    _F.TYPE_INT64,
-    _F.TYPE_UINT64,
-    _F.TYPE_STRING,
-    _F.TYPE_BOOL,
-    _F.TYPE_MESSAGE,
+    "TYPE_INT64",
+    "TYPE_UINT64",
+    "TYPE_STRING",
+    "TYPE_BOOL",
+    "TYPE_MESSAGE",
 )
-_ONE, _MANY = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
+_ONE, _MANY = "LABEL_OPTIONAL", "LABEL_REPEATED"
 
 # (message, [(field, number, type, label, message type)]), as in profile.proto.
-_MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str]]]] = [
+_MESSAGES: list[tuple[str, list[tuple[str, int, str, str, str]]]] = [
     (
         "Profile",
         [
@@ -129,7 +128,15 @@ _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str]]]] = [
 _PACKAGE = "perftools.profiles"
 
 
+@cache
 def _profile_class() -> Any:
+    from google.protobuf import (  # noqa: PLC0415 -- loaded on the first capture only
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+    )
+
+    field_type = descriptor_pb2.FieldDescriptorProto
     file = descriptor_pb2.FileDescriptorProto(
         name="leak_sidecar/profile.proto", package=_PACKAGE, syntax="proto3"
     )
@@ -139,17 +146,14 @@ def _profile_class() -> Any:
             message.field.add(
                 name=field,
                 number=number,
-                type=kind,
-                label=label,
+                type=field_type.Type.Value(kind),
+                label=field_type.Label.Value(label),
                 type_name=f".{_PACKAGE}.{type_name}" if type_name else None,
             )
     # A pool of our own: nothing else in the process can clash with these names.
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.Profile"))
-
-
-_Profile = _profile_class()
 
 
 class ProfileError(EvidenceError):
@@ -172,7 +176,9 @@ def decode(data: bytes, *, limit: int) -> Any:
             ) from exc
         if len(raw) > limit:
             raise ProfileError(f"the profile inflates past {limit} bytes")
-    profile = _Profile()
+    from google.protobuf.message import DecodeError  # noqa: PLC0415 -- with _profile_class
+
+    profile = _profile_class()()
     try:
         profile.ParseFromString(raw)
     except DecodeError as exc:
