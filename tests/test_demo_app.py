@@ -24,10 +24,10 @@ from sidecar.demo.app import (
     DemoApp,
     Fault,
     render_expvar,
-    run_demo_app,
     scaled_clock,
     serve,
 )
+from sidecar.demo.app_cmd import run_demo_app
 from tests.conftest import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "goapp"
@@ -514,7 +514,7 @@ def test_run_demo_app_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture
 async def start_demo_app(listen: str) -> asyncio.subprocess.Process:
     """``run_demo_app(listen, leak=True)`` in a child process, its log on a pipe."""
     code = (
-        "import sys; from sidecar.demo.app import run_demo_app; "
+        "import sys; from sidecar.demo.app_cmd import run_demo_app; "
         f"sys.exit(run_demo_app({listen!r}, True))"
     )
     return await asyncio.create_subprocess_exec(

@@ -19,9 +19,10 @@ from sidecar.core.config import RulesConfig
 from sidecar.core.model import Alert, LabelSet, fingerprint
 from sidecar.rules.alerting import AlertingRule, AlertState
 from sidecar.rules.engine import RuleEngine, eval_group
-from sidecar.rules.files import GroupSpec, load_rules
+from sidecar.rules.files import load_rules
 from sidecar.rules.forstate import FILE_NAME, ForEntry
 from sidecar.rules.groups import Group, build_groups, runtime_groups
+from sidecar.rules.rulefmt import GroupSpec
 from sidecar.store import Store
 
 MIN = 60_000

@@ -300,7 +300,7 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return EXIT_CONFIG
         return demo_main(args.speed, keep=args.keep)
     if args.command == "demo-app":
-        from sidecar.demo.app import run_demo_app  # noqa: PLC0415
+        from sidecar.demo.app_cmd import run_demo_app  # noqa: PLC0415
 
         return run_demo_app(args.listen, args.leak, speed=args.speed)
     if args.command == "run":

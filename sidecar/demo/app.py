@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import signal
-import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -31,7 +29,6 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from sidecar.core.errors import clip, validation_message
-from sidecar.core.logs import configure
 from sidecar.demo.faults import Fault, FaultQueue, drop
 from sidecar.demo.sim import LeakSettings, Simulation
 
@@ -42,7 +39,6 @@ __all__ = [
     "Fault",
     "LeakSettings",
     "render_expvar",
-    "run_demo_app",
     "scaled_clock",
     "serve",
 ]
@@ -344,58 +340,7 @@ async def serve(
     return runner
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {listen!r}")
-    return host, int(port)
-
-
 def scaled_clock(speed: float, base: Callable[[], float] = time.monotonic) -> Callable[[], float]:
     """A monotonic clock that runs ``speed`` times faster than ``base`` from now on."""
     start = base()
     return lambda: start + (base() - start) * speed
-
-
-def run_demo_app(listen: str = "127.0.0.1:8080", leak: bool = False, *, speed: float = 1.0) -> int:
-    """``leak-sidecar demo-app``: serve until SIGINT or SIGTERM; returns the exit code.
-
-    ``speed`` runs the simulated service that many times faster than real time, for a
-    demo whose rule pack is compressed by the same factor.
-    """
-    try:
-        host, port = _split_listen(listen)
-    except ValueError as exc:
-        print(f"demo-app: --listen: {exc}", file=sys.stderr)
-        return 2
-    if not 0 < speed <= 10_000:  # also refuses NaN
-        print(
-            f"demo-app: --speed: expected a factor above 0 and up to 10000, got {speed!r}",
-            file=sys.stderr,
-        )
-        return 2
-    configure()
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        demo = DemoApp(
-            clock=scaled_clock(speed), leak=LeakSettings(on=leak), cmdline=list(sys.argv)
-        )
-        try:
-            runner = await serve(host, port, demo)
-        except OSError as exc:
-            _log.error("demo_app.bind_failed", listen=listen, error=str(exc))
-            return 1
-        _log.info("demo_app.listening", listen=listen, leak=leak, speed=speed)
-        try:
-            await stop.wait()
-        finally:
-            await asyncio.shield(runner.cleanup())
-        _log.info("demo_app.stopped")
-        return 0
-
-    return asyncio.run(main())

@@ -5,7 +5,8 @@ in the background: every quantity is a closed-form function of time between two 
 events (a leak switched, a flush, a break, a reset), and garbage collections are solved
 for when the state is read. Time comes from an injected monotonic ``clock`` so that tests
 step it; wall-clock values (``LastGC``, ``PauseEnd``) are derived from one reading of
-``wall`` at construction, so they are deterministic too.
+``wall`` at construction, so they are deterministic too. How Go accounts for the heap in
+``runtime.MemStats`` is ``sidecar.demo.memstats``.
 
 The model, in the units Go reports:
 
@@ -23,22 +24,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sidecar.demo.memstats import GCState, memstats
+
 __all__ = ["CACHES", "POOL_MAX", "LeakSettings", "Simulation"]
 
 _MIB = 1024 * 1024
-_PAGE = 8192
 _HEAP_MINIMUM = 4 * _MIB  # Go's heapminimum at GOGC=100
 _BASE_LIVE = 24 * _MIB
 _BYTES_PER_KEY = 512  # a map[string]interface{} entry with a small struct behind it
 _CHURN_CLOSED = 2 * _MIB  # bytes/s of short-lived garbage while serving
 _CHURN_OPEN = _MIB // 4  # the runtime and health checks still allocate
-_AVG_OBJECT = 96
-_GOMAXPROCS = 2
 _BASE_GOROUTINES = 9
 _REFILL_PER_SECOND = 50.0
 _POOL_HEALTHY = 12
@@ -51,16 +51,6 @@ CACHES: dict[str, tuple[int, float]] = {"orders": (1200, 0.8), "sessions": (300,
 #: Route -> requests per second while the circuit is closed.
 _ROUTES: dict[str, float] = {"orders": 40.0, "sessions": 10.0}
 POOL_MAX = 100
-
-# Go's first 61 size classes (runtime/sizeclasses.go): MemStats.BySize has 61 entries.
-_SIZE_CLASSES = (
-    0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256,
-    288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280,
-    1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528,
-    6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432,
-)  # fmt: skip
-# Small objects dominate real programs; classes above 8 KiB get no share, as in real dumps.
-_WEIGHTS = tuple(8192 // s if s else 0 for s in _SIZE_CLASSES)
 
 
 class LeakSettings(BaseModel):
@@ -85,10 +75,6 @@ def _floor(x: float) -> int:
     return math.floor(x + 1e-6)
 
 
-def _roundup(x: float, unit: int) -> int:
-    return math.ceil(x / unit) * unit
-
-
 @dataclass
 class _Anchor:
     """The linear quantities at the last control event ``t``."""
@@ -99,24 +85,6 @@ class _Anchor:
     leaked_conns: float
     requests: dict[str, dict[str, float]]
     total_alloc: float
-
-
-@dataclass
-class _GC:
-    """Collector state: garbage since ``since`` (a GC or control event) and the history."""
-
-    since: float
-    garbage: float
-    next_gc: float
-    last_t: float
-    num_gc: int = 0
-    num_forced: int = 0
-    pause_total_ns: int = 0
-    gc_cpu_ns: float = 0.0
-    last_gc_ns: int = 0
-    heap_peak: float = 0.0
-    pause_ns: list[int] = field(default_factory=lambda: [0] * 256)
-    pause_end: list[int] = field(default_factory=lambda: [0] * 256)
 
 
 class Simulation:
@@ -145,7 +113,7 @@ class Simulation:
         )
         live = self._live(self._mono0)
         self._a.total_alloc = live
-        self._gc = _GC(
+        self._gc = GCState(
             since=self._mono0,
             garbage=0.0,
             next_gc=max(_HEAP_MINIMUM, 2 * live),
@@ -351,63 +319,11 @@ class Simulation:
             "conn_pool_max": POOL_MAX,
             "goroutines": _BASE_GOROUTINES + active,
             "http_requests": requests,
-            "memstats": self._memstats(now, _BASE_GOROUTINES + active),
-        }
-
-    def _memstats(self, now: float, goroutines: int) -> dict[str, Any]:
-        gc = self._gc
-        heap_alloc = round(self._heap(now))
-        peak = max(gc.heap_peak, heap_alloc)
-        heap_inuse = _roundup(heap_alloc * 1.08, _PAGE)  # fragmentation within spans
-        peak_inuse = _roundup(peak * 1.08, _PAGE)
-        heap_sys = _roundup(peak_inuse + 4 * _MIB, 4 * _MIB)
-        heap_idle = heap_sys - heap_inuse
-        total_alloc = round(self._total_alloc(now))
-        heap_objects = heap_alloc // _AVG_OBJECT
-        mallocs = total_alloc // _AVG_OBJECT
-        frees = mallocs - heap_objects
-        stack = goroutines * _PAGE + 65536
-        mspan_inuse = (heap_inuse // _PAGE // 2 + 32) * 144
-        mspan_sys = _roundup((peak_inuse // _PAGE // 2 + 32) * 144, 16384)
-        fixed = {"MCacheSys": 15600, "BuckHashSys": 3792, "OtherSys": 1_183_264}
-        gc_sys = 2 * _MIB + heap_sys // 16
-        sys_total = heap_sys + stack + mspan_sys + gc_sys + sum(fixed.values())
-        uptime_ns = max(1.0, (now - self._mono0) * 1e9)
-        weight = sum(_WEIGHTS)
-        return {
-            "Alloc": heap_alloc,
-            "TotalAlloc": total_alloc,
-            "Sys": sys_total,
-            "Lookups": 0,
-            "Mallocs": mallocs,
-            "Frees": frees,
-            "HeapAlloc": heap_alloc,
-            "HeapSys": heap_sys,
-            "HeapIdle": heap_idle,
-            "HeapInuse": heap_inuse,
-            "HeapReleased": heap_idle // 2 // _PAGE * _PAGE,
-            "HeapObjects": heap_objects,
-            "StackInuse": stack,
-            "StackSys": stack,
-            "MSpanInuse": mspan_inuse,
-            "MSpanSys": mspan_sys,
-            "MCacheInuse": 2400,
-            "MCacheSys": fixed["MCacheSys"],
-            "BuckHashSys": fixed["BuckHashSys"],
-            "GCSys": gc_sys,
-            "OtherSys": fixed["OtherSys"],
-            "NextGC": round(gc.next_gc),
-            "LastGC": gc.last_gc_ns,
-            "PauseTotalNs": gc.pause_total_ns,
-            "PauseNs": list(gc.pause_ns),
-            "PauseEnd": list(gc.pause_end),
-            "NumGC": gc.num_gc,
-            "NumForcedGC": gc.num_forced,
-            "GCCPUFraction": min(1.0, gc.gc_cpu_ns / (uptime_ns * _GOMAXPROCS)),
-            "EnableGC": True,
-            "DebugGC": False,
-            "BySize": [
-                {"Size": size, "Mallocs": mallocs * w // weight, "Frees": frees * w // weight}
-                for size, w in zip(_SIZE_CLASSES, _WEIGHTS, strict=True)
-            ],
+            "memstats": memstats(
+                self._gc,
+                heap=self._heap(now),
+                total_alloc=self._total_alloc(now),
+                uptime=now - self._mono0,
+                goroutines=_BASE_GOROUTINES + active,
+            ),
         }

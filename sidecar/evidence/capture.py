@@ -39,9 +39,9 @@ from sidecar.core.model import Alert
 from sidecar.core.outbound import Outbound
 from sidecar.core.times import iso, now_ms
 from sidecar.evidence import bundles as _bundles
-from sidecar.evidence import goroutines, profile, report
-from sidecar.evidence.fetch import CaptureError, get
+from sidecar.evidence import report
 from sidecar.evidence.metrics import EvidenceMetrics
+from sidecar.evidence.pprof import Baseline, Pprof
 
 __all__ = ["EVIDENCE_LABEL", "Evidence", "EvidenceDisabled"]
 
@@ -49,8 +49,6 @@ log = structlog.get_logger(__name__)
 
 EVIDENCE_LABEL = "evidence"
 """An alert with ``evidence: "true"`` asks for a capture whatever its name."""
-MAX_FRAMES = 8
-"""Frames kept per call site: the site and its callers, enough to tell two paths apart."""
 
 
 class EvidenceDisabled(EvidenceError):
@@ -69,13 +67,6 @@ class _Request:
     done: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Baseline:
-    time: str
-    heap: profile.SiteValues | None
-    goroutines: goroutines.GoroutineDump | None
 
 
 class Evidence:
@@ -100,7 +91,6 @@ class Evidence:
         self.bundles = _bundles.Bundles(
             state_dir / "evidence", max_bundles=cfg.max_bundles, max_bytes=int(cfg.max_bytes)
         )
-        self._session = session
         self._vars_url = vars_url
         self._outbound = outbound
         self._struggling = struggling
@@ -111,7 +101,7 @@ class Evidence:
         self._current: _Request | None = None
         self._last: dict[str, tuple[float, str]] = {}
         """Per rule: when its last capture finished (monotonic) and the bundle's id."""
-        self._baseline: _Baseline | None = None
+        self._baseline: Baseline | None = None
         self._baseline_at: float | None = None
         self._leak_seen: float | None = None
         self._started = monotonic()
@@ -119,6 +109,7 @@ class Evidence:
         self.running = False
         """True while a capture or the baseline fetches from the app (``GET /v1/evidence``)."""
         self._m = EvidenceMetrics(registry)
+        self._pprof = Pprof(cfg, session, self._m)
 
     @property
     def pending(self) -> bool:
@@ -248,55 +239,19 @@ class Evidence:
             request.done.set_exception(exc)
             request.done.exception()  # retrieved: nobody may be waiting for it
 
-    async def _fetch(
-        self, part: str, url: str, problems: list[str], outbound: Outbound | None = None
-    ) -> bytes | CaptureError:
-        try:
-            return await get(
-                self._session,
-                url,
-                within=self.cfg.timeout,
-                limit=int(self.cfg.max_profile_bytes),
-                outbound=outbound,
-            )
-        except CaptureError as exc:
-            self._m.failures.labels(part, exc.reason).inc()
-            problems.append(f"{part}: {exc}")
-            return exc
-
-    async def _fetch_profiles(self, problems: list[str]) -> dict[str, bytes]:
-        base = self.cfg.pprof_url
-        files: dict[str, bytes] = {}
-        heap = await self._fetch("heap", base + self.cfg.heap_path, problems)
-        if isinstance(heap, CaptureError) and heap.reason == "not_available":
-            # Nothing serves pprof there: asking for the other parts adds nothing.
-            self._m.failures.labels("goroutine", "not_available").inc()
-            problems.append("goroutine: not fetched, the heap profile was not available")
-            return files
-        if isinstance(heap, bytes):
-            files["heap.pb.gz"] = heap
-        dump = await self._fetch("goroutine", base + self.cfg.goroutine_path + "?debug=1", problems)
-        if isinstance(dump, bytes):
-            files["goroutine.txt"] = dump
-        if self.cfg.allocs_path is not None:
-            allocs = await self._fetch("allocs", base + self.cfg.allocs_path, problems)
-            if isinstance(allocs, bytes):
-                files["allocs.pb.gz"] = allocs
-        return files
-
     async def _capture(self, request: _Request) -> dict[str, Any]:
         self.running = True
         began = self._monotonic()
         started = now_ms(self._clock())
         problems: list[str] = []
-        files = await self._fetch_profiles(problems)
+        files = await self._pprof.profiles(problems)
         profiles = bool(files)
         if self._vars_url is not None:
-            body = await self._fetch("vars", self._vars_url, problems, self._outbound)
+            body = await self._pprof.fetch("vars", self._vars_url, problems, self._outbound)
             if isinstance(body, bytes):
                 files["vars.json"] = body
         taken = now_ms(self._clock())
-        rep = await in_thread(self._report, files, problems)
+        rep = await in_thread(self._pprof.report, files, problems, self._baseline)
         status = "captured" if not problems else "partial" if profiles else "not_available"
         files["report.txt"] = report.render_text(rep).encode()
         files["report.json"] = json.dumps(rep.to_json(), indent=2).encode() + b"\n"
@@ -345,43 +300,6 @@ class Evidence:
         self._m.failures.labels("store", "write_failed").inc()
         log.error("evidence.write_failed", evidence_id=bundle, error=str(exc))
 
-    def _report(self, files: dict[str, bytes], problems: list[str]) -> report.Report:
-        heap = self._heap(files.get("heap.pb.gz"), problems)
-        dump = self._goroutines(files.get("goroutine.txt"), problems)
-        base = self._baseline
-        return report.build(
-            heap=heap,
-            heap_baseline=base.heap if base else None,
-            goroutines=dump,
-            goroutines_baseline=base.goroutines if base else None,
-            baseline_time=base.time if base else None,
-            top=self.cfg.top,
-            problems=list(problems),
-        )
-
-    def _heap(self, data: bytes | None, problems: list[str]) -> profile.SiteValues | None:
-        if data is None:
-            return None
-        try:
-            decoded = profile.decode(data, limit=int(self.cfg.max_profile_bytes) * 8)
-            return profile.site_values(decoded, report.HEAP_TYPES, max_frames=MAX_FRAMES)
-        except profile.ProfileError as exc:
-            self._m.failures.labels("heap", "invalid").inc()
-            problems.append(f"heap: {exc}")
-            return None
-
-    def _goroutines(
-        self, data: bytes | None, problems: list[str]
-    ) -> goroutines.GoroutineDump | None:
-        if data is None:
-            return None
-        try:
-            return goroutines.parse(data.decode("utf-8", "replace"), max_frames=MAX_FRAMES)
-        except profile.ProfileError as exc:
-            self._m.failures.labels("goroutine", "invalid").inc()
-            problems.append(f"goroutine: {exc}")
-            return None
-
     # -- the baseline --------------------------------------------------------------
 
     async def _take_baseline(self) -> None:
@@ -393,11 +311,11 @@ class Evidence:
         self.running = True
         try:
             problems: list[str] = []
-            files = await self._fetch_profiles(problems)
+            files = await self._pprof.profiles(problems)
         finally:
             self.running = False
-        heap = await in_thread(self._heap, files.get("heap.pb.gz"), problems)
-        dump = self._goroutines(files.get("goroutine.txt"), problems)
+        heap = await in_thread(self._pprof.heap, files.get("heap.pb.gz"), problems)
+        dump = self._pprof.goroutines(files.get("goroutine.txt"), problems)
         if heap is None and dump is None:
             log.warning("evidence.baseline_failed", problems=problems)
             return
@@ -412,7 +330,7 @@ class Evidence:
         self._m.dropped.inc(len(dropped))
         self._m.bundles.set(len(self.bundles.ids()))
         self._m.captures.labels("baseline").inc()
-        self._baseline = _Baseline(taken, heap, dump)
+        self._baseline = Baseline(taken, heap, dump)
         log.info("evidence.baseline_taken", time=taken, problems=problems)
 
     def _load_baseline(self) -> None:
@@ -422,7 +340,9 @@ class Evidence:
         if meta is None:
             return
         problems: list[str] = []
-        heap = self._heap(self.bundles.read(_bundles.BASELINE, "heap.pb.gz"), problems)
-        dump = self._goroutines(self.bundles.read(_bundles.BASELINE, "goroutine.txt"), problems)
+        heap = self._pprof.heap(self.bundles.read(_bundles.BASELINE, "heap.pb.gz"), problems)
+        dump = self._pprof.goroutines(
+            self.bundles.read(_bundles.BASELINE, "goroutine.txt"), problems
+        )
         if heap is not None or dump is not None:
-            self._baseline = _Baseline(str(meta.get("time", "")), heap, dump)
+            self._baseline = Baseline(str(meta.get("time", "")), heap, dump)

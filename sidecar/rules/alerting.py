@@ -28,8 +28,8 @@ from functools import partial
 
 from sidecar.core.errors import RuleError
 from sidecar.core.model import LabelSet
-from sidecar.rules.files import RuleSpec
 from sidecar.rules.promql import SUBQUERY_STEP_MS, query_vector
+from sidecar.rules.rulefmt import RuleSpec
 from sidecar.rules.templates.expand import TemplateData
 from sidecar.store import Store
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sidecar.core.config import RulesConfig
 from sidecar.rules.alerting import AlertingRule, RecordingRule, Rule
-from sidecar.rules.files import GroupSpec
+from sidecar.rules.rulefmt import GroupSpec
 
 __all__ = ["Group", "RuleSet", "build_groups", "carry_state", "runtime_groups"]
 

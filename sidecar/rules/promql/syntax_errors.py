@@ -7,16 +7,16 @@ errors (``unexpected character inside braces: '0'``, ``unclosed left parenthesis
 ``bad number or duration syntax: "1x"``...) are Prometheus's exactly; the parser's are
 ``unexpected <token>`` at the first token that cannot continue the expression, with the
 context Prometheus's grammar names (``in label matching, expected string``), and type
-errors of function arguments. Positions are ``line:column`` as Prometheus counts them
-(bytes, 1-based).
+errors of function arguments (against the signatures in ``signatures``). Positions are
+``line:column`` as Prometheus counts them (bytes, 1-based).
 """
 
 from __future__ import annotations
 
 import math
 
-from sidecar.gocompat.gofmt import go_quote
 from sidecar.rules.promql.lexer import WORD_OPS, ParseFailure, Tok, TokenCursor, lex
+from sidecar.rules.promql.signatures import check_call
 
 __all__ = ["explain", "explain_metric", "position"]
 
@@ -25,42 +25,6 @@ _PRECEDENCE = {
     "or": 1, "and": 2, "unless": 2, "==": 3, "!=": 3, "<": 3, "<=": 3, ">": 3, ">=": 3,
     "+": 4, "-": 4, "*": 5, "/": 5, "%": 5, "atan2": 5, "^": 6,
 }  # fmt: skip
-_ARGS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(
-        ("rate", "increase", "delta", "irate", "idelta", "resets", "changes", "deriv",
-         "avg_over_time", "min_over_time", "max_over_time", "sum_over_time",
-         "count_over_time", "last_over_time", "stddev_over_time", "stdvar_over_time",
-         "present_over_time", "absent_over_time"),
-        ("range vector",),
-    ),
-    "quantile_over_time": ("scalar", "range vector"),
-    "predict_linear": ("range vector", "scalar"),
-    "holt_winters": ("range vector", "scalar", "scalar"),
-    "histogram_quantile": ("scalar", "instant vector"),
-    "histogram_fraction": ("scalar", "scalar", "instant vector"),
-    "clamp": ("instant vector", "scalar", "scalar"),
-    "clamp_min": ("instant vector", "scalar"),
-    "clamp_max": ("instant vector", "scalar"),
-    "label_replace": ("instant vector", "string", "string", "string", "string"),
-    "label_join": ("instant vector", "string", "string", "string"),
-    "round": ("instant vector", "scalar"),
-    "vector": ("scalar",),
-    "time": (),
-    "pi": (),
-}  # fmt: skip
-_SCALAR_FUNCS = frozenset({"scalar", "time", "pi"})
-_OPTIONAL_LAST = frozenset(
-    {"days_in_month", "day_of_month", "day_of_week", "day_of_year", "hour", "minute", "month",
-     "year", "round"}
-)  # fmt: skip
-_FUNCTIONS = frozenset(
-    {*_ARGS, "abs", "absent", "acos", "acosh", "asin", "asinh", "atan", "atanh", "ceil", "cos",
-     "cosh", "days_in_month", "day_of_month", "day_of_week", "day_of_year", "deg", "exp",
-     "floor", "histogram_count", "histogram_sum", "hour", "ln", "log10", "log2", "minute",
-     "month", "rad", "scalar", "sgn", "sin", "sinh", "sort", "sort_desc", "sqrt", "tan", "tanh",
-     "timestamp", "year"}
-)  # fmt: skip
-"""Prometheus 2.42's functions."""
 
 
 def _number(text: str) -> float:
@@ -254,36 +218,7 @@ class _Parser(TokenCursor):
             elif not self.is_punct(")"):
                 raise self.unexpected()
         self.take()
-        if name.val not in _FUNCTIONS:
-            raise ParseFailure(name.pos, f"unknown function with name {go_quote(name.val)}")
-        want = _ARGS.get(name.val, ("instant vector",))
-        lo, hi = len(want), len(want)
-        if name.val in _OPTIONAL_LAST:
-            lo -= 1
-        elif name.val == "label_join":
-            lo, hi = lo - 1, 1 << 30
-        fn = go_quote(name.val)
-        if lo == hi and len(kinds) != lo:
-            raise ParseFailure(
-                name.pos, f"expected {lo} argument(s) in call to {fn}, got {len(kinds)}"
-            )
-        if len(kinds) < lo:
-            raise ParseFailure(
-                name.pos, f"expected at least {lo} argument(s) in call to {fn}, got {len(kinds)}"
-            )
-        if len(kinds) > hi:
-            raise ParseFailure(
-                name.pos, f"expected at most {hi} argument(s) in call to {fn}, got {len(kinds)}"
-            )
-        if len(kinds) > len(want):  # label_join's trailing strings
-            want = want + (want[-1],) * (len(kinds) - len(want))
-        for (pos, got), exp in zip(kinds, want, strict=False):
-            if got != exp and not (exp == "instant vector" and got == "instant vector"):
-                raise ParseFailure(
-                    pos,
-                    f"expected type {exp} in call to function {go_quote(name.val)}, got {got}",
-                )
-        return "scalar" if name.val in _SCALAR_FUNCS else "instant vector"
+        return check_call(name, kinds)
 
     def aggregation(self) -> str:
         op = self.take()
