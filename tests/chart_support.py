@@ -42,6 +42,7 @@ CONTRACT_CONTAINER: dict[str, Any] = {
     "env": [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ],
     "livenessProbe": {
         "httpGet": {"path": "/healthz", "port": 9120},

@@ -25,6 +25,7 @@ SIDECAR: dict[str, Any] = {
     "env": [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ],
     "livenessProbe": {
         "httpGet": {"path": "/healthz", "port": 9120},

@@ -193,7 +193,7 @@ def test_values_reach_the_pod_spec(sets: dict[str, Rendered]) -> None:
     pod = dep["spec"]["template"]["spec"]
     side = pod["initContainers"][0]
     assert side["image"] == "registry.example.com/leak-sidecar:0.1.0"
-    assert side["env"][2:] == [{"name": "TZ", "value": "UTC"}]
+    assert side["env"][3:] == [{"name": "TZ", "value": "UTC"}]
     assert pod["volumes"][4] == {"name": "leak-sidecar-state", "emptyDir": {"sizeLimit": "32Mi"}}
     assert pod["automountServiceAccountToken"] is True
     assert pod["containers"][0]["image"] == "registry.example.com/orders:2.4.1"

@@ -222,6 +222,8 @@ def _container(settings: InjectSettings, flags: list[str]) -> dict[str, Any]:
                 "name": "POD_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
+            # The address other sidecars forward this pod's alerts to (fleet.forward).
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ],
         # Neither probe looks at the app: a sidecar that goes unready when the app
         # struggles would amplify the failure it is there to stop.

@@ -103,6 +103,11 @@ in containers.
       valueFrom:
         fieldRef:
           fieldPath: metadata.namespace
+    # The address other sidecars forward this pod's alerts to (fleet.forward).
+    - name: POD_IP
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIP
     {{- with .Values.sidecar.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
