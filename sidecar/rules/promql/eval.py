@@ -254,7 +254,9 @@ class Timestamp(Node):
     def ev(self, ctx: Ctx) -> list[Elem]:
         """Seconds since the epoch, metric name dropped."""
         arg = self.arg
-        if isinstance(arg, VectorSelect):
+        if isinstance(arg, VectorSelect) and arg.at is not None:
+            out = [(drop_name(ls), t / 1000) for ls, t in _at_times(arg, ctx)]
+        elif isinstance(arg, VectorSelect):
             ref = ref_time(arg.at, arg.offset, ctx)
             out = [
                 (drop_name(ls), t / 1000)
@@ -268,6 +270,32 @@ class Timestamp(Node):
         if not arg.distinct_wo_name:
             check_distinct(out)
         return out
+
+
+def _at_times(arg: VectorSelect, ctx: Ctx) -> list[tuple[LabelSet, int]]:
+    """``timestamp(x offset o @ a)`` as 2.42 computes it: two windows that disagree.
+
+    The engine fetches each selector's samples for the window it reads, ``[a - o -
+    lookback, a - o]``, and the storage trims every series to that window (the selector's
+    hints, ``getTimeRangesForSelector``; the querier's own, query-wide range is the union
+    of them all, so it never trims more). But for ``timestamp()`` of an ``@`` selector
+    the engine replaces the offset by ``t - a`` (``t`` the evaluation or step time), so
+    the lookup is the newest sample at or before ``a``, at most ``lookback`` old. The
+    answer is the newest sample in both windows: ``[a - lookback - min(o, 0), a -
+    max(o, 0)]``; none when ``|o|`` exceeds the lookback.
+
+    Elsewhere the trimming changes nothing: every other read of a selector stays inside
+    the window its hints name (a range selector's ``[ref - range, ref]``, an instant
+    one's lookback window, each step of a subquery around it), and the one place 2.42
+    reads past it, an ``@`` range sliding with a subquery's steps, is ``Ctx.horizon``.
+    """
+    at = ctx.start if arg.at == AT_QUERY_TIME else arg.at
+    assert at is not None  # the caller's check: only an @ selector comes here
+    hi = at - max(arg.offset, 0)
+    lo = at - ctx.lookback - min(arg.offset, 0)
+    if lo > hi:
+        return []
+    return arg.sel.instant_with_time(ctx.store, hi, hi - lo)
 
 
 class Negate(Node):
