@@ -139,7 +139,7 @@ _HOOKS = {
 KNOBS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     # (variant, modules preloaded, environment): each differs from "this checkout" in one
     # thing a sidecar container can set for its process.
-    ("knob: no malloc_trim after start", ("_bench_no_trim",), {}),
+    ("knob: no malloc_trim after start (nor ctypes)", ("_bench_no_trim",), {}),
     ("knob: MALLOC_ARENA_MAX=2", (), {"MALLOC_ARENA_MAX": "2"}),
     ("knob: MALLOC_TRIM_THRESHOLD_=65536", (), {"MALLOC_TRIM_THRESHOLD_": "65536"}),
     ("knob: PYTHONMALLOC=malloc", (), {"PYTHONMALLOC": "malloc"}),
