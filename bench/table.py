@@ -1,6 +1,6 @@
 """The performance table: each figure next to its peer's, measured in the same run.
 
-    python bench/table.py                    # the table (about 3 minutes)
+    python bench/table.py                    # the table (about 2 minutes)
     python bench/table.py --soak             # 20 minutes of 100 ms scrapes: the RSS slope
     python bench/table.py --soak --soak-minutes 3
 
