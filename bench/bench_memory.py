@@ -7,16 +7,20 @@ series, and the steady RSS of `leak-sidecar run` before and after the lazy impor
    own modules, in order, and prints the VmRSS each one adds (what it loads first; an
    import's children that an earlier line already loaded are not counted twice).
 2. Store: tracemalloc's bytes for a store of 100 series at 1,000 samples each.
-3. Steady RSS: three sidecars on one demo app at 1 s scrapes with the shipped pack, side
-   by side, with only the runtime lock's packages importable (what the image holds):
-   this checkout with the lazily loaded modules imported up front (the "before"), this
-   checkout as it is; and, for comparison, as it is in a test install, where structlog
-   also finds and loads rich.
+3. Steady RSS: sidecars on one demo app at 1 s scrapes with the shipped pack, side by
+   side, with only the runtime lock's packages importable (what the image holds): this
+   checkout with the lazily loaded modules imported up front (the "before"), this
+   checkout as it is; for comparison, as it is in a test install, where structlog also
+   finds and loads rich; and one sidecar per process-level knob a container can set
+   (``KNOBS``: glibc's arenas and trim threshold, Python's allocator, the default
+   executor's size, pydantic's plugin scan, -OO, and `run`'s own malloc_trim after
+   start), each differing from "this checkout" in that one thing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -88,7 +92,7 @@ def imports(env: dict[str, str]) -> list[tuple[str, str]]:
         capture_output=True,
         text=True,
         check=True,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
     ).stdout
     return [tuple(line.split("\t", 1)) for line in out.splitlines()]  # type: ignore[misc]
 
@@ -115,18 +119,64 @@ def store_series(side_port: int) -> float:
     return float("nan")
 
 
-def steady(seconds: float) -> list[tuple[str, float, float]]:
-    """(variant, RSS after start, RSS after ``seconds``) for the three sidecars."""
+_HOOKS = {
+    # Preloaded by some variants (``bs.launch(preload=...)``) to change one thing at start.
+    "_bench_no_trim": (
+        "import sidecar.supervisor as s\n"
+        "s._release_freed_heap = lambda: None  # as before the trim after start\n"
+    ),
+    "_bench_one_thread": (
+        "import asyncio.base_events as be, concurrent.futures as cf\n"
+        "_orig = be.BaseEventLoop.run_in_executor\n"
+        "def _bounded(self, executor, func, *args):\n"
+        "    if executor is None and self._default_executor is None:\n"
+        "        self.set_default_executor(cf.ThreadPoolExecutor(1, 'asyncio'))\n"
+        "    return _orig(self, executor, func, *args)\n"
+        "be.BaseEventLoop.run_in_executor = _bounded\n"
+    ),
+}
+
+KNOBS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
+    # (variant, modules preloaded, environment): each differs from "this checkout" in one
+    # thing a sidecar container can set for its process.
+    ("knob: no malloc_trim after start (nor ctypes)", ("_bench_no_trim",), {}),
+    ("knob: MALLOC_ARENA_MAX=2", (), {"MALLOC_ARENA_MAX": "2"}),
+    ("knob: MALLOC_TRIM_THRESHOLD_=65536", (), {"MALLOC_TRIM_THRESHOLD_": "65536"}),
+    ("knob: PYTHONMALLOC=malloc", (), {"PYTHONMALLOC": "malloc"}),
+    (
+        "knob: PYTHONMALLOC=malloc, MALLOC_ARENA_MAX=2",
+        (),
+        {"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"},
+    ),
+    ("knob: default executor bounded to 1 thread", ("_bench_one_thread",), {}),
+    ("knob: PYDANTIC_DISABLE_PLUGINS=__all__", (), {"PYDANTIC_DISABLE_PLUGINS": "__all__"}),
+    ("knob: PYTHONOPTIMIZE=2 (no asserts, no docstrings)", (), {"PYTHONOPTIMIZE": "2"}),
+)
+
+
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def steady(seconds: float) -> list[tuple[str, float, float, int]]:
+    """(variant, RSS after start, RSS after ``seconds``, threads) for every sidecar."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         app_port = bs.port()
         app = bs.start_demo_app(app_port)
         hidden = bs.hide_optional(tmp, bs.not_in_runtime_lock())
+        stubs = Path(hidden["PYTHONPATH"].split(os.pathsep)[0])
+        for name, code in _HOOKS.items():
+            (stubs / f"{name}.py").write_text(code)
         variants = [
             ("before: the lazy modules imported up front", LAZY, hidden),
             ("after: this checkout", (), hidden),
             ("after, with the test install's extra packages importable", (), {}),
+            *((label, pre, {**hidden, **env}) for label, pre, env in KNOBS),
         ]
         procs = []
         try:
@@ -136,12 +186,14 @@ def steady(seconds: float) -> list[tuple[str, float, float]]:
                 cfg = bs.config(tmp, app_port, side_port)
                 procs.append((label, side_port, bs.launch(cfg, preload=preload, env=env)))
             for _, side_port, _ in procs:
-                bs.wait(f"http://127.0.0.1:{side_port}/readyz")
+                bs.wait(f"http://127.0.0.1:{side_port}/readyz", timeout=60)
             time.sleep(2)
             first = {label: bs.rss_mib(p.pid) for label, _, p in procs}
             time.sleep(seconds)
             series = store_series(procs[0][1])
-            rows = [(label, first[label], bs.rss_mib(p.pid)) for label, _, p in procs]
+            rows = [
+                (label, first[label], bs.rss_mib(p.pid), threads(p.pid)) for label, _, p in procs
+            ]
         finally:
             bs.stop(*(p for _, _, p in procs), app)
     print(f"store series (demo app, after {seconds:.0f}s): {series:.0f}")
@@ -163,9 +215,10 @@ def main() -> None:
     print("series of 1,000 samples (2,100 at 1 s for the pack's 30m + 5m retention)")
     print(f"\n## Steady RSS, shipped pack, 1 s scrapes, {args.seconds:.0f}s window, side by side")
     rows = steady(args.seconds)
-    print("| sidecar | RSS after start | RSS after the window |\n| --- | ---: | ---: |")
-    for label, rss0, rss1 in rows:
-        print(f"| {label} | {rss0:.1f} MiB | {rss1:.1f} MiB |")
+    print("| sidecar | RSS after start | RSS after the window | threads |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, rss0, rss1, n in rows:
+        print(f"| {label} | {rss0:.1f} MiB | {rss1:.1f} MiB | {n} |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ NOT_ON_RUN_PATH = (
     "sidecar.rules.unittest",  # `test-rules`
     "sidecar.cli.config_check",  # `check-config`
     "sidecar.cli.target_check",  # `check-target`
+    "sidecar.cli.inject_cmd",  # `inject`
+    "sidecar.inject",  # pod manifests and admission reviews: `inject`, `injector`
+    "sidecar.injector",  # the admission webhook server: `injector`
 )
 
 _PROBE = """
