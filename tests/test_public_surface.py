@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -113,6 +114,17 @@ OWN_METRICS = [
     "leak_sidecar_webhook_alerts",
     "leak_sidecar_webhook_requests",
 ]
+
+FLEET_BUDGET_METRICS = [
+    "leak_sidecar_fleet_break_wanted",
+    "leak_sidecar_fleet_budget_decisions",
+    "leak_sidecar_fleet_budget_query_failures",
+    "leak_sidecar_fleet_panic",
+]
+"""Registered only with ``fleet.prometheus_url`` (tests/test_budget.py reads each)."""
+
+INJECTOR_METRICS = ["leak_sidecar_injector_decisions"]
+"""Registered by ``leak-sidecar injector`` only."""
 
 LOG_EVENTS = [
     "action.crashed", "action.drain_cancelled", "action.dry_run", "action.gave_up",
@@ -255,3 +267,16 @@ def _log_events() -> set[str]:
 def test_log_event_names() -> None:
     """Log events are stable dotted ids; the set is pinned."""
     assert sorted(_log_events()) == sorted(LOG_EVENTS)
+
+
+def test_readme_metric_table_lists_every_own_metric() -> None:
+    """The README's table of own metrics names each family the code registers, no other."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("The sidecar's own metrics:", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `")]
+    named = {
+        re.sub(r"_total$", "", name)
+        for row in rows
+        for name in re.findall(r"`(leak_sidecar_[a-z_]+)", row)
+    }
+    assert sorted(named) == sorted(OWN_METRICS + FLEET_BUDGET_METRICS + INJECTOR_METRICS)
