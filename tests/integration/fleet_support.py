@@ -26,6 +26,7 @@ from sidecar.rules.files import load_rules
 from sidecar.supervisor import Sidecar
 
 __all__ = [
+    "CACHE_KEYS_BREAK",
     "EXAMPLES",
     "PACK",
     "WAIT",
@@ -54,6 +55,15 @@ ROOT = Path(__file__).parents[2]
 PACK = ROOT / "rules" / "leaks.yml"
 EXAMPLES = ROOT / "examples" / "fleet"
 WAIT = 45.0  # bound on any one wait for the processes
+
+
+CACHE_KEYS_BREAK = """
+      - alert: CacheKeysLeaking
+        expr: cache_keys_total > 3000
+        for: 1s
+        labels:
+          action: circuit_break"""
+"""A break rule for the Go service (tests/integration/goservice.py) once it leaks."""
 
 
 def rule_file(path: Path, *rules: str) -> Path:

@@ -24,7 +24,15 @@ import yaml
 from actions_support import AUTH, TOKEN, alert, webhook
 from aiohttp import web
 from conftest import free_port
-from fleet_support import counted, credentials_file, eventually, running_sidecar, scrape_samples
+from fleet_support import (
+    CACHE_KEYS_BREAK,
+    counted,
+    credentials_file,
+    eventually,
+    rule_file,
+    running_sidecar,
+    scrape_samples,
+)
 from goservice import GoService, build_goservice, goservice
 from procs import alertmanager, prometheus
 
@@ -34,16 +42,6 @@ from sidecar.core.config import Config
 pytestmark = pytest.mark.integration
 
 BREAK = "/v1/circuit/break"
-RULE = """
-groups:
-  - name: fleet-forward
-    rules:
-      - alert: CacheKeysLeaking
-        expr: cache_keys_total > 3000
-        for: 1s
-        labels:
-          action: circuit_break
-"""
 
 
 @pytest.fixture(scope="session")
@@ -77,15 +75,15 @@ class _Service:
 
 @asynccontextmanager
 async def _serve(service: _Service) -> AsyncIterator[str]:
+    """The Service on a port the kernel picks (no window for another process to take it)."""
     app = web.Application()
     app.router.add_post("/alerts", service.handle)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
     try:
-        yield f"http://127.0.0.1:{port}/alerts"
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}/alerts"
     finally:
         await runner.cleanup()
 
@@ -176,8 +174,7 @@ async def test_one_webhook_url_each_break_reaches_its_own_app_once(
     owner outside the allowlist is refused and counted; a forwarded alert is never
     forwarded again."""
     port = free_port()
-    rules = tmp_path / "rules.yml"
-    rules.write_text(RULE)
+    rules = rule_file(tmp_path / "rules.yml", CACHE_KEYS_BREAK)
     credentials = credentials_file(tmp_path)
     am_ports, gossip = [free_port(), free_port()], [free_port(), free_port()]
     async with AsyncExitStack() as stack:
