@@ -30,6 +30,22 @@ CRDS = {
 }
 
 
+def sidecar_ingress(peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ingress both charts give a pod with the sidecar: ``peers`` (Prometheus and
+    Alertmanager) on the sidecar's port 9120, every other port open as it was."""
+    return [
+        {"from": peers, "ports": [{"port": 9120, "protocol": "TCP"}]},
+        {
+            "ports": [
+                {"port": 1, "endPort": 9119, "protocol": "TCP"},
+                {"port": 9121, "endPort": 65535, "protocol": "TCP"},
+                {"protocol": "UDP"},
+                {"protocol": "SCTP"},
+            ]
+        },
+    ]
+
+
 class Rendered:
     """One `helm template`: the manifests by template path, and the objects in them."""
 

@@ -34,6 +34,7 @@ from chart_support import (
     schema_error,
     schema_problems,
     shell_problems,
+    sidecar_ingress,
 )
 from inject_support import SIDECAR, classic, volumes
 
@@ -283,20 +284,7 @@ def test_network_policy_admits_only_the_monitors_to_the_sidecar_port(
     policy = sets["own-deployment"].one("NetworkPolicy")["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "orders"}}
     assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [
-        {
-            "from": peers["prometheus"] + peers["alertmanager"],
-            "ports": [{"port": 9120, "protocol": "TCP"}],
-        },
-        {
-            "ports": [
-                {"port": 1, "endPort": 9119, "protocol": "TCP"},
-                {"port": 9121, "endPort": 65535, "protocol": "TCP"},
-                {"protocol": "UDP"},
-                {"protocol": "SCTP"},
-            ]
-        },
-    ]
+    assert policy["ingress"] == sidecar_ingress(peers["prometheus"] + peers["alertmanager"])
     strict = sets["tuned"].one("NetworkPolicy")["spec"]
     assert strict["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "leak-sidecar",
