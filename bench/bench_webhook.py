@@ -22,8 +22,6 @@ import asyncio
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,26 +32,12 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_sidecar as bs  # a sibling script, not a package
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
 STARTS = "2024-01-01T00:00:00Z"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout:g}s")
 
 
 def _metric(url: str, name: str) -> float:
@@ -152,7 +136,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--client", choices=["go", "python"], default="go")
     args = ap.parse_args()
-    app_port, side_port = _port(), _port()
+    app_port, side_port = bs.port(), bs.port()
     base = f"http://127.0.0.1:{side_port}"
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "sidecar.yaml"
@@ -167,8 +151,8 @@ def main() -> None:
         app = subprocess.Popen([*cli, "demo-app", "--listen", f"127.0.0.1:{app_port}"], cwd=tmp)
         side = subprocess.Popen([*cli, "run", "--config", str(cfg)], env=env, cwd=tmp)
         try:
-            _wait(f"http://127.0.0.1:{app_port}/debug/vars")
-            _wait(f"{base}/readyz")
+            bs.wait(f"http://127.0.0.1:{app_port}/debug/vars")
+            bs.wait(f"{base}/readyz")
             n, url, clients = args.deliveries, f"{base}/alerts", args.clients
             if args.client == "go":
                 binary = _build_go(tmp)
@@ -189,10 +173,7 @@ def main() -> None:
             commits = _metric(f"{base}/metrics", "leak_sidecar_journal_commits_total") - c0
             entries = _metric(f"{base}/metrics", "leak_sidecar_journal_entries_total") - e0
         finally:
-            for p in (side, app):
-                p.send_signal(signal.SIGTERM)
-            for p in (side, app):
-                p.wait(20)
+            bs.stop(side, app)
     cpus = os.cpu_count()
     print(f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}")
     print(
