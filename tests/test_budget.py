@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from actions_support import Clock, alert, rig, webhook
 from aiohttp import web
-from conftest import free_port
+from conftest import serving
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -61,14 +61,8 @@ async def _prometheus() -> AsyncIterator[tuple[_Prometheus, str]]:
     fake = _Prometheus()
     app = web.Application()
     app.router.add_get("/api/v1/query", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield fake, url
 
 
 def _cfg(url: str, **extra: Any) -> FleetConfig:

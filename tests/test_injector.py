@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import trustme
+from conftest import running
 from inject_support import SIDECAR
 from prometheus_client import CollectorRegistry
 
@@ -46,24 +45,14 @@ def _client(ca: trustme.CA) -> ssl.SSLContext:
     return ctx
 
 
-@asynccontextmanager
-async def _injector(tmp_path: Path, registry: CollectorRegistry) -> AsyncIterator[Injector]:
+def _injector(tmp_path: Path, registry: CollectorRegistry) -> AbstractAsyncContextManager[Injector]:
     injector = Injector(
         InjectSettings(),
         ServingCertificate(tmp_path / "tls.crt", tmp_path / "tls.key"),
         listen="127.0.0.1:0",
         registry=registry,
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(injector.run(stop))
-    try:
-        async with asyncio.timeout(10):
-            await injector.started.wait()
-        yield injector
-    finally:
-        stop.set()
-        async with asyncio.timeout(10):
-            await task
+    return running(injector)
 
 
 async def _call(

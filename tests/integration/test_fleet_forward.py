@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pytest
 import yaml
 from actions_support import AUTH, TOKEN, alert, webhook
 from aiohttp import web
-from conftest import free_port
+from conftest import free_port, serving
 from fleet_support import (
     CACHE_KEYS_BREAK,
     counted,
@@ -71,21 +70,6 @@ class _Service:
         instances = [a["labels"].get("instance", "") for a in json.loads(body)["alerts"]]
         self.landed.append((index, instances, resp.status))
         return web.Response(status=resp.status, text=text, content_type="application/json")
-
-
-@asynccontextmanager
-async def _serve(service: _Service) -> AsyncIterator[str]:
-    """The Service on a port the kernel picks (no window for another process to take it)."""
-    app = web.Application()
-    app.router.add_post("/alerts", service.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/alerts"
-    finally:
-        await runner.cleanup()
 
 
 def _sidecar(tmp_path: Path, i: int, port: int, app: GoService) -> Config:
@@ -183,7 +167,9 @@ async def test_one_webhook_url_each_break_reaches_its_own_app_once(
             await stack.enter_async_context(running_sidecar(_sidecar(tmp_path, i, port, app)))
         urls = [f"http://127.0.0.{i + 1}:{port}" for i in range(3)]
         service = _Service(urls)
-        hook = await stack.enter_async_context(_serve(service))
+        app = web.Application()
+        app.router.add_post("/alerts", service.handle)
+        hook = await stack.enter_async_context(serving(app)) + "/alerts"
         for i in range(2):
             await stack.enter_async_context(
                 alertmanager(
