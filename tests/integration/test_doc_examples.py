@@ -1,4 +1,4 @@
-"""Every curl example of the README, docs/ and the chart's NOTES.txt works as written.
+"""Every curl example of the README, docs/, examples/ and the charts' NOTES.txt works as written.
 
 A newcomer copies them first: one that gets a 415 or a 404 is the product failing its
 first user. Each example runs in a shell against a live sidecar (the demo app behind
@@ -31,7 +31,8 @@ ROOT = Path(__file__).parent.parent.parent
 SOURCES = [
     ROOT / "README.md",
     *sorted((ROOT / "docs").glob("*.md")),
-    ROOT / "charts" / "leak-sidecar" / "templates" / "NOTES.txt",
+    *sorted((ROOT / "examples").glob("*/README.md")),
+    *sorted((ROOT / "charts").glob("*/templates/NOTES.txt")),
 ]
 TOKEN = "doc-examples-token"
 EXAMPLE_BUNDLE = re.compile(r"ev-\d{8}T\d{6}Z-[0-9a-f]{6}")
