@@ -172,9 +172,11 @@ def pods(alerts: list[dict[str, Any]], alertname: str) -> set[str]:
     return {a["labels"].get("pod", "") for a in alerts if a["labels"]["alertname"] == alertname}
 
 
-async def eventually(fetch: Callable[[], Awaitable[_T]], done: Callable[[_T], bool]) -> _T:
+async def eventually(
+    fetch: Callable[[], Awaitable[_T]], done: Callable[[_T], bool], within: float = WAIT
+) -> _T:
     """Poll another process over HTTP until ``done`` holds for its answer (bounded)."""
-    async with asyncio.timeout(WAIT):
+    async with asyncio.timeout(within):
         while True:
             value = await fetch()
             if done(value):
