@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import running
+from fleet_support import eventually
 from leakapp_support import build_leakapp, leakapp
 
 from sidecar.core.config import Config
@@ -88,10 +89,9 @@ async def test_every_curl_example_works_as_written(leakapp_binary: Path, tmp_pat
             async with running(Sidecar(cfg)) as sidecar, aiohttp.ClientSession() as http:
                 base = f"http://127.0.0.1:{sidecar.port}"
                 auth = {"Authorization": f"Bearer {TOKEN}"}
-                async with asyncio.timeout(20):
-                    # Polling another server over HTTP: there is no event to wait on.
-                    while "cache_keys_total" not in await _text(http, f"{base}/metrics"):  # noqa: ASYNC110
-                        await asyncio.sleep(0.2)
+                await eventually(
+                    lambda: _text(http, f"{base}/metrics"), lambda t: "cache_keys_total" in t
+                )
                 async with http.post(f"{base}/v1/evidence", json={}, headers=auth) as resp:
                     assert resp.status == 201, await resp.text()
                     bundle = (await resp.json())["data"]["id"]
