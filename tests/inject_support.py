@@ -14,7 +14,15 @@ from typing import Any
 
 import kubernetes_validate
 
-__all__ = ["SIDECAR", "assert_restricted", "classic", "pod", "validate_pod", "volumes"]
+__all__ = [
+    "FLAG_ANNOTATIONS",
+    "SIDECAR",
+    "assert_restricted",
+    "classic",
+    "pod",
+    "validate_pod",
+    "volumes",
+]
 
 KUBERNETES = "1.29"
 
@@ -62,6 +70,14 @@ SIDECAR: dict[str, Any] = {
     ],
     "restartPolicy": "Always",
 }
+
+
+FLAG_ANNOTATIONS = {
+    "leak-sidecar.io/expvar-port": "6060",
+    "leak-sidecar.io/expvar-path": "/internal/vars",
+    "leak-sidecar.io/dry-run": "true",
+}
+"""The per-pod annotations that become flags of ``run`` (an expvar debug listener, dry-run)."""
 
 
 def volumes(

@@ -6,7 +6,15 @@ import copy
 from pathlib import Path
 
 import pytest
-from inject_support import SIDECAR, assert_restricted, classic, pod, validate_pod, volumes
+from inject_support import (
+    FLAG_ANNOTATIONS,
+    SIDECAR,
+    assert_restricted,
+    classic,
+    pod,
+    validate_pod,
+    volumes,
+)
 
 from sidecar.core.errors import ConfigError, InjectError
 from sidecar.inject.pod import inject, injected, wants
@@ -78,12 +86,7 @@ def test_per_pod_annotations_become_run_flags() -> None:
     """expvar port and path and dry-run are flags of run; the rules ConfigMap is swapped."""
     annotated = pod(
         "app",
-        annotations={
-            "leak-sidecar.io/expvar-port": "6060",
-            "leak-sidecar.io/expvar-path": "/internal/vars",
-            "leak-sidecar.io/dry-run": "true",
-            "leak-sidecar.io/rules-configmap": "orders-rules",
-        },
+        annotations={**FLAG_ANNOTATIONS, "leak-sidecar.io/rules-configmap": "orders-rules"},
     )
     after = inject(annotated, DEFAULTS)
     assert after["spec"]["initContainers"][0]["args"] == [
