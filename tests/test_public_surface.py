@@ -280,3 +280,24 @@ def test_readme_metric_table_lists_every_own_metric() -> None:
         for name in re.findall(r"`(leak_sidecar_[a-z_]+)", row)
     }
     assert sorted(named) == sorted(OWN_METRICS + FLEET_BUDGET_METRICS + INJECTOR_METRICS)
+
+
+def test_readme_command_table_names_every_command_and_flag() -> None:
+    """The README's command table has a row per subcommand naming each of its flags."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("`")[1].split()[1]: line
+        for line in table.splitlines()
+        if line.startswith("| `leak-sidecar ")
+    }
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(rows) == sorted(COMMANDS)
+    missing = [
+        (name, flag)
+        for name, parser in sub.choices.items()
+        for action in parser._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help" and flag not in rows[name]
+    ]
+    assert missing == []
