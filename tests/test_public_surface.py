@@ -301,3 +301,11 @@ def test_readme_command_table_names_every_command_and_flag() -> None:
         if flag.startswith("--") and flag != "--help" and flag not in rows[name]
     ]
     assert missing == []
+
+
+def test_readme_http_api_names_every_route() -> None:
+    """Every route the sidecar serves is named in the README's HTTP API section."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## HTTP API\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"(/[-a-z0-9/{}.]*)", section))
+    assert sorted({path for _, path in ROUTES} - named) == []
