@@ -204,11 +204,16 @@ async def test_a_broken_config_on_reload_keeps_every_running_setting(
 
 
 @pytest.mark.parametrize(
-    ("change", "keys"),
+    ("change", "replacement", "keys"),
     [
-        ("server:\n  listen: 127.0.0.1:0", ["server.listen"]),
-        ("state_dir: st", ["state_dir"]),
-        ("breaker:\n  min_open: 1m", ["breaker.dry_run"]),
+        ("server:\n  listen: 127.0.0.1:0", "server:\n  listen: 127.0.0.1:9999", ["server.listen"]),
+        ("state_dir: st", "state_dir: other", ["state_dir"]),
+        ("state_dir: st", "state_dir: st\nfleet:\n  settle: 10s", ["fleet.settle"]),
+        (
+            "breaker:\n  min_open: 1m",
+            "breaker:\n  min_open: 1m\n  dry_run: true",
+            ["breaker.dry_run"],
+        ),
     ],
 )
 async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
@@ -216,6 +221,7 @@ async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
     registry: CollectorRegistry,
     log_stream: io.StringIO,
     change: str,
+    replacement: str,
     keys: list[str],
 ) -> None:
     """Each changed key a reload cannot apply is logged by its dotted name and keeps its
@@ -224,17 +230,11 @@ async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
     text = BEFORE.format(app="http://127.0.0.1:9")
     cfg.write_text(text)
     sidecar = Sidecar(load(cfg, ENV), registry=registry, config_path=cfg, env=ENV)
-    replacement = {
-        "server.listen": "server:\n  listen: 127.0.0.1:9999",
-        "state_dir": "state_dir: other",
-        "breaker.dry_run": "breaker:\n  min_open: 1m\n  dry_run: true",
-    }[keys[0]]
     cfg.write_text(text.replace(change, replacement).replace("interval: 1s", "interval: 3s"))
     assert sidecar.reload() is None
     running = sidecar.reload.cfg
-    assert (running.server.listen, running.state_dir.name, running.breaker.dry_run) == (
-        "127.0.0.1:0", "st", False
-    )  # fmt: skip
+    held = (running.server.listen, running.state_dir.name, running.breaker.dry_run)
+    assert (*held, running.fleet.settle) == ("127.0.0.1:0", "st", False, 30.0)
     assert running.scrape.interval == 3.0
     events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     needed = [e for e in events if e["event"] == "config.reload_restart_needed"]
