@@ -26,8 +26,10 @@ import platform
 import statistics
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
@@ -37,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 
 from conftest import free_port, running  # noqa: E402
+from fleet_support import eventually, query  # noqa: E402
 from goservice import build_goservice, goservice  # noqa: E402
-from procs import alertmanager, prometheus  # noqa: E402
+from procs import alertmanager, alertmanager_config, prometheus  # noqa: E402
 
 from sidecar.core.config import Config  # noqa: E402
 from sidecar.supervisor import Sidecar  # noqa: E402
@@ -82,13 +85,13 @@ def _sidecar(tmp: Path, app_url: str, interval: str, rules: list[str]) -> Config
     )
 
 
-async def _break_latency(app_calls: object, leak_at: float) -> float:
-    async with asyncio.timeout(120):
-        while True:
-            calls = await app_calls()  # type: ignore[operator]
-            if calls:
-                return float(calls[0]["at"]) - leak_at
-            await asyncio.sleep(0.02)
+async def _break_latency(
+    app_calls: Callable[[], Awaitable[list[dict[str, Any]]]], leak_at: float
+) -> float:
+    """Seconds from the leak to the first break call, both on the app's clock (so the
+    polling interval does not enter the figure)."""
+    calls = await eventually(app_calls, bool, within=120)
+    return float(calls[0]["at"]) - leak_at
 
 
 async def embedded(binary: Path, tmp: Path, interval: str, hold: str) -> float:
@@ -112,30 +115,12 @@ async def fleet(binary: Path, tmp: Path, interval: str, hold: str) -> float:
             running(Sidecar(_sidecar(tmp, app.url, interval, [])))
         )
         url = f"http://127.0.0.1:{sidecar.port}"
-        am_config = {
-            "route": {
-                "receiver": "sidecar",
-                "group_by": ["alertname", "instance"],
-                "group_wait": "0s",
-                "group_interval": "1s",
-                "repeat_interval": "1h",
-            },
-            "receivers": [
-                {
-                    "name": "sidecar",
-                    "webhook_configs": [
-                        {
-                            "url": f"{url}/alerts",
-                            "http_config": {
-                                "authorization": {"type": "Bearer", "credentials_file": str(token)}
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
         am = await stack.enter_async_context(
-            alertmanager(tmp / "am", yaml.safe_dump(am_config), port=free_port())
+            alertmanager(
+                tmp / "am",
+                alertmanager_config(f"{url}/alerts", token, group_wait="0s", group_interval="1s"),
+                port=free_port(),
+            )
         )
         prom_config = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -152,12 +137,7 @@ async def fleet(binary: Path, tmp: Path, interval: str, hold: str) -> float:
         )
         async with aiohttp.ClientSession() as http:
             # A first scrape and evaluation, as a running Prometheus has.
-            async with asyncio.timeout(30):
-                while True:
-                    async with http.get(f"{prom.url}/api/v1/query", params={"query": "up"}) as r:
-                        if (await r.json())["data"]["result"]:
-                            break
-                    await asyncio.sleep(0.1)
+            await eventually(lambda: query(http, prom.url, "up"), bool, within=30)
         leak_at = await app.leak()
         return await _break_latency(lambda: app.calls(BREAK), leak_at)
 

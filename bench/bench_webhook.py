@@ -24,8 +24,6 @@ import asyncio
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,29 +35,15 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_sidecar as bs  # a sibling script, not a package
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
 STARTS = "2024-01-01T00:00:00Z"
 GOAL_RATE = 2000.0
 """Journaled deliveries per second the issue asks for, at 32 concurrent clients."""
 GOAL_P99_MS = 20.0
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout:g}s")
 
 
 def _metric(url: str, name: str) -> float:
@@ -178,7 +162,7 @@ class Result:
 def measure(deliveries: int = 5000, clients: int = 32, client: str = "go") -> Result:
     """Start a demo app and a sidecar, post ``deliveries`` with action none, then as many
     journaled ones, ``clients`` at a time; stop both."""
-    app_port, side_port = _port(), _port()
+    app_port, side_port = bs.port(), bs.port()
     base = f"http://127.0.0.1:{side_port}"
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "sidecar.yaml"
@@ -197,8 +181,8 @@ def measure(deliveries: int = 5000, clients: int = 32, client: str = "go") -> Re
             [*cli, "run", "--config", str(cfg)], env=env, cwd=tmp, stdout=sys.stderr
         )
         try:
-            _wait(f"http://127.0.0.1:{app_port}/debug/vars")
-            _wait(f"{base}/readyz")
+            bs.wait(f"http://127.0.0.1:{app_port}/debug/vars")
+            bs.wait(f"{base}/readyz")
             url = f"{base}/alerts"
             if client == "go":
                 binary = _build_go(tmp)
@@ -219,10 +203,7 @@ def measure(deliveries: int = 5000, clients: int = 32, client: str = "go") -> Re
             commits = _metric(f"{base}/metrics", "leak_sidecar_journal_commits_total") - c0
             entries = _metric(f"{base}/metrics", "leak_sidecar_journal_entries_total") - e0
         finally:
-            for p in (side, app):
-                p.send_signal(signal.SIGTERM)
-            for p in (side, app):
-                p.wait(20)
+            bs.stop(side, app)
     return Result(none, journaled, commits, entries)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -25,6 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import bench_sidecar as bs
+
+# The tests' Alertmanager payloads: the same shape the receiver's tests send.
+sys.path.insert(0, str(bs.ROOT / "tests"))
+from actions_support import alert, webhook
 
 TOLERANCE_MIB_PER_HOUR = 2.0
 """A 1 MiB step of the allocator within a 20-minute run's 15-minute window reads as
@@ -70,29 +75,11 @@ def _app(started: float) -> ThreadingHTTPServer:
 
 
 def _webhook(n: int) -> bytes:
+    """The n-th delivery: firing, then resolved, for one of 50 pods, asking a cache flush."""
     status = "firing" if n % 2 == 0 else "resolved"
-    alert = {
-        "status": status,
-        "labels": {"alertname": "SoakCacheGrowing", "pod": f"p{(n // 2) % 50}"},
-        "annotations": {"summary": "soak"},
-        "startsAt": "2026-01-01T00:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-01-01T00:10:00Z",
-        "generatorURL": "http://prometheus:9090/graph",
-    }
-    alert["labels"]["action"] = "cache_flush"
+    pod = f"p{(n // 2) % 50}"
     return json.dumps(
-        {
-            "version": "4",
-            "groupKey": '{}:{alertname="SoakCacheGrowing"}',
-            "truncatedAlerts": 0,
-            "status": status,
-            "receiver": "leak-sidecar",
-            "groupLabels": {},
-            "commonLabels": {},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": [alert],
-        }
+        webhook(alert("SoakCacheGrowing", status, pod=pod, action="cache_flush"))
     ).encode()
 
 

@@ -7,7 +7,6 @@ unknown field is an error) and pod specs against Pod Security "restricted".
 
 from __future__ import annotations
 
-import copy
 import re
 import subprocess
 from pathlib import Path
@@ -30,93 +29,21 @@ CRDS = {
     ("cert-manager.io/v1", "Issuer"),
 }
 
-# The sidecar container both charts, `leak-sidecar inject` and the admission webhook add:
-# the shared contract, written out here by hand rather than taken from any of them.
-CONTRACT_CONTAINER: dict[str, Any] = {
-    "name": "leak-sidecar",
-    "image": "leak-sidecar:0.1.0",
-    "imagePullPolicy": "IfNotPresent",
-    "args": ["run", "--config", "/etc/leak-sidecar/sidecar.yaml"],
-    "restartPolicy": "Always",
-    "ports": [{"name": "leak-sidecar", "containerPort": 9120, "protocol": "TCP"}],
-    "env": [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-    ],
-    "livenessProbe": {
-        "httpGet": {"path": "/healthz", "port": 9120},
-        "periodSeconds": 10,
-        "timeoutSeconds": 2,
-        "failureThreshold": 3,
-    },
-    "readinessProbe": {
-        "httpGet": {"path": "/readyz", "port": 9120},
-        "periodSeconds": 5,
-        "timeoutSeconds": 2,
-    },
-    "resources": {
-        "requests": {"cpu": "20m", "memory": "64Mi"},
-        "limits": {"cpu": "200m", "memory": "128Mi"},
-    },
-    "securityContext": {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    },
-    "volumeMounts": [
-        {"name": "leak-sidecar-config", "mountPath": "/etc/leak-sidecar", "readOnly": True},
-        {"name": "leak-sidecar-rules", "mountPath": "/etc/leak-sidecar/rules", "readOnly": True},
-        {"name": "leak-sidecar-token", "mountPath": "/etc/leak-sidecar/token", "readOnly": True},
-        {"name": "leak-sidecar-podinfo", "mountPath": "/etc/podinfo", "readOnly": True},
-        {"name": "leak-sidecar-state", "mountPath": "/var/lib/leak-sidecar"},
-    ],
-}
 
-
-def contract_volumes(config: str, rules: str, secret: str, app: str) -> list[dict[str, Any]]:
-    """The contract's volumes for the given ConfigMap, Secret and app container names."""
+def sidecar_ingress(peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ingress both charts give a pod with the sidecar: ``peers`` (Prometheus and
+    Alertmanager) on the sidecar's port 9120, every other port open as it was."""
     return [
+        {"from": peers, "ports": [{"port": 9120, "protocol": "TCP"}]},
         {
-            "name": "leak-sidecar-config",
-            "configMap": {
-                "name": config,
-                "items": [{"key": "sidecar.yaml", "path": "sidecar.yaml"}],
-            },
+            "ports": [
+                {"port": 1, "endPort": 9119, "protocol": "TCP"},
+                {"port": 9121, "endPort": 65535, "protocol": "TCP"},
+                {"protocol": "UDP"},
+                {"protocol": "SCTP"},
+            ]
         },
-        {"name": "leak-sidecar-rules", "configMap": {"name": rules}},
-        {
-            "name": "leak-sidecar-token",
-            "secret": {"secretName": secret, "items": [{"key": "token", "path": "token"}]},
-        },
-        {
-            "name": "leak-sidecar-podinfo",
-            "downwardAPI": {
-                "items": [
-                    {
-                        "path": "app-memory-limit",
-                        "resourceFieldRef": {
-                            "containerName": app,
-                            "resource": "limits.memory",
-                            "divisor": "1",
-                        },
-                    }
-                ]
-            },
-        },
-        {"name": "leak-sidecar-state", "emptyDir": {"sizeLimit": "16Mi"}},
     ]
-
-
-def classic(container: dict[str, Any]) -> dict[str, Any]:
-    """The contract's container in classic mode: no restartPolicy."""
-    out = copy.deepcopy(container)
-    del out["restartPolicy"]
-    return out
 
 
 class Rendered:

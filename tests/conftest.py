@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: globals reset, free ports, a fresh registry."""
+"""Fixtures shared by every test: globals reset, free ports, a fresh registry, servers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import io
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Protocol, TypeVar
 
 import pytest
 import structlog
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from sidecar.core.logs import configure
-from sidecar.supervisor import Sidecar
 
 
 @pytest.fixture(autouse=True)
@@ -61,9 +62,21 @@ def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return out
 
 
+class _Server(Protocol):
+    """What ``running`` drives: the sidecar, and the injector, which runs the same way."""
+
+    started: asyncio.Event
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Server)
+
+
 @asynccontextmanager
-async def running(sidecar: Sidecar) -> AsyncIterator[Sidecar]:
-    """Run a whole sidecar in process until the block ends; it is listening inside."""
+async def running(sidecar: _S) -> AsyncIterator[_S]:
+    """Run a whole sidecar (or the injector) in process until the block ends; it is
+    listening inside."""
     stop = asyncio.Event()
     task = asyncio.create_task(sidecar.run(stop))
     try:
@@ -74,3 +87,17 @@ async def running(sidecar: Sidecar) -> AsyncIterator[Sidecar]:
         stop.set()
         async with asyncio.timeout(30):
             await task
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1, on a port the kernel picks, until the block ends;
+    yields its base URL."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

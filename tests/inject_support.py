@@ -1,8 +1,10 @@
-"""What an injected pod must be, shared by the injection, manifest and webhook tests.
+"""What an injected pod must be, shared by the injection, webhook and chart tests.
 
-``SIDECAR`` is the container of the shared contract with the Helm chart, spelled out
-field by field; ``assert_restricted`` checks Pod Security "restricted" one field at a
-time; ``validate_pod`` runs the Kubernetes 1.29 schema on a pod.
+``SIDECAR`` is the container both charts, ``leak-sidecar inject`` and the admission
+webhook add: the shared contract, spelled out field by field here by hand rather than
+taken from any of them, with its ``volumes`` and its ``classic`` (non-native) form;
+``assert_restricted`` checks Pod Security "restricted" one field at a time;
+``validate_pod`` runs the Kubernetes 1.29 schema on a pod.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from typing import Any
 
 import kubernetes_validate
 
-__all__ = ["SIDECAR", "assert_restricted", "pod", "validate_pod", "volumes"]
+__all__ = [
+    "FLAG_ANNOTATIONS",
+    "SIDECAR",
+    "assert_restricted",
+    "classic",
+    "pod",
+    "validate_pod",
+    "volumes",
+]
 
 KUBERNETES = "1.29"
 
@@ -62,23 +72,34 @@ SIDECAR: dict[str, Any] = {
 }
 
 
-def volumes(app: str = "app", rules: str = "leak-sidecar-rules") -> list[dict[str, Any]]:
-    """The sidecar's volumes for a pod whose app container is ``app``."""
+FLAG_ANNOTATIONS = {
+    "leak-sidecar.io/expvar-port": "6060",
+    "leak-sidecar.io/expvar-path": "/internal/vars",
+    "leak-sidecar.io/dry-run": "true",
+}
+"""The per-pod annotations that become flags of ``run`` (an expvar debug listener, dry-run)."""
+
+
+def volumes(
+    app: str = "app",
+    rules: str = "leak-sidecar-rules",
+    config: str = "leak-sidecar-config",
+    secret: str = "leak-sidecar-token",
+) -> list[dict[str, Any]]:
+    """The sidecar's volumes for a pod whose app container is ``app``, from the named
+    ConfigMaps and Secret (the defaults are those ``inject`` and the webhook use)."""
     return [
         {
             "name": "leak-sidecar-config",
             "configMap": {
-                "name": "leak-sidecar-config",
+                "name": config,
                 "items": [{"key": "sidecar.yaml", "path": "sidecar.yaml"}],
             },
         },
         {"name": "leak-sidecar-rules", "configMap": {"name": rules}},
         {
             "name": "leak-sidecar-token",
-            "secret": {
-                "secretName": "leak-sidecar-token",
-                "items": [{"key": "token", "path": "token"}],
-            },
+            "secret": {"secretName": secret, "items": [{"key": "token", "path": "token"}]},
         },
         {
             "name": "leak-sidecar-podinfo",
@@ -97,6 +118,11 @@ def volumes(app: str = "app", rules: str = "leak-sidecar-rules") -> list[dict[st
         },
         {"name": "leak-sidecar-state", "emptyDir": {"sizeLimit": "16Mi"}},
     ]
+
+
+def classic(container: dict[str, Any]) -> dict[str, Any]:
+    """The contract's container in classic mode (a plain container): no restartPolicy."""
+    return {k: v for k, v in container.items() if k != "restartPolicy"}
 
 
 def pod(*containers: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:

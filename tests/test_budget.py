@@ -16,12 +16,13 @@ import aiohttp
 import pytest
 from actions_support import Clock, alert, rig, webhook
 from aiohttp import web
-from conftest import free_port
+from conftest import serving
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 
 from sidecar.actions.fleet import Budget, census_query
 from sidecar.core.config_fleet import FleetConfig
+from sidecar.core.config_load import load
+from sidecar.core.errors import ConfigError
 
 ME = "0123456789abcdef"
 
@@ -61,14 +62,8 @@ async def _prometheus() -> AsyncIterator[tuple[_Prometheus, str]]:
     fake = _Prometheus()
     app = web.Application()
     app.router.add_get("/api/v1/query", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield fake, url
 
 
 def _cfg(url: str, **extra: Any) -> FleetConfig:
@@ -94,19 +89,42 @@ def test_census_query_is_one_query_with_quoted_workload_labels() -> None:
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ({"prometheus_url": "http://prom:9090"}, "fleet.workload: required with"),
-        ({"max_open_fraction": 0.6}, "fleet.max_open_fraction: must not exceed"),
-        ({"forward": {"allow": ["10.0.0.1/8"]}}, "expected a network such as 10.0.0.0/8"),
-        ({"forward": {"label": "__address__"}}, "fleet.forward.label: invalid label name"),
-        ({"workload": {"bad-name": "x"}}, "fleet.workload: invalid label name 'bad-name'"),
-        ({"forward": {"port": 0}}, "greater than or equal to 1"),
+        (
+            {"prometheus_url": "http://prom:9090"},
+            "fleet.workload: required with fleet.prometheus_url (http://prom:9090), got none: "
+            "every sidecar Prometheus scrapes would share one budget",
+        ),
+        (
+            {"max_open_fraction": 0.6},
+            "fleet.max_open_fraction: must not exceed fleet.panic_fraction (0.5), got 0.6",
+        ),
+        (
+            {"forward": {"allow": ["10.0.0.1/8"]}},
+            "fleet.forward.allow: expected a network such as 10.0.0.0/8 (no host bits set), "
+            "got '10.0.0.1/8': 10.0.0.1/8 has host bits set",
+        ),
+        (
+            {"forward": {"label": "__address__"}},
+            "fleet.forward.label: invalid label name '__address__': "
+            "expected [a-zA-Z_][a-zA-Z0-9_]* not starting with __",
+        ),
+        (
+            {"workload": {"bad-name": "x"}},
+            "fleet.workload: invalid label name 'bad-name': "
+            "expected [a-zA-Z_][a-zA-Z0-9_]* not starting with __",
+        ),
+        (
+            {"forward": {"port": 0}},
+            "fleet.forward.port: Input should be greater than or equal to 1, got 0",
+        ),
     ],
 )
 def test_fleet_config_refuses_what_cannot_work(raw: dict[str, Any], problem: str) -> None:
-    """Each impossible fleet setting is refused, saying which and why."""
-    with pytest.raises(ValidationError) as info:
-        FleetConfig.model_validate(raw)
-    assert problem in str(info.value)
+    """Each impossible fleet setting is refused with one line naming the key, what was
+    expected and what came, as check-config prints it."""
+    with pytest.raises(ConfigError) as info:
+        load(None, {"LEAK_SIDECAR_TOKEN": "t"}, overrides={"fleet": raw})
+    assert info.value.problems == [problem]
 
 
 async def test_budget_waits_to_settle_then_grants_the_oldest_want() -> None:
@@ -205,9 +223,15 @@ async def test_a_failed_query_applies_the_fallback_and_is_counted(
         f"fleet.on_query_failure: {fallback}"
     )
     assert (garbage.allowed, garbage.outcome) == (allowed, outcome)
-    assert "expected Prometheus's query answer" in garbage.why
+    assert garbage.why == (
+        "Prometheus query failed (expected Prometheus's query answer: Object missing "
+        f"required field `result` - at `$.data`); fleet.on_query_failure: {fallback}"
+    )
     assert (nan.allowed, nan.outcome) == (allowed, outcome)
-    assert "expected a finite number, got 'NaN'" in nan.why
+    assert nan.why == (
+        "Prometheus query failed (expected a finite number, got 'NaN'); "
+        f"fleet.on_query_failure: {fallback}"
+    )
     assert registry.get_sample_value("leak_sidecar_fleet_budget_query_failures_total") == 3.0
     decisions = "leak_sidecar_fleet_budget_decisions_total"
     assert registry.get_sample_value(decisions, {"outcome": outcome}) == 3.0

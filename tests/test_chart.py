@@ -25,10 +25,7 @@ import helm_python as helm
 import pytest
 import yaml
 from chart_support import (
-    CONTRACT_CONTAINER,
     Rendered,
-    classic,
-    contract_volumes,
     lint_problems,
     notes_commands,
     pod_specs,
@@ -37,7 +34,9 @@ from chart_support import (
     schema_error,
     schema_problems,
     shell_problems,
+    sidecar_ingress,
 )
+from inject_support import SIDECAR, classic, volumes
 
 import sidecar
 from sidecar.cli import main as cli_main
@@ -171,10 +170,10 @@ def test_default_objects(default: Rendered) -> None:
 def test_native_sidecar_is_the_contracts_container(default: Rendered) -> None:
     """The sidecar is an init container with restartPolicy Always, equal to the contract."""
     pod = default.one("Deployment")["spec"]["template"]["spec"]
-    assert pod["initContainers"] == [CONTRACT_CONTAINER]
+    assert pod["initContainers"] == [SIDECAR]
     assert [c["name"] for c in pod["containers"]] == ["app"]
-    assert pod["volumes"] == contract_volumes(
-        "demo-leak-sidecar-config", "demo-leak-sidecar-rules", "demo-leak-sidecar-token", "app"
+    assert pod["volumes"] == volumes(
+        "app", "demo-leak-sidecar-rules", "demo-leak-sidecar-config", "demo-leak-sidecar-token"
     )
     assert pod["automountServiceAccountToken"] is False
 
@@ -183,7 +182,7 @@ def test_classic_sidecar_is_a_container_without_restart_policy(sets: dict[str, R
     """With sidecar.native false the same container, minus restartPolicy, follows the app."""
     pod = sets["classic"].one("Deployment")["spec"]["template"]
     assert "initContainers" not in pod["spec"]
-    assert pod["spec"]["containers"][1] == classic(CONTRACT_CONTAINER)
+    assert pod["spec"]["containers"][1] == classic(SIDECAR)
 
 
 def test_values_reach_the_pod_spec(sets: dict[str, Rendered]) -> None:
@@ -285,20 +284,7 @@ def test_network_policy_admits_only_the_monitors_to_the_sidecar_port(
     policy = sets["own-deployment"].one("NetworkPolicy")["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "orders"}}
     assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [
-        {
-            "from": peers["prometheus"] + peers["alertmanager"],
-            "ports": [{"port": 9120, "protocol": "TCP"}],
-        },
-        {
-            "ports": [
-                {"port": 1, "endPort": 9119, "protocol": "TCP"},
-                {"port": 9121, "endPort": 65535, "protocol": "TCP"},
-                {"protocol": "UDP"},
-                {"protocol": "SCTP"},
-            ]
-        },
-    ]
+    assert policy["ingress"] == sidecar_ingress(peers["prometheus"] + peers["alertmanager"])
     strict = sets["tuned"].one("NetworkPolicy")["spec"]
     assert strict["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "leak-sidecar",
@@ -398,7 +384,7 @@ def test_mounted_config_is_valid_and_points_at_the_mounts(
 ) -> None:
     """The rendered config loads, and its paths are where the container mounts things."""
     cfg = mounted_config(default, tmp_path, ENV)
-    mounts = {m["name"]: m["mountPath"] for m in CONTRACT_CONTAINER["volumeMounts"]}
+    mounts = {m["name"]: m["mountPath"] for m in SIDECAR["volumeMounts"]}
     assert cfg.app.memory_limit_file == Path(mounts["leak-sidecar-podinfo"]) / "app-memory-limit"
     assert cfg.state_dir == Path(mounts["leak-sidecar-state"])
     assert cfg.rules.files == [mounts["leak-sidecar-rules"] + "/*.yml"]
@@ -532,14 +518,14 @@ def test_parent_chart_gets_the_contracts_sidecar(parent: Rendered) -> None:
     dep = parent.one("Deployment", "orders")
     pod = dep["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["migrate", "leak-sidecar"]
-    assert pod["initContainers"][1] == CONTRACT_CONTAINER
+    assert pod["initContainers"][1] == SIDECAR
     assert pod["automountServiceAccountToken"] is True
     assert restricted_problems(pod) == []
-    assert pod["volumes"] == contract_volumes(
-        "orders-leak-sidecar-config",
-        "orders-leak-sidecar-rules",
-        "orders-leak-sidecar-token",
+    assert pod["volumes"] == volumes(
         "orders",
+        "orders-leak-sidecar-rules",
+        "orders-leak-sidecar-config",
+        "orders-leak-sidecar-token",
     )
     made = {name for kind, name in parent.kinds() if kind in ("ConfigMap", "Secret")}
     assert made == {
@@ -585,7 +571,7 @@ def test_image_runs_the_sidecar_as_non_root() -> None:
     cmd = json.loads(stage["CMD"])
     assert cmd == ["run", "--config", "/etc/leak-sidecar/sidecar.yaml"]
     assert ("COPY", f"config/sidecar.yaml {cmd[2]}") in final_stage()
-    assert stage["EXPOSE"] == str(CONTRACT_CONTAINER["ports"][0]["containerPort"])
+    assert stage["EXPOSE"] == str(SIDECAR["ports"][0]["containerPort"])
     assert PYPROJECT["project"]["scripts"]["leak-sidecar"] == "sidecar.cli:main"
 
 
@@ -593,7 +579,7 @@ def test_image_state_volume_is_the_default_state_dir() -> None:
     """The VOLUME is where the default config and the chart keep state."""
     default = load(ROOT / "config" / "sidecar.yaml", {"LEAK_SIDECAR_TOKEN": "x"})
     assert json.loads(dict(final_stage())["VOLUME"]) == [str(default.state_dir)]
-    state = next(m for m in CONTRACT_CONTAINER["volumeMounts"] if m["name"] == "leak-sidecar-state")
+    state = next(m for m in SIDECAR["volumeMounts"] if m["name"] == "leak-sidecar-state")
     assert str(default.state_dir) == state["mountPath"]
 
 

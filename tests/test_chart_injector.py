@@ -27,6 +27,7 @@ from chart_support import (
     schema_error,
     schema_problems,
     shell_problems,
+    sidecar_ingress,
 )
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
@@ -385,20 +386,7 @@ def test_network_policies_admit_only_the_api_server_and_the_monitors(
     ]
     sidecars = policies[("shop", "leak-sidecar")]["spec"]
     assert sidecars["podSelector"] == {}
-    assert sidecars["ingress"] == [
-        {
-            "from": values["prometheus"] + values["alertmanager"],
-            "ports": [{"port": 9120, "protocol": "TCP"}],
-        },
-        {
-            "ports": [
-                {"port": 1, "endPort": 9119, "protocol": "TCP"},
-                {"port": 9121, "endPort": 65535, "protocol": "TCP"},
-                {"protocol": "UDP"},
-                {"protocol": "SCTP"},
-            ]
-        },
-    ]
+    assert sidecars["ingress"] == sidecar_ingress(values["prometheus"] + values["alertmanager"])
     strict = sets["classic-own-secret"]
     only = strict.one("NetworkPolicy", "leak-sidecar")["spec"]
     assert only["podSelector"] == {"matchLabels": {"team": "checkout"}}

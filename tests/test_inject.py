@@ -6,7 +6,15 @@ import copy
 from pathlib import Path
 
 import pytest
-from inject_support import SIDECAR, assert_restricted, pod, validate_pod, volumes
+from inject_support import (
+    FLAG_ANNOTATIONS,
+    SIDECAR,
+    assert_restricted,
+    classic,
+    pod,
+    validate_pod,
+    volumes,
+)
 
 from sidecar.core.errors import ConfigError, InjectError
 from sidecar.inject.pod import inject, injected, wants
@@ -52,8 +60,7 @@ def test_native_goes_after_existing_init_containers() -> None:
 def test_classic_mode_appends_a_plain_container() -> None:
     """mode: classic adds the same container to containers, without restartPolicy."""
     after = inject(pod("app"), InjectSettings.model_validate({"mode": "classic"}))
-    classic = {k: v for k, v in SIDECAR.items() if k != "restartPolicy"}
-    assert after["spec"]["containers"][1] == classic
+    assert after["spec"]["containers"][1] == classic(SIDECAR)
     assert "initContainers" not in after["spec"]
     validate_pod(after)
     assert_restricted(after["spec"])
@@ -79,12 +86,7 @@ def test_per_pod_annotations_become_run_flags() -> None:
     """expvar port and path and dry-run are flags of run; the rules ConfigMap is swapped."""
     annotated = pod(
         "app",
-        annotations={
-            "leak-sidecar.io/expvar-port": "6060",
-            "leak-sidecar.io/expvar-path": "/internal/vars",
-            "leak-sidecar.io/dry-run": "true",
-            "leak-sidecar.io/rules-configmap": "orders-rules",
-        },
+        annotations={**FLAG_ANNOTATIONS, "leak-sidecar.io/rules-configmap": "orders-rules"},
     )
     after = inject(annotated, DEFAULTS)
     assert after["spec"]["initContainers"][0]["args"] == [

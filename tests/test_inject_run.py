@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import running
-from inject_support import pod
+from inject_support import FLAG_ANNOTATIONS, pod
 from prometheus_client import CollectorRegistry
 from pydantic_support import says
 
@@ -43,14 +43,7 @@ def test_the_flags_injection_writes_override_the_shared_config(
     expvar port and path and turn dry-run on; the app's base URL stays the shared one."""
     shared = tmp_path / "sidecar.yaml"
     shared.write_text(SHARED, encoding="utf-8")
-    annotated = pod(
-        "app",
-        annotations={
-            "leak-sidecar.io/expvar-port": "6060",
-            "leak-sidecar.io/expvar-path": "/internal/vars",
-            "leak-sidecar.io/dry-run": "true",
-        },
-    )
+    annotated = pod("app", annotations=FLAG_ANNOTATIONS)
     args = inject(annotated, InjectSettings())["spec"]["initContainers"][0]["args"]
     args[args.index("--config") + 1] = str(shared)
     seen = _captured_run(monkeypatch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -113,6 +114,17 @@ OWN_METRICS = [
     "leak_sidecar_webhook_alerts",
     "leak_sidecar_webhook_requests",
 ]
+
+FLEET_BUDGET_METRICS = [
+    "leak_sidecar_fleet_break_wanted",
+    "leak_sidecar_fleet_budget_decisions",
+    "leak_sidecar_fleet_budget_query_failures",
+    "leak_sidecar_fleet_panic",
+]
+"""Registered only with ``fleet.prometheus_url`` (tests/test_budget.py reads each)."""
+
+INJECTOR_METRICS = ["leak_sidecar_injector_decisions"]
+"""Registered by ``leak-sidecar injector`` only."""
 
 LOG_EVENTS = [
     "action.crashed", "action.drain_cancelled", "action.dry_run", "action.gave_up",
@@ -255,3 +267,45 @@ def _log_events() -> set[str]:
 def test_log_event_names() -> None:
     """Log events are stable dotted ids; the set is pinned."""
     assert sorted(_log_events()) == sorted(LOG_EVENTS)
+
+
+def test_readme_metric_table_lists_every_own_metric() -> None:
+    """The README's table of own metrics names each family the code registers, no other."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("The sidecar's own metrics:", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `")]
+    named = {
+        re.sub(r"_total$", "", name)
+        for row in rows
+        for name in re.findall(r"`(leak_sidecar_[a-z_]+)", row)
+    }
+    assert sorted(named) == sorted(OWN_METRICS + FLEET_BUDGET_METRICS + INJECTOR_METRICS)
+
+
+def test_readme_command_table_names_every_command_and_flag() -> None:
+    """The README's command table has a row per subcommand naming each of its flags."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("`")[1].split()[1]: line
+        for line in table.splitlines()
+        if line.startswith("| `leak-sidecar ")
+    }
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(rows) == sorted(COMMANDS)
+    missing = [
+        (name, flag)
+        for name, parser in sub.choices.items()
+        for action in parser._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help" and flag not in rows[name]
+    ]
+    assert missing == []
+
+
+def test_readme_http_api_names_every_route() -> None:
+    """Every route the sidecar serves is named in the README's HTTP API section."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## HTTP API\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"(/[-a-z0-9/{}.]*)", section))
+    assert sorted({path for _, path in ROUTES} - named) == []

@@ -16,6 +16,7 @@ import aiohttp
 import yaml
 from actions_support import TOKEN, config, journal_entries
 from conftest import running
+from inject_support import SIDECAR
 from procs import alertmanager_config
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -26,6 +27,7 @@ from sidecar.rules.files import load_rules
 from sidecar.supervisor import Sidecar
 
 __all__ = [
+    "CACHE_KEYS_BREAK",
     "EXAMPLES",
     "PACK",
     "WAIT",
@@ -53,7 +55,17 @@ _T = TypeVar("_T")
 ROOT = Path(__file__).parents[2]
 PACK = ROOT / "rules" / "leaks.yml"
 EXAMPLES = ROOT / "examples" / "fleet"
+SIDECAR_PORT: str = SIDECAR["ports"][0]["name"]
 WAIT = 45.0  # bound on any one wait for the processes
+
+
+CACHE_KEYS_BREAK = """
+      - alert: CacheKeysLeaking
+        expr: cache_keys_total > 3000
+        for: 1s
+        labels:
+          action: circuit_break"""
+"""A break rule for the Go service (tests/integration/goservice.py) once it leaks."""
 
 
 def rule_file(path: Path, *rules: str) -> Path:
@@ -62,15 +74,18 @@ def rule_file(path: Path, *rules: str) -> Path:
     return path
 
 
-def pod_target(port: int, pod: str, container: str = "leak-sidecar") -> dict[str, Any]:
-    """A static target with the discovery labels Kubernetes' pod role would give it."""
+def pod_target(
+    port: int, pod: str, container: str = SIDECAR["name"], port_name: str = SIDECAR_PORT
+) -> dict[str, Any]:
+    """A static target with the discovery labels Kubernetes' pod role would give it; by
+    default the sidecar's container and port, named as the shared contract names them."""
     return {
         "targets": [f"127.0.0.1:{port}"],
         "labels": {
             "__meta_kubernetes_namespace": "shop",
             "__meta_kubernetes_pod_name": pod,
             "__meta_kubernetes_pod_container_name": container,
-            "__meta_kubernetes_pod_container_port_name": "metrics",
+            "__meta_kubernetes_pod_container_port_name": port_name,
             "__meta_kubernetes_pod_label_app_kubernetes_io_name": "orders",
         },
     }
@@ -92,7 +107,7 @@ def prometheus_config(sidecar_port: int, am_port: int, rule_files: list[Path]) -
         # alerts, which a wrong route delivers to this sidecar.
         pod_target(sidecar_port, "demo-1"),
         # The app's container: the keep rule drops it.
-        pod_target(sidecar_port, "demo-0", container="app"),
+        pod_target(sidecar_port, "demo-0", container="app", port_name="metrics"),
     ]
     return yaml.safe_dump(cfg)
 
@@ -157,9 +172,11 @@ def pods(alerts: list[dict[str, Any]], alertname: str) -> set[str]:
     return {a["labels"].get("pod", "") for a in alerts if a["labels"]["alertname"] == alertname}
 
 
-async def eventually(fetch: Callable[[], Awaitable[_T]], done: Callable[[_T], bool]) -> _T:
+async def eventually(
+    fetch: Callable[[], Awaitable[_T]], done: Callable[[_T], bool], within: float = WAIT
+) -> _T:
     """Poll another process over HTTP until ``done`` holds for its answer (bounded)."""
-    async with asyncio.timeout(WAIT):
+    async with asyncio.timeout(within):
         while True:
             value = await fetch()
             if done(value):

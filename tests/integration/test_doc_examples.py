@@ -1,4 +1,4 @@
-"""Every curl example of the README, docs/ and the chart's NOTES.txt works as written.
+"""Every curl example of the README, docs/, examples/ and the charts' NOTES.txt works as written.
 
 A newcomer copies them first: one that gets a 415 or a 404 is the product failing its
 first user. Each example runs in a shell against a live sidecar (the demo app behind
@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import running
+from fleet_support import eventually
 from leakapp_support import build_leakapp, leakapp
 
 from sidecar.core.config import Config
@@ -31,7 +32,8 @@ ROOT = Path(__file__).parent.parent.parent
 SOURCES = [
     ROOT / "README.md",
     *sorted((ROOT / "docs").glob("*.md")),
-    ROOT / "charts" / "leak-sidecar" / "templates" / "NOTES.txt",
+    *sorted((ROOT / "examples").glob("*/README.md")),
+    *sorted((ROOT / "charts").glob("*/templates/NOTES.txt")),
 ]
 TOKEN = "doc-examples-token"
 EXAMPLE_BUNDLE = re.compile(r"ev-\d{8}T\d{6}Z-[0-9a-f]{6}")
@@ -87,10 +89,9 @@ async def test_every_curl_example_works_as_written(leakapp_binary: Path, tmp_pat
             async with running(Sidecar(cfg)) as sidecar, aiohttp.ClientSession() as http:
                 base = f"http://127.0.0.1:{sidecar.port}"
                 auth = {"Authorization": f"Bearer {TOKEN}"}
-                async with asyncio.timeout(20):
-                    # Polling another server over HTTP: there is no event to wait on.
-                    while "cache_keys_total" not in await _text(http, f"{base}/metrics"):  # noqa: ASYNC110
-                        await asyncio.sleep(0.2)
+                await eventually(
+                    lambda: _text(http, f"{base}/metrics"), lambda t: "cache_keys_total" in t
+                )
                 async with http.post(f"{base}/v1/evidence", json={}, headers=auth) as resp:
                     assert resp.status == 201, await resp.text()
                     bundle = (await resp.json())["data"]["id"]

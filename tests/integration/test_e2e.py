@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -112,22 +114,52 @@ async def test_detection_latency_is_within_scrape_eval_and_for(tmp_path: Path) -
         await runner.cleanup()
 
 
+@asynccontextmanager
+async def _demo(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`leak-sidecar demo ARGS` run from outside the source tree (the installed package),
+    killed if the test leaves it running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "demo", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd="/",
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _read_until(
+    proc: asyncio.subprocess.Process, done: Callable[[str], bool], within: float
+) -> list[str]:
+    """The narration's lines up to the first one ``done`` accepts (bounded)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(within):
+        while not lines or not done(lines[-1]):
+            raw = await proc.stdout.readline()
+            assert raw, "\n".join(lines)
+            lines.append(raw.decode().rstrip("\n"))
+    return lines
+
+
+def _assert_released(ports: list[int]) -> None:
+    """No listener is left on any of ``ports``."""
+    for port in ports:
+        with socket.socket() as sock:
+            # A listener still on the port makes this bind fail even with SO_REUSEADDR.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+
+
 async def test_demo_keep_tells_the_story_then_serves_until_sigterm_and_exits_0() -> None:
     """`leak-sidecar demo --keep` on a fresh install tells the story, then leaves the app and
     the sidecar up: the printed status page and every printed curl command answer, and
     SIGTERM ends it with exit 0 and both ports released."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "demo", "--keep",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd="/",
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(110):
-            while not lines or not lines[-1].endswith("/debug/vars"):
-                raw = await proc.stdout.readline()
-                assert raw, "\n".join(lines)
-                lines.append(raw.decode().rstrip("\n"))
+    async with _demo("--keep") as proc:
+        lines = await _read_until(proc, lambda line: line.endswith("/debug/vars"), within=110)
         text = "\n".join(lines)
         assert "time runs 60x faster here: 1 second of yours is 1m for the app" in text
         assert "6 rules from the shipped pack" in text
@@ -162,44 +194,20 @@ async def test_demo_keep_tells_the_story_then_serves_until_sigterm_and_exits_0()
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             rest, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert (proc.returncode, rest.decode(), err.decode()) == (
         0, "stopping the app and the sidecar\n", ""
     )  # fmt: skip
-    for url in (status_url, app_url):
-        port = int(url.rstrip("/").rsplit(":", 1)[1])
-        with socket.socket() as sock:
-            # A listener still on the port makes this bind fail even with SO_REUSEADDR.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
+    _assert_released([int(url.rstrip("/").rsplit(":", 1)[1]) for url in (status_url, app_url)])
 
 
 async def test_ctrl_c_during_the_story_stops_it_cleanly_with_130() -> None:
     """SIGINT while the story runs: no traceback, the narration says the story ends there
     and where each alert stands, both servers stop and release their ports, exit 130."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "demo",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd="/",
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(30):
-            while not lines or "] leak switched on: " not in lines[-1]:
-                raw = await proc.stdout.readline()
-                assert raw, "\n".join(lines)
-                lines.append(raw.decode().rstrip("\n"))
+    async with _demo() as proc:
+        lines = await _read_until(proc, lambda line: "] leak switched on: " in line, within=30)
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
             rest, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     tail = rest.decode().splitlines()
     assert (proc.returncode, err.decode()) == (130, "")
     said = [line.split("] ", 1)[-1] for line in tail if line.startswith("[")]
@@ -212,11 +220,7 @@ async def test_ctrl_c_during_the_story_stops_it_cleanly_with_130() -> None:
     ports = [int(line.split("listening on http://127.0.0.1:")[1].split(",")[0])
              for line in lines if "listening on http://127.0.0.1:" in line]  # fmt: skip
     assert len(ports) == 2
-    for port in ports:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
+    _assert_released(ports)
 
 
 @pytest.mark.parametrize("speed", ["0", "1000"])

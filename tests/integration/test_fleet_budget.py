@@ -20,10 +20,12 @@ import yaml
 from actions_support import AUTH, TOKEN
 from conftest import free_port
 from fleet_support import (
+    CACHE_KEYS_BREAK,
     counted,
     eventually,
     get_json,
     query,
+    rule_file,
     running_sidecar,
     scrape_samples,
 )
@@ -35,16 +37,6 @@ from sidecar.core.config import Config
 pytestmark = pytest.mark.integration
 
 BREAK = "/v1/circuit/break"
-RULE = """
-groups:
-  - name: fleet-budget
-    rules:
-      - alert: CacheKeysLeaking
-        expr: cache_keys_total > 3000
-        for: 1s
-        labels:
-          action: circuit_break
-"""
 PODS = 10
 HOLD = 3.0  # seconds in which a second break would have shown: settle, scrapes, re-checks
 
@@ -56,8 +48,7 @@ def gobinary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(tmp_path: Path, i: int, app: GoService, prom_url: str, **fleet: Any) -> Config:
-    rules = tmp_path / "rules.yml"
-    rules.write_text(RULE)
+    rules = rule_file(tmp_path / "rules.yml", CACHE_KEYS_BREAK)
     return Config.model_validate(
         {
             "app": {"base_url": app.url, "state_path": "/v1/circuit"},

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,16 @@ import pytest
 import yaml
 from actions_support import AUTH, TOKEN, alert, webhook
 from aiohttp import web
-from conftest import free_port
-from fleet_support import counted, credentials_file, eventually, running_sidecar, scrape_samples
+from conftest import free_port, serving
+from fleet_support import (
+    CACHE_KEYS_BREAK,
+    counted,
+    credentials_file,
+    eventually,
+    rule_file,
+    running_sidecar,
+    scrape_samples,
+)
 from goservice import GoService, build_goservice, goservice
 from procs import alertmanager, prometheus
 
@@ -34,16 +41,6 @@ from sidecar.core.config import Config
 pytestmark = pytest.mark.integration
 
 BREAK = "/v1/circuit/break"
-RULE = """
-groups:
-  - name: fleet-forward
-    rules:
-      - alert: CacheKeysLeaking
-        expr: cache_keys_total > 3000
-        for: 1s
-        labels:
-          action: circuit_break
-"""
 
 
 @pytest.fixture(scope="session")
@@ -73,21 +70,6 @@ class _Service:
         instances = [a["labels"].get("instance", "") for a in json.loads(body)["alerts"]]
         self.landed.append((index, instances, resp.status))
         return web.Response(status=resp.status, text=text, content_type="application/json")
-
-
-@asynccontextmanager
-async def _serve(service: _Service) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/alerts", service.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{port}/alerts"
-    finally:
-        await runner.cleanup()
 
 
 def _sidecar(tmp_path: Path, i: int, port: int, app: GoService) -> Config:
@@ -176,8 +158,7 @@ async def test_one_webhook_url_each_break_reaches_its_own_app_once(
     owner outside the allowlist is refused and counted; a forwarded alert is never
     forwarded again."""
     port = free_port()
-    rules = tmp_path / "rules.yml"
-    rules.write_text(RULE)
+    rules = rule_file(tmp_path / "rules.yml", CACHE_KEYS_BREAK)
     credentials = credentials_file(tmp_path)
     am_ports, gossip = [free_port(), free_port()], [free_port(), free_port()]
     async with AsyncExitStack() as stack:
@@ -186,7 +167,9 @@ async def test_one_webhook_url_each_break_reaches_its_own_app_once(
             await stack.enter_async_context(running_sidecar(_sidecar(tmp_path, i, port, app)))
         urls = [f"http://127.0.0.{i + 1}:{port}" for i in range(3)]
         service = _Service(urls)
-        hook = await stack.enter_async_context(_serve(service))
+        app = web.Application()
+        app.router.add_post("/alerts", service.handle)
+        hook = await stack.enter_async_context(serving(app)) + "/alerts"
         for i in range(2):
             await stack.enter_async_context(
                 alertmanager(
