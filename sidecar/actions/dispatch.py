@@ -180,8 +180,11 @@ class Dispatcher:
                 durable = self._submit(
                     now, actions, state if changed else None, plan.seen, plan.cooldowns
                 )
+        if durable is None:
+            # Nothing to journal (duplicates, say): a want the budget was asked for may
+            # have to go now; a submitted decision releases once durable (``_submit``).
+            self._release()
         await self._durable(durable)
-        self._release()
         return Delivery(tuple(actions), plan.duplicates, plan.cooled_down)
 
     def _plan_alert(
@@ -254,7 +257,8 @@ class Dispatcher:
 
     async def _ask_budget(self, routed: Sequence[tuple[Alert, Route]]) -> Verdict | None:
         """The fleet budget's verdict when these alerts would open a closed circuit."""
-        if self.budget is None or self.breaker.state.state != "closed":
+        # The circuit as decided so far: one opening in the queued group commit asks nothing.
+        if self.budget is None or self._head.state != "closed":
             return None
         if not any(
             route.action == "circuit_break"
@@ -266,8 +270,10 @@ class Dispatcher:
         return await self.budget.decide()
 
     def _release(self) -> None:
-        # A granted want stays published while the circuit is open: see ``fleet``.
-        if self.budget is not None and self.breaker.state.state == "closed" and not self._refused:
+        # A granted want stays published while the circuit is open: see ``fleet``. Open
+        # as decided (``_head``), not only as durable: a decision committed ahead of a
+        # queued opening must not withdraw the want the opening was granted on.
+        if self.budget is not None and self._head.state == "closed" and not self._refused:
             self.budget.release()
 
     async def reexamine(self) -> None:
