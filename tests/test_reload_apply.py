@@ -310,3 +310,32 @@ async def test_a_reload_applies_the_evaluation_interval_and_the_breakers_open_ti
     since = datetime.fromisoformat(circuit["since"])
     until = datetime.fromisoformat(circuit["earliest_reset"])
     assert (circuit["state"], (until - since).total_seconds()) == ("open", 120.0)
+
+
+async def test_a_reload_keeps_this_pods_forward_instance_in_the_routers_identity(
+    tmp_path: Path, registry: CollectorRegistry, log_stream: io.StringIO
+) -> None:
+    """An alert about another instance sharing this pod's external labels stays another
+    pod's after a reload: the reload's router knows fleet.forward.instance as the start's."""
+    app = DemoApp()
+    runner = await serve("127.0.0.1", 0, app)
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    cfg = tmp_path / "sidecar.yaml"
+    fleet = "fleet:\n  forward: {instance: '10.0.0.1:9120'}\n"
+    cfg.write_text(BEFORE.format(app=base) + fleet)
+    try:
+        sidecar = Sidecar(load(cfg, ENV), registry=registry, config_path=cfg, env=ENV)
+        async with running(sidecar), aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{sidecar.port}"
+            other = {"pod": "a", "instance": "10.0.0.2:9120", "action": "cache_flush"}
+            await _post_alert(http, url, "Before", **other)
+            cfg.write_text(BEFORE.format(app=base).replace("interval: 1s", "interval: 2s") + fleet)
+            assert sidecar.reload() is None
+            await _post_alert(http, url, "After", **other)
+            await _post_alert(http, url, "Mine", **{**other, "instance": "10.0.0.1:9120"})
+            await _calls_until(app, 1)
+    finally:
+        await runner.cleanup()
+    assert [c.path for c in app.calls] == ["/v1/cache/flush"]
+    events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert [e["alertname"] for e in events if e["event"] == "alert.foreign"] == ["Before", "After"]

@@ -245,6 +245,7 @@ class Sidecar:
             clock=self.clock,
             outbound=outbound,
             tag=evidence.tag,
+            token=token,
         )
         notifier = Notifier(
             self._deliver(path, session),
