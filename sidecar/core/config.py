@@ -32,6 +32,7 @@ from sidecar.core.config_fields import (
     StateDir,
     Url,
     UrlPath,
+    label_name,
 )
 from sidecar.core.config_fleet import FleetConfig
 from sidecar.core.config_http import HttpClientConfig
@@ -269,11 +270,7 @@ class RulesConfig(ConfigModel):
     @model_validator(mode="after")
     def _check(self) -> RulesConfig:
         for name in self.external_labels:
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
-                raise ValueError(
-                    f"rules.external_labels: invalid label name {name!r}: expected "
-                    "[a-zA-Z_][a-zA-Z0-9_]* not starting with __"
-                )
+            label_name(name, "rules.external_labels")
         return self
 
 
