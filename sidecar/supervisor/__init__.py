@@ -14,7 +14,6 @@ import asyncio
 import gc
 import os
 import platform
-import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +34,7 @@ from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.core import logs
 from sidecar.core.config import Config
 from sidecar.core.errors import ConfigError, RuleError, SidecarError
-from sidecar.core.loops import Loop, Sleep
+from sidecar.core.loops import Loop, Sleep, stop_on_signals
 from sidecar.core.model import Alert, LabelSet, labelset
 from sidecar.core.outbound import Outbound, SecretReader
 from sidecar.evidence.capture import Evidence
@@ -381,13 +380,8 @@ def run(cfg: Config, config_path: Path | None = None, env: Mapping[str, str] | N
         return 2
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         # Prometheus's habit: HUP reloads (the outcome is logged), it never stops the sidecar.
-        loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
-        await sidecar.run(stop)
+        await sidecar.run(stop_on_signals(hup=sidecar.reload))
 
     crashed = locked = False
     try:
