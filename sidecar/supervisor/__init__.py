@@ -5,7 +5,9 @@ one dies the process exits non-zero, and a loop that returns while it should run
 forever is logged as a bug and treated as a crash. SIGTERM only sets an event; shutdown
 is staged: the loops stop, the notifier hands on what it holds, the server stops
 accepting and finishes in-flight requests, running actions drain within
-``actions.drain_timeout``, and the one ``ClientSession`` closes last.
+``actions.drain_timeout``, and the one ``ClientSession`` closes last. SIGHUP and
+``POST /-/reload`` apply a new config and rules to the running stages (``reload``); the
+process-wide metrics no stage owns are ``own_metrics``'.
 """
 
 from __future__ import annotations
