@@ -49,10 +49,11 @@ class ActionPath:
     receiver: Receiver
 
     def reconfigure(self, cfg: Config, router: Router) -> None:
-        """Apply a reloaded config: routes and cooldowns (``router``, built from
-        ``cfg.actions``), call timeouts and retries, dedupe and journal bounds, the
-        reconciler's pacing and the breaker's open times. State is kept: the breaker's
-        circuit, the journal, the dedupe memory and the intent."""
+        """Apply a reloaded config: routes, cooldowns and this pod's identity (``router``,
+        from ``build_router(cfg)``), call timeouts and retries, dedupe and journal bounds,
+        the reconciler's pacing and the breaker's open times. State is kept: the breaker's
+        circuit, the journal, the dedupe memory and the intent. The fleet budget and the
+        forwarder keep their start config (``fleet.*`` needs a restart)."""
         self.cfg = cfg
         self.breaker.cfg = cfg.breaker
         self.actuator.reconfigure(cfg.actions)

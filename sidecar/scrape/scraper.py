@@ -2,11 +2,11 @@
 
 Every ``scrape.interval`` the ``Scraper`` fetches ``app.expvar_url`` (base URL, or its
 host on ``expvar_port``, + ``expvar_path``; ``scrape.fetch``: bounded in time and size),
-flattens it and applies
-``scrape.metric_relabel_configs`` (``scrape.relabel``) before the store sees a sample.
-Refused connections, timeouts, resets and 5xx/429 answers are retried within the
-interval (``core.retry``), unless the target is
-already known down: a dead app is probed once per interval, not hammered. A success is
+flattens it and applies ``scrape.metric_relabel_configs`` (``scrape.relabel``) before
+the store sees a sample. Refused connections, timeouts, resets and 5xx/429 answers are
+retried within the interval (``core.retry``), unless the target is already known down:
+a dead app is probed once per interval, not hammered. A reload hands it new ``scrape``
+settings for the next scrape (``reconfigure``). A success is
 ingested into the store, which stales the series that vanished; a failure stales every
 scrape series and is counted by reason. The target's state changes are logged
 (``scrape.target_down``, ``scrape.target_up``), not every failure.
