@@ -212,6 +212,7 @@ async def test_a_broken_config_on_reload_keeps_every_running_setting(
         ("server:\n  listen: 127.0.0.1:0", ["server.listen"]),
         ("state_dir: st", ["state_dir"]),
         ("breaker:\n  min_open: 1m", ["breaker.dry_run"]),
+        ("state_dir: st", ["fleet.max_open_fraction"]),
     ],
 )
 async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
@@ -231,6 +232,7 @@ async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
         "server.listen": "server:\n  listen: 127.0.0.1:9999",
         "state_dir": "state_dir: other",
         "breaker.dry_run": "breaker:\n  min_open: 1m\n  dry_run: true",
+        "fleet.max_open_fraction": "state_dir: st\nfleet:\n  max_open_fraction: 0.2",
     }[keys[0]]
     cfg.write_text(text.replace(change, replacement).replace("interval: 1s", "interval: 3s"))
     assert sidecar.reload() is None
@@ -239,6 +241,7 @@ async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
         "127.0.0.1:0", "st", False
     )  # fmt: skip
     assert running.scrape.interval == 3.0
+    assert running.fleet.max_open_fraction == 0.1
     events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     needed = [e for e in events if e["event"] == "config.reload_restart_needed"]
     assert [e["keys"] for e in needed] == [keys]
