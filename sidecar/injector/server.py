@@ -56,8 +56,7 @@ class Injector:
         self.listen = listen
         self.decisions = Counter(
             "leak_sidecar_injector_decisions",
-            "AdmissionReviews answered by the injector, by decision (injected, "
-            "already_injected, opted_out, not_opted_in, ignored, refused, invalid).",
+            f"AdmissionReviews answered by the injector, by decision ({', '.join(DECISIONS)}).",
             ["decision"],
             registry=registry,
         )
