@@ -9,11 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
 from actions_support import AUTH, TOKEN, alert, rig, webhook
 from conftest import free_port
 from prometheus_client import CollectorRegistry
 
-from sidecar.actions.forward import HOP_HEADER
+from sidecar.actions.forward import HOP_HEADER, Forwarder, ForwardFailed
+from sidecar.actions.receiver import WebhookAlert
+from sidecar.core.config_fleet import ForwardConfig
 
 FORWARDED = "leak_sidecar_forwarded_alerts_total"
 
@@ -143,3 +147,36 @@ async def test_an_owner_refusing_the_token_fails_at_once_without_retries(tmp_pat
     assert landing.metric(FORWARDED, outcome="failed") == 1.0
     assert landing.metric("leak_sidecar_forward_retries_total") == 0.0
     assert owner.calls() == []
+
+
+async def test_each_forward_carries_the_token_its_source_gives_then(tmp_path: Path) -> None:
+    """The forwarder asks its token source at each forward (the server's, which re-reads a
+    rotated token file): refused with the old token, accepted with the new one."""
+    rules = {"files": [], "external_labels": {"pod": "p-1"}}
+    async with (
+        rig(tmp_path / "owner", CollectorRegistry(), rules=rules) as owner,
+        aiohttp.ClientSession() as session,
+    ):
+        port = owner.client.server.port
+        assert port is not None
+        raw = alert(action="circuit_break", pod="p-1", instance=f"127.0.0.1:{port}")
+        theirs = WebhookAlert.model_validate(raw).to_alert()
+        cfg = ForwardConfig.model_validate({"allow": ["127.0.0.0/8"], "port": port})
+        token = ["before-the-rotation"]
+        forwarder = Forwarder(
+            cfg, session, CollectorRegistry(), token=lambda: token[0], identity="p-0"
+        )
+        with pytest.raises(ForwardFailed) as refused:
+            await forwarder.forward([theirs], hop=None)
+        token[0] = TOKEN
+        forwarded = await forwarder.forward([theirs], hop=None)
+        await owner.settle()
+
+    assert refused.value.failures == (
+        f"127.0.0.1:{port}: owner answered 401: "
+        '{"status": "error", "error": "invalid bearer token"}',
+    )
+    assert forwarded == 1
+    assert [c.body["reason"] for c in owner.calls("/v1/circuit/break")] == [
+        "alert CacheGrowing firing"
+    ]

@@ -118,7 +118,7 @@ async def test_a_burst_shares_one_fsync_and_replays_in_the_order_decided(
         assert state.state == "open"
         assert _held_by(state.view()) == [str(n) for n in range(10)]
         # Dedupe memory in the order decided: the same keys, the same order.
-        assert list(again.path.dispatcher._seen) == order
+        assert list(again.path.dispatcher.memory.seen) == order
 
 
 async def test_a_failed_fsync_refuses_its_whole_group_and_journals_none_of_it(
@@ -198,7 +198,7 @@ async def test_compaction_amid_bursts_loses_nothing(
         await r.settle()
         await r.path.journal.idle()
         held = _held_by(r.path.breaker.state.view())
-        seen = list(r.path.dispatcher._seen)
+        seen = list(r.path.dispatcher.memory.seen)
         # Compacted while running: far fewer lines than the 24 decisions.
         assert len(journal_entries(r.path.journal.path)) < 12
         crashed = tmp_path / "crashed" / "state"
@@ -207,4 +207,4 @@ async def test_compaction_amid_bursts_loses_nothing(
     assert held == [str(b * 10 + n) for b in range(4) for n in range(6)]
     async with rig(tmp_path / "crashed", CollectorRegistry()) as again:
         assert _held_by(again.path.breaker.state.view()) == held
-        assert list(again.path.dispatcher._seen) == seen
+        assert list(again.path.dispatcher.memory.seen) == seen

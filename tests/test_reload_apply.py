@@ -210,6 +210,11 @@ async def test_a_broken_config_on_reload_keeps_every_running_setting(
         ("state_dir: st", "state_dir: other", ["state_dir"]),
         ("state_dir: st", "state_dir: st\nfleet:\n  settle: 10s", ["fleet.settle"]),
         (
+            "state_dir: st",
+            "state_dir: st\nfleet:\n  max_open_fraction: 0.2",
+            ["fleet.max_open_fraction"],
+        ),
+        (
             "breaker:\n  min_open: 1m",
             "breaker:\n  min_open: 1m\n  dry_run: true",
             ["breaker.dry_run"],
@@ -236,6 +241,7 @@ async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
     held = (running.server.listen, running.state_dir.name, running.breaker.dry_run)
     assert (*held, running.fleet.settle) == ("127.0.0.1:0", "st", False, 30.0)
     assert running.scrape.interval == 3.0
+    assert running.fleet.max_open_fraction == 0.1
     events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     needed = [e for e in events if e["event"] == "config.reload_restart_needed"]
     assert [e["keys"] for e in needed] == [keys]
@@ -305,3 +311,32 @@ async def test_a_reload_applies_the_evaluation_interval_and_the_breakers_open_ti
     since = datetime.fromisoformat(circuit["since"])
     until = datetime.fromisoformat(circuit["earliest_reset"])
     assert (circuit["state"], (until - since).total_seconds()) == ("open", 120.0)
+
+
+async def test_a_reload_keeps_this_pods_forward_instance_in_the_routers_identity(
+    tmp_path: Path, registry: CollectorRegistry, log_stream: io.StringIO
+) -> None:
+    """An alert about another instance sharing this pod's external labels stays another
+    pod's after a reload: the reload's router knows fleet.forward.instance as the start's."""
+    app = DemoApp()
+    runner = await serve("127.0.0.1", 0, app)
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    cfg = tmp_path / "sidecar.yaml"
+    fleet = "fleet:\n  forward: {instance: '10.0.0.1:9120'}\n"
+    cfg.write_text(BEFORE.format(app=base) + fleet)
+    try:
+        sidecar = Sidecar(load(cfg, ENV), registry=registry, config_path=cfg, env=ENV)
+        async with running(sidecar), aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{sidecar.port}"
+            other = {"pod": "a", "instance": "10.0.0.2:9120", "action": "cache_flush"}
+            await _post_alert(http, url, "Before", **other)
+            cfg.write_text(BEFORE.format(app=base).replace("interval: 1s", "interval: 2s") + fleet)
+            assert sidecar.reload() is None
+            await _post_alert(http, url, "After", **other)
+            await _post_alert(http, url, "Mine", **{**other, "instance": "10.0.0.1:9120"})
+            await _calls_until(app, 1)
+    finally:
+        await runner.cleanup()
+    assert [c.path for c in app.calls] == ["/v1/cache/flush"]
+    events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert [e["alertname"] for e in events if e["event"] == "alert.foreign"] == ["Before", "After"]

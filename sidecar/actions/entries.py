@@ -35,11 +35,13 @@ version is refused like a line of the wrong shape.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
 
-from sidecar.actions.action import ActionRecord
+from sidecar.actions.action import Action, ActionRecord
 from sidecar.actions.breaker import CircuitRecord
 from sidecar.core.errors import clip
 
@@ -50,9 +52,11 @@ __all__ = [
     "Done",
     "Entry",
     "OutcomeRecord",
+    "Replayed",
     "Snapshot",
     "decode",
     "encode",
+    "replay",
     "still_pending",
 ]
 
@@ -173,3 +177,34 @@ def still_pending(done: Done, outcome: OutcomeRecord) -> bool:
     reconciler re-sends it until the app confirms it.
     """
     return done.version < JOURNAL_VERSION and outcome.outcome in _FINAL_BEFORE_3
+
+
+@dataclass(slots=True)
+class Replayed:
+    """What a journal's entries leave, read in order: the state a restart starts from."""
+
+    circuit: CircuitRecord | None = None
+    """The last circuit journaled; None without one."""
+    pending: dict[str, Action] = field(default_factory=dict)
+    """Calls decided and not finished (or to be made again), in the order decided."""
+    seen: dict[str, int] = field(default_factory=dict)
+    cooldowns: dict[str, int] = field(default_factory=dict)
+
+
+def replay(entries: Iterable[Entry]) -> Replayed:
+    """Fold ``entries`` (whole and typed: the journal checked each) into a ``Replayed``."""
+    out = Replayed()
+    for entry in entries:
+        if isinstance(entry, Done):
+            for d in entry.done:
+                call = out.pending.get(d.id)
+                if call is not None and call.kind != "cache_flush" and still_pending(entry, d):
+                    continue  # an older version gave up on it: send it again
+                out.pending.pop(d.id, None)
+            continue
+        out.pending.update((a.id, Action.from_record(a)) for a in entry.actions)
+        if isinstance(entry.circuit, CircuitRecord):
+            out.circuit = entry.circuit
+        out.seen.update(entry.seen)
+        out.cooldowns.update(entry.cooldowns)
+    return out

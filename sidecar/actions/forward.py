@@ -4,7 +4,8 @@ One Alertmanager webhook to a Service lands on any pod's sidecar. The receiver a
 this pod's alerts and hands the others (routed ``foreign``) here: the owner's address is
 the value of ``fleet.forward.label`` (Prometheus's ``instance``: the address it scraped
 the owner's ``/metrics`` at), and the alerts are posted to the owner's ``/alerts`` as a
-webhook notification of their own, with the shared token.
+webhook notification of their own, with the shared token (asked at each forward: a
+rotated token file applies to the forwards as to the server).
 
 A label value is an attacker's choice, so the address must be an IP literal (no name
 to resolve) inside ``fleet.forward.allow`` and on the sidecars' port; anything else is
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -72,7 +73,7 @@ class Forwarder:
         session: aiohttp.ClientSession,
         registry: CollectorRegistry,
         *,
-        token: str | None,
+        token: Callable[[], str | None],
         identity: str,
         sleep: Sleep | None = None,
     ) -> None:
@@ -172,8 +173,9 @@ class Forwarder:
             }
         )
         headers = {"Content-Type": "application/json", HOP_HEADER: self._identity}
-        if self._token is not None:
-            headers["Authorization"] = f"Bearer {self._token}"
+        token = self._token()
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             async for attempt in retrying(
                 self._cfg.retry,

@@ -34,7 +34,7 @@ from sidecar.core.loops import Sleep, wait_any
 from sidecar.core.model import Alert
 from sidecar.core.outbound import Outbound
 
-__all__ = ["ActionPath", "build_action_path"]
+__all__ = ["ActionPath", "build_action_path", "build_router"]
 
 
 @dataclass(slots=True)
@@ -49,10 +49,11 @@ class ActionPath:
     receiver: Receiver
 
     def reconfigure(self, cfg: Config, router: Router) -> None:
-        """Apply a reloaded config: routes and cooldowns (``router``, built from
-        ``cfg.actions``), call timeouts and retries, dedupe and journal bounds, the
-        reconciler's pacing and the breaker's open times. State is kept: the breaker's
-        circuit, the journal, the dedupe memory and the intent."""
+        """Apply a reloaded config: routes, cooldowns and this pod's identity (``router``,
+        from ``build_router(cfg)``), call timeouts and retries, dedupe and journal bounds,
+        the reconciler's pacing and the breaker's open times. State is kept: the breaker's
+        circuit, the journal, the dedupe memory and the intent. The fleet budget and the
+        forwarder keep their start config (``fleet.*`` needs a restart)."""
         self.cfg = cfg
         self.breaker.cfg = cfg.breaker
         self.actuator.reconfigure(cfg.actions)
@@ -101,8 +102,13 @@ def build_action_path(
     new_id: Callable[[], str] = new_action_id,
     outbound: Outbound | None = None,
     tag: Callable[[Sequence[Alert]], list[Alert]] | None = None,
+    token: Callable[[], str | None] | None = None,
 ) -> ActionPath:
-    """Build the action path on the process's one ``ClientSession`` and registry."""
+    """Build the action path on the process's one ``ClientSession`` and registry.
+
+    ``token`` is the bearer token forwards carry, asked at each forward (the server's,
+    so that a rotated token file applies to both); None: ``cfg.token``, fixed.
+    """
     journal = Journal(cfg.state_dir, registry)
     breaker = Breaker(cfg.breaker, view, registry, random=random)
     actuator = Actuator(
@@ -131,18 +137,30 @@ def build_action_path(
         budget=budget,
     )
     forward = cfg.fleet.forward
-    # This pod's alerts carry its external labels, and its own address in the owner label.
-    identity = dict(cfg.rules.external_labels)
-    if forward.instance is not None:
-        identity[forward.label] = forward.instance
+    fixed = cfg.token.get_secret_value() if cfg.token else None
     forwarder = Forwarder(
         forward,
         session,
         registry,
-        token=cfg.token.get_secret_value() if cfg.token else None,
-        identity=forward.instance or ",".join(f"{k}={v}" for k, v in sorted(identity.items())),
+        token=token if token is not None else lambda: fixed,
+        identity=forward.instance
+        or ",".join(f"{k}={v}" for k, v in sorted(_identity(cfg).items())),
         sleep=sleep,
     )
-    router = Router(cfg.actions, identity=identity)
-    receiver = Receiver(router, dispatcher, registry, tag=tag, forwarder=forwarder)
+    receiver = Receiver(build_router(cfg), dispatcher, registry, tag=tag, forwarder=forwarder)
     return ActionPath(cfg, journal, breaker, actuator, dispatcher, receiver)
+
+
+def _identity(cfg: Config) -> dict[str, str]:
+    # This pod's alerts carry its external labels, and its own address in the owner label.
+    identity = dict(cfg.rules.external_labels)
+    if cfg.fleet.forward.instance is not None:
+        identity[cfg.fleet.forward.label] = cfg.fleet.forward.instance
+    return identity
+
+
+def build_router(cfg: Config) -> Router:
+    """The action router for ``cfg``, at start and at each reload: routes and cooldowns
+    (``actions``), and which alerts are this pod's (``rules.external_labels``, and
+    ``fleet.forward.instance`` in ``fleet.forward.label``)."""
+    return Router(cfg.actions, identity=_identity(cfg))

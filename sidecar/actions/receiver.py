@@ -6,7 +6,9 @@ adds fields over time. A notification carries its whole group, so each alert of
 ``alerts[]`` is routed and acted on with its own ``status``, never through
 ``commonLabels``. ``web.alerts_api`` serves it as ``POST /alerts``; the embedded rule
 engine hands its alerts to ``Receiver.deliver`` directly, so both paths share routing,
-dedupe, cooldowns, the journal and the metrics.
+dedupe, cooldowns, the journal and the metrics. Alerts about another sidecar (routed
+``foreign``) go on to their owner (``forward``, when ``fleet.forward.allow`` is set)
+once this pod's are journaled; otherwise they are logged and dropped.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "Scrape the app's expvar, evaluate the rules, act on alerts, serve the HTTP API. "
         "Without rules.files in the config the packaged rule pack is used; relative paths "
         "in the config are relative to its directory. SIGHUP (or POST /-/reload) re-reads "
-        "the rule files; SIGTERM stops.",
+        "the config and the rule files and applies them; SIGTERM stops.",
         "exit codes: 0 stopped by SIGTERM/SIGINT, 1 a loop failed, "
         "2 invalid config, rules or memory-limit file, or the state dir is locked",
     )
@@ -50,14 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help=f"config file (default: env {ENV_CONFIG}, else built-in defaults)"
     )
     # Prometheus's and Alertmanager's flag names, over the config's keys.
-    run.add_argument(
-        "--log.level", dest="log_level", choices=("debug", "info", "warning", "error"),
-        help="overrides log.level",
-    )  # fmt: skip
-    run.add_argument(
-        "--log.format", dest="log_format", choices=("auto", "json", "console"),
-        help="overrides log.format",
-    )  # fmt: skip
+    _log_flags(run, overrides=True)
     run.add_argument(
         "--web.listen-address", dest="listen", metavar="HOST:PORT",
         help="overrides server.listen (checked as the key is: beyond loopback needs a token)",
@@ -170,10 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         "--inject.config", dest="inject_config", metavar="PATH",
         help="injection settings file, as for inject",
     )  # fmt: skip
-    wh.add_argument("--log.level", dest="log_level", default="info",
-                    choices=("debug", "info", "warning", "error"))  # fmt: skip
-    wh.add_argument("--log.format", dest="log_format", default="auto",
-                    choices=("auto", "json", "console"))  # fmt: skip
+    _log_flags(wh, overrides=False)
     demo = _command(
         sub,
         "demo",
@@ -215,6 +205,22 @@ def _command(
 def _config_path(arg: str | None, env: Mapping[str, str]) -> Path | None:
     value = arg if arg is not None else env.get(ENV_CONFIG)
     return Path(value) if value else None
+
+
+def _log_flags(p: argparse.ArgumentParser, *, overrides: bool) -> None:
+    """``--log.level`` and ``--log.format``: over the config's ``log`` keys (``run``), or
+    the whole log setup of a command without a config (default info, auto)."""
+    for flag, choices, default in (
+        ("level", ("debug", "info", "warning", "error"), "info"),
+        ("format", ("auto", "json", "console"), "auto"),
+    ):
+        p.add_argument(
+            f"--log.{flag}",
+            dest=f"log_{flag}",
+            choices=choices,
+            default=None if overrides else default,
+            help=f"overrides log.{flag}" if overrides else "(default %(default)s)",
+        )
 
 
 def _load_config(

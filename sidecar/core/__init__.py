@@ -2,7 +2,8 @@
 
 Owns: the typed values stages hand each other (``model``), the exception tree
 (``errors``), the validated config (``config``: its sections and ``Config``;
-``config_actions``: the action path's sections; ``config_http``: calls to the app;
+``config_actions``: the action path's sections; ``config_evidence`` and
+``config_fleet``: theirs; ``config_http``: calls to the app;
 ``config_fields``: value types and the section base; ``config_load``: reading the file
 and environment), structlog set-up (``logs``), every retry policy (``retry``), the loop
 contract and its interruptible sleep (``loops``), atomic durable writes (``durable``),

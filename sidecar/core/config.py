@@ -2,11 +2,11 @@
 
 Each section is a frozen model with ``extra="forbid"``; each field's description says
 why its default is what it is; a cross-field check names both values. The action
-path's sections are in ``config_actions``, the app's ``http_config`` in
-``config_http``; the field types (durations, URLs, paths) and their checks in
-``config_fields``; reading the file, the environment and the token, and printing one
-``key.path: problem`` line per problem, in ``config_load``, which returns the ``Config``
-that is then passed down.
+path's sections are in ``config_actions``, ``evidence`` in ``config_evidence``, ``fleet``
+in ``config_fleet``, the app's ``http_config`` in ``config_http``; the field types
+(durations, URLs, paths) and their checks in ``config_fields``; reading the file, the
+environment and the token, and printing one ``key.path: problem`` line per problem, in
+``config_load``, which returns the ``Config`` that is then passed down.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import ByteSize, Field, SecretStr, model_validator
 
 from sidecar.core.config_actions import ActionsConfig, BreakerConfig
+from sidecar.core.config_evidence import EvidenceConfig
 from sidecar.core.config_fields import (
     BaseUrl,
     ConfigModel,
@@ -32,6 +33,7 @@ from sidecar.core.config_fields import (
     StateDir,
     Url,
     UrlPath,
+    label_name,
 )
 from sidecar.core.config_fleet import FleetConfig
 from sidecar.core.config_http import HttpClientConfig
@@ -269,76 +271,8 @@ class RulesConfig(ConfigModel):
     @model_validator(mode="after")
     def _check(self) -> RulesConfig:
         for name in self.external_labels:
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
-                raise ValueError(
-                    f"rules.external_labels: invalid label name {name!r}: expected "
-                    "[a-zA-Z_][a-zA-Z0-9_]* not starting with __"
-                )
+            label_name(name, "rules.external_labels")
         return self
-
-
-class EvidenceConfig(ConfigModel):
-    """Heap and goroutine profiles from the app's net/http/pprof when a leak alert fires."""
-
-    enabled: bool = Field(
-        True,
-        description="On: an app without pprof costs one refused GET per baseline_interval, "
-        "counted as not available.",
-    )
-    pprof_url: BaseUrl = Field(
-        "http://127.0.0.1:6060",
-        description="Go's customary pprof port, on its own loopback-only listener: the "
-        "profiles never share the app's public port.",
-    )
-    heap_path: UrlPath = Field("/debug/pprof/heap", description="net/http/pprof's default.")
-    goroutine_path: UrlPath = Field(
-        "/debug/pprof/goroutine", description="net/http/pprof's default; read with debug=1."
-    )
-    allocs_path: UrlPath | None = Field(
-        None,
-        description="None by default: allocations since start explain churn, not retention, "
-        "and double the bytes kept; /debug/pprof/allocs to add them.",
-    )
-    timeout: PositiveDuration = Field(
-        10.0, description="One profile; writing a large heap profile takes the app seconds."
-    )
-    max_profile_bytes: ByteSize = Field(
-        ByteSize(8 * 1024 * 1024),
-        gt=0,
-        description="Per file, counted while streaming (and once inflated): a real heap "
-        "profile is well under 1MiB even for a large service.",
-    )
-    alertnames: list[str] = Field(
-        default_factory=lambda: [
-            "HeapFloorRising",
-            "OOMPredicted",
-            "OOMImminent",
-            "GoroutinesGrowing",
-        ],
-        description="The pack's memory and goroutine rules; any other alert asks with the "
-        "label evidence: 'true'.",
-    )
-    cooldown: Duration = Field(
-        600.0, description="Per rule: one bundle per leak episode, not one per evaluation."
-    )
-    warmup: Duration = Field(
-        300.0, description="The baseline waits this long after start: caches fill first."
-    )
-    baseline_interval: PositiveDuration = Field(
-        3600.0, description="The baseline is refreshed this often while no leak alert fires."
-    )
-    external_url: Url | None = Field(
-        None,
-        description="The sidecar as operators reach it, prefix of the evidence link in alert "
-        "annotations; none by default: the link is then a path on the sidecar.",
-    )
-    top: Positive = Field(10, description="Call sites per report: the leak is at the top.")
-    max_bundles: Positive = Field(10, description="Bundles kept; the oldest is dropped first.")
-    max_bytes: ByteSize = Field(
-        ByteSize(64 * 1024 * 1024),
-        gt=0,
-        description="Bundles and baseline together on the state volume, oldest dropped first.",
-    )
 
 
 class ServerConfig(ConfigModel):

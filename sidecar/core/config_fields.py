@@ -7,6 +7,7 @@ line. The section models in ``config`` are built from these.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ __all__ = [
     "StateDir",
     "Url",
     "UrlPath",
+    "label_name",
 ]
 
 
@@ -101,6 +103,20 @@ UrlPath = Annotated[str, AfterValidator(_path)]
 Listen = Annotated[str, AfterValidator(_listen)]
 """``host:port`` to listen on."""
 Positive = Annotated[int, Field(gt=0)]
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def label_name(name: str, key: str) -> str:
+    """``name`` if it is a label name a user may set (Prometheus's, not ``__``-reserved);
+    else ``ValueError`` naming ``key``."""
+    if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+        raise ValueError(
+            f"{key}: invalid label name {name!r}: expected [a-zA-Z_][a-zA-Z0-9_]* "
+            "not starting with __"
+        )
+    return name
+
+
 LocalPath = Annotated[Path, Strict(False)]
 """A file or directory path, written as a string: the one lax type of the strict models."""
 StateDir = Annotated[Path, BeforeValidator(_dir), Strict(False)]

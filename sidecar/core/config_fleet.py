@@ -8,25 +8,19 @@ Forwarding is off while ``fleet.forward.allow`` is empty; the budget is off whil
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sidecar.core.config_fields import ConfigModel, PositiveDuration, RetryConfig, Url
+from sidecar.core.config_fields import (
+    ConfigModel,
+    PositiveDuration,
+    RetryConfig,
+    Url,
+    label_name,
+)
 
 __all__ = ["FleetConfig", "ForwardConfig"]
-
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-def _label_name(name: str, key: str) -> str:
-    if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-        raise ValueError(
-            f"{key}: invalid label name {name!r}: expected [a-zA-Z_][a-zA-Z0-9_]* "
-            "not starting with __"
-        )
-    return name
 
 
 class ForwardConfig(ConfigModel):
@@ -81,7 +75,7 @@ class ForwardConfig(ConfigModel):
     @field_validator("label")
     @classmethod
     def _label(cls, value: str) -> str:
-        return _label_name(value, "fleet.forward.label")
+        return label_name(value, "fleet.forward.label")
 
 
 class FleetConfig(ConfigModel):
@@ -136,7 +130,7 @@ class FleetConfig(ConfigModel):
     @classmethod
     def _workload(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            _label_name(name, "fleet.workload")
+            label_name(name, "fleet.workload")
         return value
 
     @model_validator(mode="after")

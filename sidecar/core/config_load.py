@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sidecar.core.config import ENV_TOKEN, Config
 from sidecar.core.errors import ConfigError, clip
 
-__all__ = ["ENV_CONFIG", "load"]
+__all__ = ["ENV_CONFIG", "load", "validation_problems", "yaml_problem"]
 
 ENV_CONFIG = "LEAK_SIDECAR_CONFIG"
 
@@ -54,10 +54,12 @@ def _expand(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -
 _OWN_KEY = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
+def validation_problems(exc: ValidationError, root: str = "config") -> list[str]:
+    """One ``key.path: problem`` line per problem of a config-like model (``root`` for a
+    problem of the whole file); also the injection settings'."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "config"
+        key = ".".join(str(p) for p in err["loc"]) or root
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -71,7 +73,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's error on one line: where, then what (its own text spans several)."""
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -99,7 +101,7 @@ def load(
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError([f"config: invalid YAML in {path}{_yaml_problem(exc)}"]) from exc
+            raise ConfigError([f"config: invalid YAML in {path}{yaml_problem(exc)}"]) from exc
         if not isinstance(raw, dict):
             raise ConfigError(
                 [f"config: expected a mapping at the top of {path}, got {type(raw).__name__}"]
@@ -128,7 +130,7 @@ def load(
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from exc
+        raise ConfigError(validation_problems(exc)) from exc
 
 
 # Every key naming a file or directory: relative values are relative to the config file's

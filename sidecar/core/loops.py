@@ -10,10 +10,11 @@ sleeps on the injected ``sleep`` so tests and the demo can compress time.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["Loop", "Sleep", "pause", "wait_any"]
+__all__ = ["Loop", "Sleep", "pause", "stop_on_signals", "wait_any"]
 
 Sleep = Callable[[float], Awaitable[object]]
 """An injectable ``asyncio.sleep``: tests pass one that records and returns at once."""
@@ -23,6 +24,18 @@ class Loop(Protocol):
     """A long-running stage: runs until ``stop`` is set, then returns."""
 
     async def run(self, stop: asyncio.Event) -> None: ...
+
+
+def stop_on_signals(*, hup: Callable[[], object] | None = None) -> asyncio.Event:
+    """The ``stop`` of a process's loops: SIGTERM (the container's stop) and SIGINT
+    (Ctrl-C) set it; SIGHUP calls ``hup`` when given. Called on the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if hup is not None:
+        loop.add_signal_handler(signal.SIGHUP, hup)
+    return stop
 
 
 async def wait_any(*waits: Awaitable[object]) -> None:

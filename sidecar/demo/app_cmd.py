@@ -9,12 +9,12 @@ exit 1). The app itself, its routes and its state are ``sidecar.demo.app``'s.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 import structlog
 
 from sidecar.core.logs import configure
+from sidecar.core.loops import stop_on_signals
 from sidecar.demo.app import DemoApp, LeakSettings, scaled_clock, serve
 
 __all__ = ["run_demo_app"]
@@ -50,10 +50,7 @@ def run_demo_app(listen: str = "127.0.0.1:8080", leak: bool = False, *, speed: f
     configure()
 
     async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         demo = DemoApp(
             clock=scaled_clock(speed), leak=LeakSettings(on=leak), cmdline=list(sys.argv)
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import jsonpatch
 import orjson
@@ -31,16 +31,9 @@ __all__ = ["DECISIONS", "Decision", "Outcome", "ReviewInvalid", "review"]
 Decision = Literal[
     "injected", "already_injected", "opted_out", "not_opted_in", "ignored", "refused", "invalid"
 ]
-DECISIONS: tuple[Decision, ...] = (
-    "injected",
-    "already_injected",
-    "opted_out",
-    "not_opted_in",
-    "ignored",
-    "refused",
-    "invalid",
-)
-"""``invalid`` is the server's: a body that was not a review (answered 400)."""
+DECISIONS: tuple[Decision, ...] = get_args(Decision)
+"""Every decision, in order; ``invalid`` is the server's: a body that was not a review
+(answered 400)."""
 
 _API_VERSION = "admission.k8s.io/v1"
 

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Field, ValidationError
 
 from sidecar import __version__
 from sidecar.core.config_fields import ConfigModel, UrlPath
+from sidecar.core.config_load import validation_problems, yaml_problem
 from sidecar.core.errors import ConfigError, clip
 
 __all__ = [
@@ -156,10 +157,7 @@ def load_settings(path: Path | None) -> InjectSettings:
     except UnicodeDecodeError:
         raise ConfigError([f"{where}: expected UTF-8 text"]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
-        raise ConfigError([f"{where}: invalid YAML{at}: {clip(what, 200)}"]) from None
+        raise ConfigError([f"{where}: invalid YAML{yaml_problem(exc)}"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -167,17 +165,4 @@ def load_settings(path: Path | None) -> InjectSettings:
     try:
         return InjectSettings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] != "value_error" and "got " not in msg:
-            msg = f"{msg}, got {clip(repr(err.get('input')), 80)}"
-        lines.append(f"{key}: {msg}")
-    return lines
+        raise ConfigError(validation_problems(exc, "inject.config")) from None

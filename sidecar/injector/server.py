@@ -14,7 +14,6 @@ client: the body cap, header and body timeouts, the connection cap.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from sidecar.core import logs
 from sidecar.core.config_fields import Listen
 from sidecar.core.errors import ConfigError
+from sidecar.core.loops import stop_on_signals
 from sidecar.inject.review import DECISIONS, Decision, ReviewInvalid, review
 from sidecar.inject.settings import InjectSettings, load_settings
 from sidecar.injector.tls import ServingCertificate
@@ -56,8 +56,7 @@ class Injector:
         self.listen = listen
         self.decisions = Counter(
             "leak_sidecar_injector_decisions",
-            "AdmissionReviews answered by the injector, by decision (injected, "
-            "already_injected, opted_out, not_opted_in, ignored, refused, invalid).",
+            f"AdmissionReviews answered by the injector, by decision ({', '.join(DECISIONS)}).",
             ["decision"],
             registry=registry,
         )
@@ -161,10 +160,7 @@ def run_injector(
         return 2
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         injector = Injector(settings, certificate, listen=listen, registry=CollectorRegistry())
         await injector.run(stop)
 

@@ -2,11 +2,11 @@
 
 Every ``scrape.interval`` the ``Scraper`` fetches ``app.expvar_url`` (base URL, or its
 host on ``expvar_port``, + ``expvar_path``; ``scrape.fetch``: bounded in time and size),
-flattens it and applies
-``scrape.metric_relabel_configs`` (``scrape.relabel``) before the store sees a sample.
-Refused connections, timeouts, resets and 5xx/429 answers are retried within the
-interval (``core.retry``), unless the target is
-already known down: a dead app is probed once per interval, not hammered. A success is
+flattens it and applies ``scrape.metric_relabel_configs`` (``scrape.relabel``) before
+the store sees a sample. Refused connections, timeouts, resets and 5xx/429 answers are
+retried within the interval (``core.retry``), unless the target is already known down:
+a dead app is probed once per interval, not hammered. A reload hands it new ``scrape``
+settings for the next scrape (``reconfigure``). A success is
 ingested into the store, which stales the series that vanished; a failure stales every
 scrape series and is counted by reason. The target's state changes are logged
 (``scrape.target_down``, ``scrape.target_up``), not every failure.
@@ -32,7 +32,7 @@ from dataclasses import replace
 
 import aiohttp
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 from tenacity import RetryCallState
 
 from sidecar.core.config import Config, ScrapeConfig
@@ -42,8 +42,9 @@ from sidecar.core.model import LabelSet, MetricMeta, ScrapeFacts, Snapshot, labe
 from sidecar.core.outbound import Outbound
 from sidecar.core.retry import retrying
 from sidecar.core.times import now_ms
-from sidecar.scrape.fetch import ERROR_REASONS, TRANSIENT_REASONS, BodyTooLarge, fetch
-from sidecar.scrape.flatten import COLLAPSE_REASONS, DROP_REASONS, Flattened, flatten
+from sidecar.scrape.fetch import ERROR_REASONS, BodyTooLarge, fetch
+from sidecar.scrape.flatten import Flattened, flatten
+from sidecar.scrape.metrics import ScrapeMetrics
 from sidecar.scrape.relabel import CONFLICT, Relabeller
 from sidecar.store import Store
 
@@ -114,7 +115,8 @@ class Scraper:
         self._warnings: tuple[str, ...] = ()
         # Compiled with the config; applied after flattening, before the store.
         self._relabel = Relabeller(self._cfg.metric_relabel_configs)
-        self._metrics(registry)
+        self._m = ScrapeMetrics(registry)
+        self._m.interval.set(self.interval)
 
     def reconfigure(self, scrape: ScrapeConfig, relabel: Relabeller) -> None:
         """Scrape with ``scrape`` (interval, timeout, caps, maps) and ``relabel`` (compiled
@@ -122,7 +124,7 @@ class Scraper:
         self._cfg = scrape
         self._relabel = relabel
         self.interval = scrape.interval
-        self._m_interval.set(self.interval)
+        self._m.interval.set(self.interval)
         self.timeout_s = scrape.timeout
         self._timeout = aiohttp.ClientTimeout(total=scrape.timeout)
         self._cheap = 0
@@ -131,70 +133,6 @@ class Scraper:
     def meta(self) -> dict[str, MetricMeta]:
         """Metric metadata of the last successful scrape, for the exporter."""
         return self.snapshot.meta if self.snapshot is not None else {}
-
-    def _metrics(self, registry: CollectorRegistry) -> None:
-        def gauge(name: str, doc: str) -> Gauge:
-            return Gauge(name, doc, registry=registry)
-
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
-
-        self._m_up = gauge(
-            "leak_sidecar_target_up",
-            "1 if the last scrape of the app's expvar endpoint succeeded, 0 if it failed.",
-        )
-        self._m_duration = gauge(
-            "leak_sidecar_scrape_duration_seconds",
-            "How long the last scrape took, retries and decoding included.",
-        )
-        self._m_body = gauge(
-            "leak_sidecar_scrape_body_bytes",
-            "Size of the last expvar body read; a growing body is itself a leak signal.",
-        )
-        self._m_series = gauge(
-            "leak_sidecar_series", "Number of samples the last successful scrape produced."
-        )
-        self._m_interval = gauge(
-            "leak_sidecar_scrape_interval_seconds",
-            "Effective scrape interval: scrape.interval, stretched while scrapes are costly.",
-        )
-        self._m_interval.set(self.interval)
-        self._m_scrapes = counter(
-            "leak_sidecar_scrapes", "Scrapes of the app's expvar endpoint, failed ones included."
-        )
-        self._m_errors = counter(
-            "leak_sidecar_scrape_errors",
-            "Scrapes of the app's expvar endpoint that failed, by reason.",
-            ("reason",),
-        )
-        self._m_retries = counter(
-            "leak_sidecar_scrape_retries",
-            "Scrape attempts retried after a transient failure, by reason.",
-            ("reason",),
-        )
-        self._m_collapsed = counter(
-            "leak_sidecar_scrape_objects_collapsed",
-            "Expvar objects exported as <name>_keys instead of being expanded, by reason.",
-            ("reason",),
-        )
-        self._m_collisions = counter(
-            "leak_sidecar_scrape_name_collisions",
-            "Expvar values dropped because another one already took their metric name.",
-        )
-        self._m_dropped = counter(
-            "leak_sidecar_scrape_series_dropped",
-            "Samples of the app not kept, by reason: a cap reached, or a relabelling conflict.",
-            ("reason",),
-        )
-        # Every label value exists from the start, so that rate() works on the first error.
-        for reason in ERROR_REASONS:
-            self._m_errors.labels(reason)
-        for reason in TRANSIENT_REASONS:
-            self._m_retries.labels(reason)
-        for reason in COLLAPSE_REASONS:
-            self._m_collapsed.labels(reason)
-        for reason in (*DROP_REASONS, CONFLICT, "store_full"):
-            self._m_dropped.labels(reason)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -214,7 +152,7 @@ class Scraper:
         """Scrape once: ingest and return the snapshot, or stale, count, raise ``ScrapeError``."""
         started = self._monotonic()
         t = now_ms(self._clock())
-        self._m_scrapes.inc()
+        self._m.scrapes.inc()
         self._attempt_s = 0.0
         self._seen_bytes = None
         try:
@@ -267,7 +205,7 @@ class Scraper:
 
     def _on_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        self._m_retries.labels(exc.reason if isinstance(exc, ScrapeError) else "internal").inc()
+        self._m.retries.labels(exc.reason if isinstance(exc, ScrapeError) else "internal").inc()
 
     async def _get(self) -> bytearray:
         started = self._monotonic()
@@ -293,16 +231,16 @@ class Scraper:
         restarted = _restart(self.snapshot, snap, self.last.up)
         self.snapshot = snap
         duration = self._monotonic() - started
-        self._m_up.set(1)
-        self._m_duration.set(duration)
-        self._m_body.set(snap.body_bytes)
-        self._m_series.set(len(snap.samples))
+        self._m.up.set(1)
+        self._m.duration.set(duration)
+        self._m.body.set(snap.body_bytes)
+        self._m.series.set(len(snap.samples))
         for reason, n in flat.collapsed.items():
-            self._m_collapsed.labels(reason).inc(n)
-        self._m_collisions.inc(flat.collisions)
+            self._m.collapsed.labels(reason).inc(n)
+        self._m.collisions.inc(flat.collisions)
         for reason, n in flat.dropped.items():
-            self._m_dropped.labels(reason).inc(n)
-        self._m_dropped.labels("store_full").inc(result.refused)
+            self._m.dropped.labels(reason).inc(n)
+        self._m.dropped.labels("store_full").inc(result.refused)
         if self.last.up is not True:
             log.info("scrape.target_up", url=self.url, series=len(snap.samples))
         if flat.warnings != self._warnings:
@@ -345,11 +283,11 @@ class Scraper:
     def _failed(self, t: int, started: float, exc: ScrapeError) -> None:
         self._store.mark_stale(t)
         duration = self._monotonic() - started
-        self._m_up.set(0)
-        self._m_duration.set(duration)
-        self._m_errors.labels(exc.reason).inc()
+        self._m.up.set(0)
+        self._m.duration.set(duration)
+        self._m.errors.labels(exc.reason).inc()
         if self._seen_bytes is not None:
-            self._m_body.set(self._seen_bytes)
+            self._m.body.set(self._seen_bytes)
         log.debug("scrape.failed", url=self.url, reason=exc.reason, error=str(exc))
         if self.last.up is not False:
             log.warning("scrape.target_down", url=self.url, reason=exc.reason, error=str(exc))
@@ -388,7 +326,7 @@ class Scraper:
         if new == old:
             return
         self.interval = new
-        self._m_interval.set(new)
+        self._m.interval.set(new)
         self.last = replace(self.last, interval_s=new)
         log.info(
             "scrape.interval_changed",

@@ -5,7 +5,9 @@ one dies the process exits non-zero, and a loop that returns while it should run
 forever is logged as a bug and treated as a crash. SIGTERM only sets an event; shutdown
 is staged: the loops stop, the notifier hands on what it holds, the server stops
 accepting and finishes in-flight requests, running actions drain within
-``actions.drain_timeout``, and the one ``ClientSession`` closes last.
+``actions.drain_timeout``, and the one ``ClientSession`` closes last. SIGHUP and
+``POST /-/reload`` apply a new config and rules to the running stages (``reload``); the
+process-wide metrics no stage owns are ``own_metrics``'.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import platform
-import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,21 +22,15 @@ from pathlib import Path
 
 import aiohttp
 import structlog
-from prometheus_client import (
-    CollectorRegistry,
-    Gauge,
-    ProcessCollector,
-    disable_created_metrics,
-)
+from prometheus_client import CollectorRegistry
 
-from sidecar import __version__
 from sidecar.actions.journal import Journal, JournalWatch, StateDirLocked, lock_state_dir
 from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.core import logs
 from sidecar.core.config import Config
 from sidecar.core.errors import ConfigError, RuleError, SidecarError
-from sidecar.core.loops import Loop, Sleep
-from sidecar.core.model import Alert, LabelSet, labelset
+from sidecar.core.loops import Loop, Sleep, stop_on_signals
+from sidecar.core.model import Alert
 from sidecar.core.outbound import Outbound, SecretReader
 from sidecar.evidence.capture import Evidence
 from sidecar.rules.condition import Condition
@@ -48,17 +42,16 @@ from sidecar.rules.promql import LOOKBACK_MS
 from sidecar.scrape.export import ExpvarCollector
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
+from sidecar.supervisor import own_metrics
+from sidecar.supervisor.own_metrics import memory_limit
 from sidecar.supervisor.reload import Reloader, Stages
 from sidecar.web import actions_api, evidence_api, openapi, reload_api, rules_api, status
 from sidecar.web.server import Limits, Server, TokenSource, build_app
 from sidecar.web.status import StatusAdapter
-from sidecar.web.thresholds import MEMORY_LIMIT_METRIC
 
 __all__ = ["Sidecar", "memory_limit", "run"]
 
 log = structlog.get_logger(__name__)
-
-MEMORY_LIMIT = MEMORY_LIMIT_METRIC
 
 
 def _release_freed_heap() -> None:
@@ -70,23 +63,6 @@ def _release_freed_heap() -> None:
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only; musl has none
     if trim is not None:
         trim(0)
-
-
-def memory_limit(cfg: Config) -> int | None:
-    """The app container's memory limit from config or its Downward API file."""
-    if cfg.app.memory_limit_bytes is not None:
-        return cfg.app.memory_limit_bytes
-    path = cfg.app.memory_limit_file
-    if path is None:
-        return None
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError([f"app.memory_limit_file: cannot read {path}: {exc.strerror}"]) from exc
-    if not text.isdigit() or int(text) == 0:
-        problem = f"expected a positive number of bytes in {path}, got {text[:40]!r}"
-        raise ConfigError([f"app.memory_limit_file: {problem}"])
-    return int(text)
 
 
 class Sidecar:
@@ -145,34 +121,7 @@ class Sidecar:
         self._ready = False
         self._journal: Journal | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        Gauge(
-            "leak_sidecar_store_retention_seconds",
-            "History kept per series: the longest rule range plus the 5m lookback, capped.",
-            registry=self.registry,
-        ).set(self.store.retention_ms / 1000)
-        Gauge(
-            "leak_sidecar_store_series",
-            "Series held in the store: scraped, recorded and the sidecar's own.",
-            registry=self.registry,
-        ).set_function(lambda: len(self.store))
-        if self.memory_limit is not None:
-            Gauge(
-                MEMORY_LIMIT,
-                "The app container's memory limit, from config or the Downward API.",
-                registry=self.registry,
-            ).set(self.memory_limit)
-        Gauge(
-            "leak_sidecar_build_info",
-            "Always 1: the sidecar's version and Python, as labels (Prometheus's build_info).",
-            ["version", "python"],
-            registry=self.registry,
-        ).labels(__version__, platform.python_version()).set(1)
-        # The sidecar's own CPU, memory and file descriptors: it runs in every pod, so
-        # its cost is multiplied by the fleet and must be seen.
-        ProcessCollector(registry=self.registry)
-        # A _created twin per counter doubles the series for nothing Prometheus uses
-        # (it reads resets from the values); the switch is process-wide in the library.
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+        own_metrics.register(self.registry, self.store, self.memory_limit)
 
     def _health(self) -> tuple[bool, str]:
         dead = [t.get_name() for t in self._tasks if t.done()]
@@ -196,11 +145,6 @@ class Sidecar:
             return True, f"degraded, actions refused: {problem}; {loaded}"
         return True, loaded
 
-    def _constants(self) -> dict[LabelSet, float]:
-        if self.memory_limit is None:
-            return {}
-        return {labelset({"__name__": MEMORY_LIMIT}): float(self.memory_limit)}
-
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; raises if a loop dies."""
         # The running config: a reload before the start has already been applied to it.
@@ -223,7 +167,7 @@ class Sidecar:
             clock=self.clock,
             monotonic=self.monotonic,
             sleep=self.sleep,
-            constants=self._constants(),
+            constants=own_metrics.limit_series(self.memory_limit),
             outbound=outbound,
             # The scrape stage sees an app restart; the reconciler re-sends what it lost.
             # Bound to the path built below (the path's condition reads this scraper);
@@ -256,9 +200,10 @@ class Sidecar:
             clock=self.clock,
             outbound=outbound,
             tag=evidence.tag,
+            token=token,
         )
         notifier = Notifier(
-            self._deliver(path, session),
+            self._deliver(cfg, path, session),
             self.registry,
             destination="alertmanager" if cfg.rules.alertmanager_url else "receiver",
             retry=cfg.actions.retry,
@@ -341,10 +286,10 @@ class Sidecar:
                 os.close(state_lock)
             log.info("sidecar.stopped")
 
-    def _deliver(self, path: ActionPath, session: aiohttp.ClientSession) -> Deliver:
-        url = self.cfg.rules.alertmanager_url
+    def _deliver(self, cfg: Config, path: ActionPath, session: aiohttp.ClientSession) -> Deliver:
+        url = cfg.rules.alertmanager_url
         if url is not None:
-            return alertmanager_deliver(session, url, timeout=self.cfg.actions.timeout)
+            return alertmanager_deliver(session, url, timeout=cfg.actions.timeout)
 
         async def in_process(alerts: Sequence[Alert]) -> None:
             await path.receiver.deliver(list(alerts), "rules")
@@ -392,13 +337,8 @@ def run(cfg: Config, config_path: Path | None = None, env: Mapping[str, str] | N
         return 2
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         # Prometheus's habit: HUP reloads (the outcome is logged), it never stops the sidecar.
-        loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
-        await sidecar.run(stop)
+        await sidecar.run(stop_on_signals(hup=sidecar.reload))
 
     crashed = locked = False
     try:

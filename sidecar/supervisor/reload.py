@@ -4,7 +4,8 @@ A reload re-reads the config file and the rule files and validates all of it as 
 start. Then, in two phases:
 
 1. build: the rule groups, the relabeller (``scrape.metric_relabel_configs``) and the
-   action router (``actions.routes``, ``actions.cooldowns``, ``rules.external_labels``).
+   action router (``actions.routes``, ``actions.cooldowns``, ``rules.external_labels``
+   and ``fleet.forward.instance``: ``actions.path.build_router``, as at start).
    Any problem here, or in the files, changes nothing: the reason is logged
    (``config.reload_failed``) and answered, and the old config keeps running.
 2. apply: in one step of the event loop, nothing in it can fail, every stage takes its
@@ -19,7 +20,8 @@ intent and every alert's ``for`` progress (same group, same alert name).
 
 Every other changed key is held by something built once at start (the listening socket,
 the state directory's lock, the store's size, the log setup, the delivery destination,
-the app's URLs that the reconciler's intent names): each is named, leaf by leaf, in
+the app's URLs that the reconciler's intent names, the fleet budget and the forwarder
+(every ``fleet.*`` key)): each is named, leaf by leaf, in
 ``config.reload_restart_needed`` and keeps its running value until the next start. So
 is a rule range longer than the store keeps.
 """
@@ -35,7 +37,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel
 
-from sidecar.actions.path import ActionPath
+from sidecar.actions.path import ActionPath, build_router
 from sidecar.actions.routing import Router
 from sidecar.core.config import Config
 from sidecar.core.config_load import load
@@ -188,7 +190,7 @@ class Reloader:
         try:
             groups = runtime_groups(specs, running.rules)
             relabel = Relabeller(running.scrape.metric_relabel_configs)
-            router = Router(running.actions, identity=running.rules.external_labels)
+            router = build_router(running)
         except (RuleError, ValueError) as exc:
             return self._failed(str(exc))
         # Applied from here on in one step: nothing below awaits or raises.

@@ -8,7 +8,8 @@ is refused the answer is 422. The answer is 200 once the resulting
 actions are journaled, not after they ran: the calls run in the background, and a slow
 app must not make Alertmanager time out and resend. 503 only when the journal cannot be
 written, the one failure a retry can cure. Alerts about another sidecar are forwarded
-to it first (``actions.forward``); 502 when an owner did not accept them, so that
+to it once this pod's are journaled (``actions.forward``); 502 when an owner did not
+accept them, so that
 Alertmanager retries the notification (this pod's own alerts were acted on, and its
 dedupe makes the retry harmless).
 """

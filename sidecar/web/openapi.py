@@ -60,6 +60,8 @@ _WHY = {
     413: "The body is larger than server.max_body_bytes.",
     415: "The body is not application/json.",
     422: "The body is JSON but not what this operation takes; nothing was done.",
+    502: "This pod's alerts were acted on, but an owner did not accept the alerts "
+    "forwarded to it (fleet.forward): retry the delivery.",
     500: "A bug in the sidecar (logged and counted), or for /-/reload: the new config "
     "or a rule file is invalid and the old ones keep running.",
     503: "The state directory refuses writes (full or read-only): nothing was done; "
@@ -194,12 +196,13 @@ _WEBHOOK: Schema = {
 _DELIVERED = _json(
     {
         "type": "object",
-        "required": ["status", "alerts", "duplicates", "cooled_down", "actions"],
+        "required": ["status", "alerts", "duplicates", "cooled_down", "forwarded", "actions"],
         "properties": {
             "status": {"const": "success"},
             "alerts": _INT,
             "duplicates": _INT,
             "cooled_down": _INT,
+            "forwarded": _INT,
             "actions": {
                 "type": "array",
                 "items": {
@@ -269,6 +272,11 @@ def _file() -> Schema:
     return op
 
 
+def _manual(summary: str, model: Any) -> Schema:
+    """An operator's action (break, reset, flush): journaled, then called in the background."""
+    return _op(summary, (202, _ACCEPTED), [415, 422, 503], auth=True, body=_model(model))
+
+
 def _rules(summary: str) -> Schema:
     return _op(summary, (200, _json(_SUCCESS, "Prometheus's shape.")), [400], params=[_RULES_TYPE])
 
@@ -299,32 +307,14 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("POST", "/alerts"): _op(
         "Alertmanager's webhook",
         (200, _DELIVERED),
-        [415, 422, 503],
+        [415, 422, 502, 503],
         auth=True,
         body=_WEBHOOK,
         body_required=True,
     ),
-    ("POST", "/v1/circuit/break"): _op(
-        "Break the circuit by hand",
-        (202, _ACCEPTED),
-        [415, 422, 503],
-        auth=True,
-        body=_model(BreakRequest),
-    ),
-    ("POST", "/v1/circuit/reset"): _op(
-        "Reset the circuit by hand",
-        (202, _ACCEPTED),
-        [415, 422, 503],
-        auth=True,
-        body=_model(ResetRequest),
-    ),
-    ("POST", "/v1/cache/flush"): _op(
-        "Flush the app's cache by hand",
-        (202, _ACCEPTED),
-        [415, 422, 503],
-        auth=True,
-        body=_model(FlushRequest),
-    ),
+    ("POST", "/v1/circuit/break"): _manual("Break the circuit by hand", BreakRequest),
+    ("POST", "/v1/circuit/reset"): _manual("Reset the circuit by hand", ResetRequest),
+    ("POST", "/v1/cache/flush"): _manual("Flush the app's cache by hand", FlushRequest),
     ("POST", "/-/reload"): _op(
         "Re-read the config and rules",
         (200, _json({"type": "object", "properties": {"status": {"const": "success"}}}, "Done")),
