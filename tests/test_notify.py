@@ -89,7 +89,7 @@ async def test_alertmanager_delivery_retries_5xx_then_delivers(
 
     async with aiohttp.ClientSession() as session:
         n = Notifier(
-            alertmanager_deliver(session, url, timeout=2.0),
+            alertmanager_deliver(session, url, timeout=lambda: 2.0),
             registry,
             destination="alertmanager",
             retry=RETRY,
@@ -165,3 +165,32 @@ async def test_run_delivers_as_alerts_arrive_and_drains_on_stop(
     async with asyncio.timeout(5):
         await task
     assert got == ["A", "B"]
+
+
+async def test_alertmanager_timeout_is_read_for_each_request() -> None:
+    """A reload of actions.timeout reaches the next delivery: the timeout is asked for
+    each request, not fixed when the delivery function is made."""
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    timeout = [30.0]
+    try:
+        async with aiohttp.ClientSession() as session:
+            deliver = alertmanager_deliver(session, url, timeout=lambda: timeout[0])
+            timeout[0] = 0.05
+            with pytest.raises(ActionUnavailable) as info:
+                await deliver([_alert("A")])
+            assert (str(info.value), info.value.status) == ("TimeoutError: ", None)
+    finally:
+        release.set()
+        await runner.cleanup()

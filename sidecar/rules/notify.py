@@ -53,10 +53,12 @@ def alertmanager_payload(alerts: Sequence[Alert]) -> bytes:
     return orjson.dumps(out)
 
 
-def alertmanager_deliver(session: aiohttp.ClientSession, base_url: str, timeout: float) -> Deliver:
-    """Deliver batches to an Alertmanager at ``base_url`` (v2 API)."""
+def alertmanager_deliver(
+    session: aiohttp.ClientSession, base_url: str, timeout: Callable[[], float]
+) -> Deliver:
+    """Deliver batches to an Alertmanager at ``base_url`` (v2 API); ``timeout`` is asked
+    for each request, so that a reload of ``actions.timeout`` applies."""
     url = f"{base_url}/api/v2/alerts"
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def deliver(alerts: Sequence[Alert]) -> None:
         try:
@@ -64,7 +66,7 @@ def alertmanager_deliver(session: aiohttp.ClientSession, base_url: str, timeout:
                 url,
                 data=alertmanager_payload(alerts),
                 headers={"Content-Type": "application/json"},
-                timeout=client_timeout,
+                timeout=aiohttp.ClientTimeout(total=timeout()),
             ) as resp:
                 text = await resp.text()
                 if resp.status >= 500 or resp.status == 429:

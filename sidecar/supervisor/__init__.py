@@ -289,7 +289,10 @@ class Sidecar:
     def _deliver(self, cfg: Config, path: ActionPath, session: aiohttp.ClientSession) -> Deliver:
         url = cfg.rules.alertmanager_url
         if url is not None:
-            return alertmanager_deliver(session, url, timeout=cfg.actions.timeout)
+            # The running config's timeout: a reload of actions.timeout applies here too.
+            return alertmanager_deliver(
+                session, url, timeout=lambda: self.reload.cfg.actions.timeout
+            )
 
         async def in_process(alerts: Sequence[Alert]) -> None:
             await path.receiver.deliver(list(alerts), "rules")
