@@ -109,6 +109,14 @@ def test_settings_defaults_give_flags_and_annotations_override_them() -> None:
     assert inject(own, settings)["spec"]["initContainers"][0]["args"][3] == "--app.expvar-port=7070"
 
 
+def test_the_settings_files_path_is_not_judged_as_an_annotation() -> None:
+    """A path the settings file accepted is passed on; only an annotation is checked here
+    (a settings path used to be refused with the annotation's words)."""
+    settings = InjectSettings.model_validate({"expvar_path": "/debug/vars?pretty=1"})
+    args = inject(pod("app"), settings)["spec"]["initContainers"][0]["args"]
+    assert args[3:] == ["--app.expvar-path=/debug/vars?pretty=1"]
+
+
 def test_the_settings_file_shapes_image_resources_and_names(tmp_path: Path) -> None:
     """Image, pull policy, resources and the ConfigMap and Secret names come from the file."""
     path = tmp_path / "inject.yaml"

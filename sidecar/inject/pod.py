@@ -192,14 +192,17 @@ def _flags(annotations: Mapping[str, str], settings: InjectSettings) -> list[str
         port = int(raw)
     if port is not None:
         flags.append(f"--app.expvar-port={port}")
-    path = annotations.get(ANNOTATION_EXPVAR_PATH, settings.expvar_path)
+    # The settings file's path was validated with the file; an annotation is checked here.
+    path = annotations.get(ANNOTATION_EXPVAR_PATH)
+    if path is not None and (len(path) > 256 or not _URL_PATH.match(path)):
+        raise InjectError(
+            ANNOTATION_EXPVAR_PATH,
+            f"annotation {ANNOTATION_EXPVAR_PATH}: expected a URL path starting with '/', "
+            f"without query or fragment, got {path[:80]!r}",
+        )
+    if path is None:
+        path = settings.expvar_path
     if path is not None:
-        if len(path) > 256 or not _URL_PATH.match(path):
-            raise InjectError(
-                ANNOTATION_EXPVAR_PATH,
-                f"annotation {ANNOTATION_EXPVAR_PATH}: expected a URL path starting with '/', "
-                f"without query or fragment, got {path[:80]!r}",
-            )
         flags.append(f"--app.expvar-path={path}")
     dry = annotations.get(ANNOTATION_DRY_RUN)
     if dry is not None and _boolean(ANNOTATION_DRY_RUN, dry):
