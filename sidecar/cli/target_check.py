@@ -31,11 +31,12 @@ from sidecar.rules.files import expand_patterns, load_rules, rule_patterns
 from sidecar.scrape.fetch import fetch
 from sidecar.scrape.flatten import flatten
 from sidecar.scrape.relabel import Relabeller
+from sidecar.web.thresholds import MEMORY_LIMIT_METRIC
 
 __all__ = ["check_target", "missing_inputs"]
 
 _OWN = "leak_sidecar_"
-_MEMORY_LIMIT = "leak_sidecar_app_memory_limit_bytes"
+_MEMORY_LIMIT = MEMORY_LIMIT_METRIC
 
 
 def missing_inputs(expr: str, present: set[str]) -> list[str]:
