@@ -60,9 +60,9 @@ async def test_append_writes_one_fsynced_line_per_entry(
     assert len(synced) == 2
     await journal.close()
     assert (tmp_path / "state" / JOURNAL_FILE).read_bytes() == (
-        b'{"type":"decision","version":3,"at":1,"actions":[],"seen":{"f@0:firing":1},'
-        b'"cooldowns":{}}\n'
-        b'{"type":"done","version":3,"at":2,"done":[{"id":"a-1","outcome":"success"}]}\n'
+        b'{"type":"decision","version":4,"at":1,"actions":[],"seen":{"f@0:firing":1},'
+        b'"cooldowns":{},"refused":{}}\n'
+        b'{"type":"done","version":4,"at":2,"done":[{"id":"a-1","outcome":"success"}]}\n'
     )
     assert list(journal.replay()) == [decision, done]
     assert journal.entries == 2
@@ -88,7 +88,7 @@ def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_pa
     lines = [
         b'{"type":"decision","version":2,"at":"soon"}',
         b'{"type":"restart","version":2,"at":1}',
-        b'{"version":4,"at":1}',
+        b'{"version":5,"at":1}',
         b'{"version":"2","at":1}',
         b'{"actions":[{"id":"x"}]}',
         b'{"type":"done","version":2,"at":9,"done":[]}',
@@ -104,8 +104,8 @@ def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_pa
     # releases); the version check is ours and pinned.
     assert all(e["error"] for e in events)
     assert [e["error"] for e in events[2:4]] == [
-        "unsupported journal entry version 4, expected 1, 2 or 3",
-        "unsupported journal entry version '2', expected 1, 2 or 3",
+        "unsupported journal entry version 5, expected 1, 2, 3 or 4",
+        "unsupported journal entry version '2', expected 1, 2, 3 or 4",
     ]
     assert registry.get_sample_value("leak_sidecar_journal_corrupt_lines_total") == 5.0
 
