@@ -9,10 +9,9 @@ and committed in memory (breaker, pending calls, started calls) only once durabl
 journal failure leaves nothing half-done: the failed decisions are undone, nothing is
 committed and the caller answers 503, so that Alertmanager retries.
 
-An alert that would open a closed circuit first asks the fleet budget (``fleet``, when
-``fleet.prometheus_url`` is set), outside the lock; a refused break is journaled with
-its decision and delivered again by ``reexamine`` every ``breaker.check_interval``
-while it fires, after a restart too.
+An alert that would open a closed circuit first asks the fleet budget (``fleet``), outside
+the lock; a refused break is journaled with its decision and delivered again by
+``reexamine`` every ``breaker.check_interval`` while it fires, after a restart too.
 
 Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
 compaction writes one ``Snapshot`` (see ``entries``). Replaying them at start
@@ -297,8 +296,12 @@ class Dispatcher:
         """Wait until a submitted decision is durable (``JournalError`` if it failed)."""
         if durable is None:
             return
-        # Shielded: a cancelled caller does not cancel the decision, which goes on.
-        await asyncio.shield(durable)
+        try:
+            # Shielded: a cancelled caller does not cancel the decision, which goes on.
+            await asyncio.shield(durable)
+        except JournalError:
+            self._release()  # nothing was decided: no want may stay published for it
+            raise
         if self._journal_too_big():
             async with self._lock:
                 # Checked again: another delivery may have compacted it meanwhile. Under
