@@ -511,7 +511,7 @@ async def test_refused_breaks_past_the_bound_are_dropped_oldest_first_in_the_jou
     tmp_path: Path, registry: CollectorRegistry
 ) -> None:
     """With actions.dedupe_max 2, a third refused break drops the first, in the same
-    journal line: the restarted sidecar remembers the last two."""
+    journal line: the restarted sidecar remembers the last two, with a bound of 1 the last."""
     alerts = [alert(f"Leak{i}", action="circuit_break") for i in range(3)]
     keys = [f"{fingerprint(a['labels'])}@1699999200000" for a in alerts]
     async with _prometheus() as (_, url):
@@ -521,6 +521,12 @@ async def test_refused_breaks_past_the_bound_are_dropped_oldest_first_in_the_jou
             lines = _refused_lines(r.path.journal.path)
         async with rig(tmp_path, CollectorRegistry(), fleet=_fleet(url)) as r:
             restored = list(r.path.dispatcher.memory.refused)
+        # A lower bound at the next start keeps the newest, and the start's compaction too.
+        async with rig(
+            tmp_path, CollectorRegistry(), fleet=_fleet(url), actions={"dedupe_max": 1}
+        ) as r:
+            lowered = list(r.path.dispatcher.memory.refused)
+            snapshot = journal_entries(r.path.journal.path)
 
     assert [(kind, {k: v is not None for k, v in c.items()}) for kind, c in lines] == [
         ("decision", {keys[0]: True}),
@@ -528,3 +534,5 @@ async def test_refused_breaks_past_the_bound_are_dropped_oldest_first_in_the_jou
         ("decision", {keys[0]: False, keys[2]: True}),
     ]
     assert restored == keys[1:]
+    assert lowered == keys[2:]
+    assert [(e["type"], list(e["refused"])) for e in snapshot] == [("snapshot", keys[2:])]

@@ -178,6 +178,9 @@ class Memory:
         self.seen.update(seen)
         self.cooldowns.update(cooldowns)
         self.refused.update((k, Refused.from_record(r)) for k, r in refused.items())
+        # A lower bound since (a config change), or a journal not ours: the oldest go.
+        for key in list(self.refused)[: max(0, len(self.refused) - self.cfg.dedupe_max)]:
+            del self.refused[key]
 
     def bound(self, plan: Plan) -> None:
         """Drop the oldest refused breaks past ``dedupe_max``, as changes of ``plan``."""
