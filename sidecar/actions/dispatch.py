@@ -16,8 +16,8 @@ the lock; a refused break is journaled with its decision and delivered again by
 Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
 compaction writes one ``Snapshot`` (see ``entries``). Replaying them at start
 (``entries.replay``) restores the breaker, the dedupe and cooldown memory, the refused
-breaks, and resumes
-unfinished calls with their original ids, hence their original ``Idempotency-Key``.
+breaks, and resumes unfinished calls with their original ids, hence their original
+``Idempotency-Key``.
 
 Breaks and resets are levels, not events: each decision that changes what the app's
 circuit should be takes the next generation (``CircuitState.calling``); its call goes to

@@ -76,8 +76,9 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def _overlay(memory: dict[_K, _V], before: dict[_K, _V | None]) -> None:
-    for key, value in before.items():
+def _overlay(memory: dict[_K, _V], changes: dict[_K, _V | None]) -> None:
+    # None: the key goes (or was not there before the change taken back).
+    for key, value in changes.items():
         if value is None:
             memory.pop(key, None)
         else:
