@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from actions_support import Clock, alert, rig, until, webhook
+from actions_support import Clock, Rig, alert, journal_entries, rig, until, webhook
 from aiohttp import web
 from conftest import serving
 from prometheus_client import CollectorRegistry
@@ -26,6 +26,7 @@ from sidecar.actions.fleet import Budget, census_query
 from sidecar.core.config_fleet import FleetConfig
 from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
+from sidecar.core.model import fingerprint
 
 ME = "0123456789abcdef"
 
@@ -325,3 +326,213 @@ async def test_a_grant_stays_published_while_its_opening_waits_behind_another_co
 
     assert (circuit, wanted) == ("open", since)
     assert [c.body["reason"] for c in r.calls("/v1/circuit/break")] == ["alert CacheGrowing firing"]
+
+
+def _fleet(url: str) -> dict[str, Any]:
+    return {"prometheus_url": url, "workload": {"app": "orders"}, "settle": "1s"}
+
+
+def _budget(r: Rig) -> Budget:
+    budget = r.path.dispatcher.budget
+    assert budget is not None
+    return budget
+
+
+async def _grant(r: Rig, prom: _Prometheus) -> None:
+    """Examine the refused breaks with a free budget: publish the want, settle, ask."""
+    budget = _budget(r)
+    await r.path.dispatcher.reexamine()  # a new want: published, waiting to settle
+    r.clock.advance(1)
+    assert budget.wanted_since is not None
+    prom.census(10, 1, claims=((budget.wanted_since, budget.id, "me"),))
+    await r.path.dispatcher.reexamine()
+    await r.settle()
+
+
+def _refused_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The journal's lines that change the refused breaks: (type, refused)."""
+    return [(e["type"], e["refused"]) for e in journal_entries(path) if e.get("refused")]
+
+
+BREAK = alert(action="circuit_break")
+INSTANCE = f"{fingerprint(BREAK['labels'])}@1699999200000"
+"""The alert instance: fingerprint @ startsAt (2023-11-14T22:00:00Z) in ms."""
+
+
+async def test_a_refused_break_survives_a_restart_and_breaks_once_budget_frees(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """A break refused before a restart is journaled, examined again by the restarted
+    sidecar without a new notification, and breaks once the budget frees."""
+    async with _prometheus() as (prom, url):
+        async with rig(tmp_path, registry, fleet=_fleet(url)) as r:
+            status, body = await r.post("/alerts", webhook(BREAK))
+            assert (status, body["actions"]) == (200, [])
+            path = r.path.journal.path
+            r.clock.advance(1)
+            prom.census(10, 2, opened=("x:9120",))
+            await r.path.dispatcher.reexamine()  # budget spent: still refused, not journaled
+            refused = _refused_lines(path)
+        async with rig(tmp_path, CollectorRegistry(), fleet=_fleet(url)) as r:
+            assert list(r.path.dispatcher.memory.refused) == [INSTANCE]
+            await _grant(r, prom)
+            broke = r.calls("/v1/circuit/break")
+            state = r.path.breaker.state.state
+            after = _refused_lines(path)
+        # Broken, it is gone from the journal: a third start examines nothing.
+        asked = len(prom.queries)
+        async with rig(tmp_path, CollectorRegistry(), fleet=_fleet(url)) as r:
+            assert r.path.dispatcher.memory.refused == {}
+            await r.path.dispatcher.reexamine()
+            assert r.path.breaker.state.state == "open"
+
+    record = {
+        "alert": {
+            "status": "firing",
+            "labels": {"alertname": "CacheGrowing", "action": "circuit_break"},
+            "annotations": {"summary": "CacheGrowing is firing"},
+            "fingerprint": fingerprint(BREAK["labels"]),
+            "startsAt": "2023-11-14T22:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph",
+        },
+        "source": "alertmanager",
+        "cooldown": 0.0,
+        "cooldown_key": "circuit_break",
+        "matched": "label",
+    }
+    assert refused == [("decision", {INSTANCE: record})]
+    assert [(c.body["reason"], c.body["source"]) for c in broke] == [
+        ("alert CacheGrowing firing", "alertmanager")
+    ]
+    assert state == "open"
+    # The restart's compaction carried it; the break removed it.
+    assert after == [("snapshot", {INSTANCE: record}), ("decision", {INSTANCE: None})]
+    assert len(prom.queries) == asked
+
+
+async def test_a_resolved_refused_break_does_not_come_back_after_a_restart(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """A refused break whose alert resolved is journaled as gone: the restarted sidecar
+    examines nothing, asks Prometheus nothing and calls nothing."""
+    async with _prometheus() as (prom, url):
+        async with rig(tmp_path, registry, fleet=_fleet(url)) as r:
+            await r.post("/alerts", webhook(BREAK))
+            resolved = alert(status="resolved", action="circuit_break")
+            status, body = await r.post("/alerts", webhook(resolved))
+            assert (status, body["actions"]) == (200, [])
+            lines = _refused_lines(r.path.journal.path)
+        async with rig(tmp_path, CollectorRegistry(), fleet=_fleet(url)) as r:
+            refused = dict(r.path.dispatcher.memory.refused)
+            r.clock.advance(1)
+            await r.path.dispatcher.reexamine()
+            await r.settle()
+            wanted = r.metric("leak_sidecar_fleet_break_wanted", sidecar_id=_budget(r).id)
+
+    assert [(kind, list(c.values())) for kind, c in lines] == [
+        ("decision", [lines[0][1][INSTANCE]]),
+        ("decision", [None]),
+    ]
+    assert refused == {}
+    assert prom.queries == []
+    assert r.calls() == []
+    assert wanted == 0.0
+
+
+async def test_compaction_keeps_the_refused_breaks_in_order(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """Past actions.journal_max_entries the journal is rewritten to one snapshot that
+    carries every refused break, first refused first; a restart restores them from it."""
+    alerts = [alert(f"Leak{i}", action="circuit_break") for i in range(3)]
+    async with _prometheus() as (_, url):
+        actions = {"journal_max_entries": 3}
+        async with rig(tmp_path, registry, fleet=_fleet(url), actions=actions) as r:
+            for a in alerts:
+                await r.post("/alerts", webhook(a))
+            before = list(r.path.dispatcher.memory.refused)
+            entries = journal_entries(r.path.journal.path)
+        async with rig(tmp_path, CollectorRegistry(), fleet=_fleet(url)) as r:
+            restored = dict(r.path.dispatcher.memory.refused)
+
+    keys = [f"{fingerprint(a['labels'])}@1699999200000" for a in alerts]
+    assert before == keys
+    # The start's snapshot, two decisions, compacted at the third: one snapshot, one line.
+    assert [e["type"] for e in entries] == ["snapshot"]
+    assert list(entries[0]["refused"]) == keys
+    assert [r.alert.labels["alertname"] for r in restored.values()] == ["Leak0", "Leak1", "Leak2"]
+    assert list(restored) == keys
+    assert {(r.source, r.route.action, r.route.cooldown_key) for r in restored.values()} == {
+        ("alertmanager", "circuit_break", "circuit_break")
+    }
+
+
+async def test_a_failed_commit_leaves_no_refused_break_behind(
+    tmp_path: Path, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal queued behind a commit that fails is taken back with it: answered 503,
+    not in memory, not in the journal, the want withdrawn; Alertmanager's retry is
+    refused and remembered as if it came first."""
+    entered, release, fail = threading.Event(), threading.Event(), [False]
+    real = journal_module.append_durably
+
+    def failing(fd: int, data: bytes) -> None:
+        if fail[0]:
+            fail[0] = False
+            entered.set()
+            release.wait(10)
+            raise OSError(5, "Input/output error")
+        real(fd, data)
+
+    monkeypatch.setattr(journal_module, "append_durably", failing)
+    async with _prometheus() as (_, url), rig(tmp_path, registry, fleet=_fleet(url)) as r:
+        fail[0] = True
+        flush = asyncio.create_task(r.post("/alerts", webhook(alert("F", action="cache_flush"))))
+        await asyncio.to_thread(entered.wait, 10)
+        refusal = asyncio.create_task(r.post("/alerts", webhook(BREAK)))
+        await until(lambda: r.path.journal.queued == 1)
+        release.set()
+        answers = [(await t)[0] for t in (flush, refusal)]
+        refused = dict(r.path.dispatcher.memory.refused)
+        lines = _refused_lines(r.path.journal.path)
+        wanted = r.metric("leak_sidecar_fleet_break_wanted", sidecar_id=_budget(r).id)
+
+        status, _ = await r.post("/alerts", webhook(BREAK))
+        retried = list(r.path.dispatcher.memory.refused)
+        after = _refused_lines(r.path.journal.path)
+
+    assert answers == [503, 503]
+    assert (refused, lines, wanted) == ({}, [], 0.0)
+    assert (status, retried) == (200, [INSTANCE])
+    assert [(kind, list(c)) for kind, c in after] == [("decision", [INSTANCE])]
+
+
+async def test_refused_breaks_past_the_bound_are_dropped_oldest_first_in_the_journal_too(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """With actions.dedupe_max 2, a third refused break drops the first, in the same
+    journal line: the restarted sidecar remembers the last two, with a bound of 1 the last."""
+    alerts = [alert(f"Leak{i}", action="circuit_break") for i in range(3)]
+    keys = [f"{fingerprint(a['labels'])}@1699999200000" for a in alerts]
+    async with _prometheus() as (_, url):
+        async with rig(tmp_path, registry, fleet=_fleet(url), actions={"dedupe_max": 2}) as r:
+            for a in alerts:
+                await r.post("/alerts", webhook(a))
+            lines = _refused_lines(r.path.journal.path)
+        async with rig(tmp_path, CollectorRegistry(), fleet=_fleet(url)) as r:
+            restored = list(r.path.dispatcher.memory.refused)
+        # A lower bound at the next start keeps the newest, and the start's compaction too.
+        async with rig(
+            tmp_path, CollectorRegistry(), fleet=_fleet(url), actions={"dedupe_max": 1}
+        ) as r:
+            lowered = list(r.path.dispatcher.memory.refused)
+            snapshot = journal_entries(r.path.journal.path)
+
+    assert [(kind, {k: v is not None for k, v in c.items()}) for kind, c in lines] == [
+        ("decision", {keys[0]: True}),
+        ("decision", {keys[1]: True}),
+        ("decision", {keys[0]: False, keys[2]: True}),
+    ]
+    assert restored == keys[1:]
+    assert lowered == keys[2:]
+    assert [(e["type"], list(e["refused"])) for e in snapshot] == [("snapshot", keys[2:])]

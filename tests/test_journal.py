@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from sidecar.actions.breaker import CircuitState
-from sidecar.actions.entries import Decision, Done, OutcomeRecord, Snapshot
+from sidecar.actions.entries import Decision, Done, OutcomeRecord, Snapshot, still_pending
 from sidecar.actions.journal import JOURNAL_FILE, Journal
 from sidecar.core.errors import JournalError
 from sidecar.core.model import fingerprint
@@ -60,9 +60,9 @@ async def test_append_writes_one_fsynced_line_per_entry(
     assert len(synced) == 2
     await journal.close()
     assert (tmp_path / "state" / JOURNAL_FILE).read_bytes() == (
-        b'{"type":"decision","version":3,"at":1,"actions":[],"seen":{"f@0:firing":1},'
-        b'"cooldowns":{}}\n'
-        b'{"type":"done","version":3,"at":2,"done":[{"id":"a-1","outcome":"success"}]}\n'
+        b'{"type":"decision","version":4,"at":1,"actions":[],"seen":{"f@0:firing":1},'
+        b'"cooldowns":{},"refused":{}}\n'
+        b'{"type":"done","version":4,"at":2,"done":[{"id":"a-1","outcome":"success"}]}\n'
     )
     assert list(journal.replay()) == [decision, done]
     assert journal.entries == 2
@@ -88,7 +88,7 @@ def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_pa
     lines = [
         b'{"type":"decision","version":2,"at":"soon"}',
         b'{"type":"restart","version":2,"at":1}',
-        b'{"version":4,"at":1}',
+        b'{"version":5,"at":1}',
         b'{"version":"2","at":1}',
         b'{"actions":[{"id":"x"}]}',
         b'{"type":"done","version":2,"at":9,"done":[]}',
@@ -104,8 +104,8 @@ def test_entries_of_the_wrong_shape_or_version_are_skipped_with_a_warning(tmp_pa
     # releases); the version check is ours and pinned.
     assert all(e["error"] for e in events)
     assert [e["error"] for e in events[2:4]] == [
-        "unsupported journal entry version 4, expected 1, 2 or 3",
-        "unsupported journal entry version '2', expected 1, 2 or 3",
+        "unsupported journal entry version 5, expected 1, 2, 3 or 4",
+        "unsupported journal entry version '2', expected 1, 2, 3 or 4",
     ]
     assert registry.get_sample_value("leak_sidecar_journal_corrupt_lines_total") == 5.0
 
@@ -446,3 +446,61 @@ async def test_our_journal_means_the_same_to_a_version_1_reader(
                 ["a-4"],
             )
     assert compacted[0] == compacted[1]
+
+
+async def test_a_version_3_journal_restores_what_it_restored_before(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """Version 3 lines (no ``refused``) restore the same circuit, dedupe and pending call
+    as our version 4 lines, with no refused break; the start rewrites them as version 4."""
+    demo = DemoApp()
+    async with rig(tmp_path / "ours", registry, demo=demo) as r:
+        await r.post("/alerts", webhook(_pool(), alert("MapGrowing", action="cache_flush")))
+        await r.settle()
+        demo.faults.add(Fault(path="/v1/cache/flush", delay=30, times=1))
+        await r.post("/v1/cache/flush", {"reason": "drill"})
+        await asyncio.sleep(0.1)  # in flight: it stays pending
+        await r.path.dispatcher.drain(0.0)
+        ours = r.path.journal.path.read_bytes()
+    v3 = tmp_path / "v3" / "state" / JOURNAL_FILE
+    v3.parent.mkdir(parents=True)
+    lines = [orjson.loads(line) for line in ours.splitlines()]
+    assert {(e["version"], "refused" in e) for e in lines if e["type"] != "done"} == {(4, True)}
+    v3.write_bytes(
+        b"".join(
+            orjson.dumps({**{k: v for k, v in e.items() if k != "refused"}, "version": 3}) + b"\n"
+            for e in lines
+        )
+    )
+    compacted = []
+    for name in ("ours", "v3"):
+        async with rig(tmp_path / name, CollectorRegistry()) as r:
+            compacted.append(orjson.loads(r.path.journal.path.read_bytes().splitlines()[0]))
+            assert r.path.dispatcher.memory.refused == {}
+            assert (r.path.breaker.state.state, list(r.path.dispatcher.pending)) == (
+                "open",
+                ["a-3"],
+            )
+    assert compacted[0] == compacted[1]
+    assert (compacted[1]["version"], compacted[1]["refused"]) == (4, {})
+
+
+def test_version_3_lines_read_with_no_refused_breaks(tmp_path: Path) -> None:
+    """A version 3 decision and snapshot read as version 4 ones with ``refused`` empty,
+    their version kept: a circuit call that gave up is pending again only before 3."""
+    circuit = orjson.dumps(msgspec.to_builtins(_CLOSED))
+    (tmp_path / JOURNAL_FILE).write_bytes(
+        b'{"type":"snapshot","version":3,"at":1,"circuit":' + circuit + b',"seen":{},'
+        b'"cooldowns":{},"actions":[]}\n'
+        b'{"type":"decision","version":3,"at":2,"seen":{"k":2}}\n'
+    )
+    assert list(Journal(tmp_path, CollectorRegistry()).replay()) == [
+        Snapshot(version=3, at=1, circuit=_CLOSED, seen={}, cooldowns={}, actions=()),
+        Decision(version=3, at=2, seen={"k": 2}),
+    ]
+    gave_up = OutcomeRecord("a-1", "gave_up")
+    assert [still_pending(Done(version=v, at=3, done=(gave_up,)), gave_up) for v in (2, 3, 4)] == [
+        True,
+        False,
+        False,
+    ]

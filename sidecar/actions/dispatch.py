@@ -9,14 +9,15 @@ and committed in memory (breaker, pending calls, started calls) only once durabl
 journal failure leaves nothing half-done: the failed decisions are undone, nothing is
 committed and the caller answers 503, so that Alertmanager retries.
 
-An alert that would open a closed circuit first asks the fleet budget (``fleet``, when
-``fleet.prometheus_url`` is set), outside the lock; a refused break is delivered again
-by ``reexamine`` every ``breaker.check_interval`` while it fires.
+An alert that would open a closed circuit first asks the fleet budget (``fleet``), outside
+the lock; a refused break is journaled with its decision and delivered again by
+``reexamine`` every ``breaker.check_interval`` while it fires, after a restart too.
 
 Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
 compaction writes one ``Snapshot`` (see ``entries``). Replaying them at start
-(``entries.replay``) restores the breaker, the dedupe and cooldown memory, and resumes
-unfinished calls with their original ids, hence their original ``Idempotency-Key``.
+(``entries.replay``) restores the breaker, the dedupe and cooldown memory, the refused
+breaks, and resumes unfinished calls with their original ids, hence their original
+``Idempotency-Key``.
 
 Breaks and resets are levels, not events: each decision that changes what the app's
 circuit should be takes the next generation (``CircuitState.calling``); its call goes to
@@ -47,7 +48,7 @@ from sidecar.actions.fleet import Budget, Verdict
 from sidecar.actions.history import ActionEvent, Transition
 from sidecar.actions.intent import resume
 from sidecar.actions.journal import Journal
-from sidecar.actions.plan import Memory, Plan
+from sidecar.actions.plan import Memory, Plan, Refused
 from sidecar.actions.routing import Route
 from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.errors import JournalError
@@ -126,6 +127,7 @@ class Dispatcher:
             plan = Plan(self._head)
             for alert, route in routed:
                 self.memory.plan_alert(plan, alert, route, now, verdict=verdict, src=source)
+            self.memory.bound(plan)
             actions = [
                 self._action(kind, f"alert {alert_names(alerts)} firing", source, alerts, now)
                 for kind, alerts in plan.calls.items()
@@ -136,9 +138,14 @@ class Dispatcher:
                 if a.kind != "cache_flush":
                     state = state.calling(a.id)
             changed = state != self._head
-            if plan.seen or changed or actions:
+            if plan.seen or changed or actions or plan.refused:
                 durable = self._submit(
-                    now, actions, state if changed else None, plan.seen, plan.cooldowns
+                    now,
+                    actions,
+                    state if changed else None,
+                    seen=plan.seen,
+                    cooldowns=plan.cooldowns,
+                    refused=plan.refused,
                 )
         if durable is None:
             # Nothing to journal (duplicates, say): a want the budget was asked for may
@@ -243,42 +250,36 @@ class Dispatcher:
         now: int,
         actions: Sequence[Action],
         state: CircuitState | None,
+        *,
         seen: dict[str, int] | None = None,
         cooldowns: dict[str, int] | None = None,
+        refused: dict[str, Refused | None] | None = None,
     ) -> asyncio.Future[None]:
         """Journal a decision in the next group commit; called under the lock.
 
-        The decision's dedupe, cooldowns and circuit become the ground the next ones are
-        decided on at once (``_head``), so that decisions queued for one commit see each
-        other; they are committed (breaker, pending calls, started calls) only once
-        durable, and taken back if the commit fails.
+        The decision's dedupe, cooldowns, refused breaks and circuit become the ground the
+        next ones are decided on at once (``_head``), so that decisions queued for one
+        commit see each other; they are committed (breaker, pending calls, started calls)
+        only once durable, and taken back if the commit fails.
         """
-        seen, cooldowns = seen or {}, cooldowns or {}
+        seen, cooldowns, refused = seen or {}, cooldowns or {}, refused or {}
         entry = Decision(
             at=now,
             actions=tuple(a.to_record() for a in actions),
             circuit=msgspec.UNSET if state is None else state.to_record(),
             seen=seen,
             cooldowns=cooldowns,
+            refused={k: None if r is None else r.to_record() for k, r in refused.items()},
         )
         head = self._tentative
-        memory = self.memory
-        before = {k: memory.cooldowns.get(k) for k in cooldowns}
-        memory.seen.update(seen)
-        memory.cooldowns.update(cooldowns)
+        forget = self.memory.take(seen, cooldowns, refused)
         if state is not None:
             self._tentative = state
 
         def undo() -> None:
             # Called latest first: the earliest failed decision's ground is restored last.
             self._tentative = head
-            for key in seen:
-                memory.seen.pop(key, None)
-            for key, at in before.items():
-                if at is None:
-                    memory.cooldowns.pop(key, None)
-                else:
-                    memory.cooldowns[key] = at
+            forget()
 
         def durable() -> None:
             # Journaled: from here on, commit and act.
@@ -295,8 +296,12 @@ class Dispatcher:
         """Wait until a submitted decision is durable (``JournalError`` if it failed)."""
         if durable is None:
             return
-        # Shielded: a cancelled caller does not cancel the decision, which goes on.
-        await asyncio.shield(durable)
+        try:
+            # Shielded: a cancelled caller does not cancel the decision, which goes on.
+            await asyncio.shield(durable)
+        except JournalError:
+            self._release()  # nothing was decided: no want may stay published for it
+            raise
         if self._journal_too_big():
             async with self._lock:
                 # Checked again: another delivery may have compacted it meanwhile. Under
@@ -341,6 +346,7 @@ class Dispatcher:
                 seen=self.memory.seen,
                 cooldowns=self.memory.cooldowns,
                 actions=tuple(a.to_record() for a in self.pending.values()),
+                refused={k: r.to_record() for k, r in self.memory.refused.items()},
             )
         ]
 
@@ -354,8 +360,7 @@ class Dispatcher:
         """Rebuild state from the journal, compact it, and resume unfinished calls."""
         replayed = replay(self.journal.replay())
         self.pending.update(replayed.pending)
-        self.memory.seen.update(replayed.seen)
-        self.memory.cooldowns.update(replayed.cooldowns)
+        self.memory.restore(replayed.seen, replayed.cooldowns, replayed.refused)
         now = self._now()
         self.breaker.commit(
             CircuitState.from_record(replayed.circuit)
@@ -369,6 +374,7 @@ class Dispatcher:
             circuit=self.breaker.state.state,
             pending=len(self.pending),
             seen=len(self.memory.seen),
+            refused=len(self.memory.refused),
         )
         # A full or read-only state directory is a degraded start, not a crash loop: the
         # old journal is intact, ``journal.problem`` says why, and writes are refused

@@ -3,21 +3,24 @@
 Each line is one JSON object tagged with its ``type`` and the ``version`` of its format
 (``at`` is when it was written, in ms)::
 
-    {"type":"decision","version":2,"at":...,"actions":[...],"circuit":{...},"seen":{...},
-     "cooldowns":{...}}
-    {"type":"done","version":2,"at":...,"done":[{"id":"...","outcome":"success"}]}
-    {"type":"snapshot","version":2,"at":...,"circuit":{...},"seen":{...},"cooldowns":{...},
-     "actions":[...]}
+    {"type":"decision","version":4,"at":...,"actions":[...],"circuit":{...},"seen":{...},
+     "cooldowns":{...},"refused":{...}}
+    {"type":"done","version":4,"at":...,"done":[{"id":"...","outcome":"success"}]}
+    {"type":"snapshot","version":4,"at":...,"circuit":{...},"seen":{...},"cooldowns":{...},
+     "actions":[...],"refused":{...}}
 
 - ``decision``: what one delivery or request decided, journaled before it is answered:
   ``actions`` accepted (not yet finished), ``circuit`` the breaker's new state (absent
   when it did not change), ``seen`` the alert instances handled (``fingerprint@startsAt``
-  to when, in ms) and ``cooldowns`` (key to when an action last ran, in ms).
+  to when, in ms), ``cooldowns`` (key to when an action last ran, in ms) and
+  ``refused``, the changes to the breaks the fleet budget refused (alert instance to the
+  refused break, or null when it left that memory: it broke, resolved, or was dropped
+  by the bound).
 - ``done``: the outcomes of finished actions.
 - ``snapshot``: the whole live state, the first line a compaction writes.
 
 The records inside are defined beside their values: ``AlertRecord`` and ``ActionRecord``
-in ``action``, ``CircuitRecord`` in ``breaker``.
+in ``action``, ``CircuitRecord`` in ``breaker``, ``RefusedRecord`` in ``plan``.
 
 Versions. 1 is what 0.1.0 wrote: the same objects without ``type`` and ``version``; a
 line with ``done`` is a completion, any other a decision (its compaction snapshot reads
@@ -29,7 +32,8 @@ refused, only when the app confirmed it or a later decision superseded it; a ver
 reader of these lines is not wanted (it would forget an unconfirmed break), hence the
 bump. Version 2 lines read as version 3 with generation 0; a circuit call of version 1
 or 2 that ended ``gave_up`` or ``rejected`` is pending again (see ``still_pending``),
-so that a journal left by finding 1 re-sends the break it lost. A line of another
+so that a journal left by finding 1 re-sends the break it lost. 4 adds ``refused`` to
+decisions and snapshots; lines of versions 2 and 3 read with none. A line of another
 version is refused like a line of the wrong shape.
 """
 
@@ -43,6 +47,7 @@ import msgspec
 
 from sidecar.actions.action import Action, ActionRecord
 from sidecar.actions.breaker import CircuitRecord
+from sidecar.actions.plan import RefusedRecord
 from sidecar.core.errors import clip
 
 __all__ = [
@@ -60,8 +65,10 @@ __all__ = [
     "still_pending",
 ]
 
-JOURNAL_VERSION: Final = 3
+JOURNAL_VERSION: Final = 4
 """The version this code writes."""
+_V3: Final = 3
+"""Same shapes as 4, without the refused breaks (read as none)."""
 _V2: Final = 2
 """Same shapes as 3, without the circuit's generation (read with its default)."""
 LEGACY_VERSION: Final = 1
@@ -86,6 +93,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=
     """Left out when the circuit did not change (0.1.0 reads no null here)."""
     seen: dict[str, int] = {}
     cooldowns: dict[str, int] = {}
+    refused: dict[str, RefusedRecord | None] = {}
+    """Changes to the refused breaks, in the order made: null removes one."""
 
 
 class Done(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="done"):
@@ -106,6 +115,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=
     cooldowns: dict[str, int]
     actions: tuple[ActionRecord, ...]
     """Accepted, not yet finished."""
+    refused: dict[str, RefusedRecord] = {}
+    """The breaks the fleet budget refused, first refused first."""
 
 
 Entry = Decision | Done | Snapshot
@@ -138,13 +149,13 @@ def decode(obj: dict[str, Any]) -> list[Entry]:
     """
     version = obj.get("version", LEGACY_VERSION)
     # type() is int: true and 2.0 are no versions.
-    if type(version) is int and version in (JOURNAL_VERSION, _V2):
+    if type(version) is int and version in (JOURNAL_VERSION, _V3, _V2):
         return [msgspec.convert(obj, Entry)]
     if type(version) is int and version == LEGACY_VERSION:
         return _upgrade(msgspec.convert(obj, _Legacy))
     raise ValueError(
         f"unsupported journal entry version {clip(repr(version), 40)}, "
-        f"expected {LEGACY_VERSION}, {_V2} or {JOURNAL_VERSION}"
+        f"expected {LEGACY_VERSION}, {_V2}, {_V3} or {JOURNAL_VERSION}"
     )
 
 
@@ -176,7 +187,7 @@ def still_pending(done: Done, outcome: OutcomeRecord) -> bool:
     Before version 3 a circuit call that gave up or was refused was final; now the
     reconciler re-sends it until the app confirms it.
     """
-    return done.version < JOURNAL_VERSION and outcome.outcome in _FINAL_BEFORE_3
+    return done.version < _V3 and outcome.outcome in _FINAL_BEFORE_3
 
 
 @dataclass(slots=True)
@@ -189,6 +200,8 @@ class Replayed:
     """Calls decided and not finished (or to be made again), in the order decided."""
     seen: dict[str, int] = field(default_factory=dict)
     cooldowns: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, RefusedRecord] = field(default_factory=dict)
+    """The breaks the fleet budget refused and nothing has removed since, oldest first."""
 
 
 def replay(entries: Iterable[Entry]) -> Replayed:
@@ -207,4 +220,12 @@ def replay(entries: Iterable[Entry]) -> Replayed:
             out.circuit = entry.circuit
         out.seen.update(entry.seen)
         out.cooldowns.update(entry.cooldowns)
+        if isinstance(entry, Snapshot):
+            out.refused.update(entry.refused)
+            continue
+        for key, refused in entry.refused.items():
+            if refused is None:
+                out.refused.pop(key, None)
+            else:
+                out.refused[key] = refused
     return out

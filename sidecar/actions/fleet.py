@@ -28,7 +28,8 @@ break first asks Prometheus, which scrapes every sidecar of the workload
 4. A failed query applies ``fleet.on_query_failure`` (allow by default), counted.
 
 A refused break is not forgotten: the dispatcher examines it again every
-``breaker.check_interval`` while its alert fires, and it proceeds once budget frees.
+``breaker.check_interval`` while its alert fires, and it proceeds once budget frees; it
+is journaled, so that a restarted sidecar examines it again too.
 Manual breaks and cache flushes never ask.
 """
 

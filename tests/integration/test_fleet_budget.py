@@ -47,15 +47,24 @@ def gobinary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_goservice(tmp_path_factory.mktemp("goservice"))
 
 
-def _config(tmp_path: Path, i: int, app: GoService, prom_url: str, **fleet: Any) -> Config:
-    rules = rule_file(tmp_path / "rules.yml", CACHE_KEYS_BREAK)
+def _config(
+    tmp_path: Path,
+    i: int,
+    app: GoService,
+    prom_url: str,
+    *,
+    port: int = 0,
+    engine: bool = True,
+    **fleet: Any,
+) -> Config:
+    rules = [str(rule_file(tmp_path / "rules.yml", CACHE_KEYS_BREAK))] if engine else []
     return Config.model_validate(
         {
             "app": {"base_url": app.url, "state_path": "/v1/circuit"},
             "scrape": {"interval": "1s", "timeout": "500ms"},
-            "rules": {"files": [str(rules)], "evaluation_interval": "1s"},
+            "rules": {"files": rules, "evaluation_interval": "1s"},
             "breaker": {"check_interval": "200ms"},
-            "server": {"listen": "127.0.0.1:0"},
+            "server": {"listen": f"127.0.0.1:{port}"},
             "state_dir": str(tmp_path / f"state-{i}"),
             "token": TOKEN,
             "fleet": {
@@ -218,3 +227,64 @@ async def test_prometheus_down_during_a_decision_applies_the_fallback(
     assert _value(samples[0], decisions, outcome="fallback_allowed") == 1.0
     assert _value(samples[1], failures) >= 1.0
     assert _value(samples[1], decisions, outcome="fallback_refused") == _value(samples[1], failures)
+
+
+async def test_a_refused_sidecar_restarted_breaks_from_its_journal_once_the_budget_frees(
+    tmp_path: Path, gobinary: Path
+) -> None:
+    """Two of ten leak: one breaks, the other is refused. Restarted with its engine off
+    (nothing will notify it again), the refused one breaks from its journal once the first
+    is reset by hand, and only then."""
+    prom_port = free_port()
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    ports = [free_port() for _ in range(PODS)]
+    async with AsyncExitStack() as stack:
+        apps = [await stack.enter_async_context(goservice(gobinary)) for _ in range(PODS)]
+        # The two that leak each in a stack of its own: either may be the one restarted.
+        own = [await stack.enter_async_context(AsyncExitStack()) for _ in range(2)]
+        urls = [
+            await (own[i] if i < 2 else stack).enter_async_context(
+                running_sidecar(_config(tmp_path, i, app, prom_url, port=ports[i]))
+            )
+            for i, app in enumerate(apps)
+        ]
+        await stack.enter_async_context(
+            prometheus(tmp_path / "prometheus", _prometheus(urls), port=prom_port)
+        )
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        await eventually(
+            lambda: query(http, prom_url, 'count(up{app="orders"} == 1)'),
+            lambda got: bool(got) and got[0]["value"][1] == str(PODS),
+        )
+        await asyncio.gather(apps[0].leak(), apps[1].leak())
+        (one,) = await eventually(lambda: _broken(apps), bool)
+        other = 1 - one
+        decisions = "leak_sidecar_fleet_budget_decisions_total"
+        await eventually(
+            lambda: scrape_samples(http, urls[other]),
+            lambda got: _value(got, decisions, outcome="refused") > 0,
+        )
+        await own[other].aclose()
+        restarted = _config(tmp_path, other, apps[other], prom_url, port=ports[other], engine=False)
+        assert await own[other].enter_async_context(running_sidecar(restarted)) == urls[other]
+        await asyncio.sleep(HOLD)  # re-examined, still refused: the slot is taken
+        held = await _broken(apps)
+        body = {"reason": "budget test: free the slot"}
+        async with http.post(f"{urls[one]}/v1/circuit/reset", json=body, headers=AUTH) as resp:
+            assert resp.status == 202, await resp.text()
+        second = await eventually(lambda: _broken(apps), lambda got: len(got) == 2)
+        circuit = await get_json(http, f"{urls[other]}/v1/circuit")
+        samples = await scrape_samples(http, urls[other])
+        calls = await apps[other].calls(BREAK)
+
+    assert held == [one]
+    assert second == [0, 1]
+    assert (circuit["state"], circuit["source"], circuit["reason"]) == (
+        "open",
+        "alert",
+        "alert CacheKeysLeaking firing",
+    )
+    assert len(calls) == 1
+    # Nothing told the restarted sidecar: no webhook, no engine; only its journal.
+    assert _value(samples, "leak_sidecar_webhook_alerts_total") == 0.0
+    assert _value(samples, decisions, outcome="allowed") == 1.0
