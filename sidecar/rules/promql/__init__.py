@@ -4,8 +4,9 @@ as instant queries over the sidecar's series store.
     q = compile_expr('rate(cache_keys_total[10m]) > 500')
     q.evaluate(store, t_ms)          # Vector (list of Sample) or float
 
-Parsing is promql-parser's; the tree is compiled once into evaluator nodes (see
-``compile``), so evaluating a rule every few seconds re-does only the arithmetic. The
+Parsing is promql-parser's, with what it accepts but 2.42 refuses refused from the text
+(see ``parse``); the tree is compiled once into evaluator nodes (see ``compile``), so
+evaluating a rule every few seconds re-does only the arithmetic. The
 supported subset and what is left out are in ``docs/promql.md``.
 """
 

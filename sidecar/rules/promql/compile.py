@@ -1,15 +1,14 @@
-"""From PromQL text to evaluator nodes: parse with promql-parser, check the subset, build.
+"""From PromQL text to evaluator nodes: parse (``parse``), check the subset, build.
 
-promql-parser speaks a newer PromQL than Prometheus 2.42. Everything it accepts that 2.42
-rejects (``limitk``, ``mad_over_time``, quoted UTF-8 names, ``or`` between matchers...)
-and everything 2.42 has that the sidecar does not evaluate (native-histogram functions)
-is collected while walking the tree, so one error names every such construct.
+promql-parser speaks a newer PromQL than Prometheus 2.42. What ``parse`` cannot refuse
+from the text alone, everything in the tree that 2.42 rejects (``limitk``,
+``mad_over_time``, quoted UTF-8 names, ``or`` between matchers...) and everything 2.42
+has that the sidecar does not evaluate (native-histogram functions), is collected while
+walking the tree, so one error names every such construct.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +41,7 @@ from sidecar.rules.promql.eval import (
 )
 from sidecar.rules.promql.histograms import HistogramQuantile, NativeOnly
 from sidecar.rules.promql.labelfuncs import LabelJoin, LabelReplace
-from sidecar.rules.promql.lexer import rewrite_negative_at
+from sidecar.rules.promql.parse import parse_text, quoted_names
 from sidecar.rules.promql.rangefuncs import RANGE_KERNELS
 from sidecar.rules.promql.selectors import Matcher, Selector
 from sidecar.rules.promql.subquery import (
@@ -53,22 +52,9 @@ from sidecar.rules.promql.subquery import (
     param_at_first_step,
     slides_with_steps,
 )
-from sidecar.rules.promql.syntax_errors import explain
 from sidecar.rules.promql.values import NAME, PromQLError, valid_label_name
 
 __all__ = ["Compiled", "compile_text"]
-
-with contextlib.suppress(ValueError):  # a newer parser that knows it already
-    # Prometheus 2.42 still has holt_winters; promql-parser 0.12 only knows its 3.x name.
-    pp.register_extra_functions(
-        [
-            pp.Function(
-                "holt_winters",
-                [pp.ValueType.Matrix, pp.ValueType.Scalar, pp.ValueType.Scalar],
-                pp.ValueType.Vector,
-            )
-        ]
-    )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -82,12 +68,7 @@ _INSTANT_FUNCS = frozenset(
      "timestamp", "label_replace", "label_join", "absent", "scalar", "vector", "time", "pi",
      "sort", "sort_desc"}
 )  # fmt: skip
-_QUOTE_CTX_KEYWORDS = ("by", "without", "on", "ignoring", "group_left", "group_right")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', re.DOTALL)
-_COMMENT = re.compile(r"#[^\n]*")
 _COUNTER_FUNCS = frozenset({"rate", "increase", "resets"})
-_NEG_AT = re.compile(r"@\s*-")
-_WORD = re.compile(r"[A-Za-z0-9_:.]+")
 
 
 class Compiled:
@@ -101,48 +82,6 @@ class Compiled:
 
 def _ms(d: timedelta | None) -> int:
     return 0 if d is None else d // _MS
-
-
-def _quoted_names(text: str) -> bool:
-    """True when a string literal stands where 2.42 wants a bare name (a Prometheus 3 form)."""
-    stack: list[str] = []
-    last = ""  # the last significant token before the current position
-    pos = 0
-    while pos < len(text):
-        ch = text[pos]
-        if ch in "\"'`":
-            m = _STRING.match(text, pos)
-            if m is None:
-                return False
-            top = stack[-1] if stack else ""
-            if last in ("{", ",") and top == "{":
-                return True
-            if last in ("(", ",") and top in _QUOTE_CTX_KEYWORDS:
-                return True
-            pos = m.end()
-            last = "str"
-            continue
-        if ch.isspace():
-            pos += 1
-            continue
-        if ch == "#":  # a comment runs to the end of the line
-            end = text.find("\n", pos)
-            pos = len(text) if end < 0 else end
-            continue
-        if ch == "{":
-            stack.append("{")
-        elif ch == "(":
-            stack.append(last if last in _QUOTE_CTX_KEYWORDS else "(")
-        elif ch in ")}" and stack:
-            stack.pop()
-        word = _WORD.match(text, pos)
-        if word is not None:
-            last = word.group().lower()
-            pos = word.end()
-            continue
-        last = ch
-        pos += 1
-    return False
 
 
 def _match_op(op: Any) -> str:
@@ -425,31 +364,11 @@ class _Compiler:
 
 def compile_text(text: str) -> Compiled:
     """Parse and compile ``text``; raise ``PromQLError`` naming every unsupported construct."""
-    # promql-parser cannot hold a time before 1970: `@ -N` is parsed as a stand-in.
-    parsed_text, negative_at = rewrite_negative_at(text)
-    bounds = explain(text) if "@" in text else None
-    if bounds is not None and "timestamp out of bounds" in bounds:
-        raise PromQLError(bounds, expr=text)
-    if _NEG_AT.search(_COMMENT.sub("", _STRING.sub('""', parsed_text))):
-        raise PromQLError(
-            f"cannot evaluate {text!r}: not supported: negative @ timestamp",
-            expr=text,
-            constructs=("negative @ timestamp",),
-        )
-    try:
-        ast = pp.parse(parsed_text)
-    except ValueError as exc:
-        message = explain(text) or f"invalid PromQL expression {text!r}: {exc}"
-        raise PromQLError(message, expr=text) from exc
-    # promql-parser also reads Prometheus 3's durations as numbers (`5m`, `offset 5`),
-    # which 2.42 refuses: its own parser's words say where.
-    refusal = explain(text)
-    if refusal is not None and "duration" in refusal:
-        raise PromQLError(refusal, expr=text)
+    ast, negative_at = parse_text(text)
     c = _Compiler(text)
     c.negative_at = negative_at
     root = c.visit(ast)
-    if not any("quoted" in u for u in c.unsupported) and _quoted_names(text):
+    if not any("quoted" in u for u in c.unsupported) and quoted_names(text):
         c.bad("quoted label or metric name (Prometheus 3 syntax)")
     if root.kind == "string" and not c.unsupported:
         c.bad("string result (a rule must return an instant vector or scalar)")
