@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from sidecar.core.config import Config
 from sidecar.core.config_http import HttpClientConfig
 from sidecar.core.config_load import load
 from sidecar.core.errors import CredentialsError
-from sidecar.core.outbound import Outbound
+from sidecar.core.outbound import Outbound, SecretReader
 
 TOKEN_ENV = {"LEAK_SIDECAR_TOKEN": "sidecar-token"}
 SECRET = "hunter2-app-secret"
@@ -269,3 +270,23 @@ def test_shipped_config_still_validates_with_http_config(tmp_path: Path) -> None
     """The documented default has an empty http_config: nothing is sent, nothing read."""
     shipped = load(Path(__file__).parent.parent / "config" / "sidecar.yaml", TOKEN_ENV)
     assert shipped.app.http_config == HttpClientConfig()
+
+
+def test_a_reader_with_max_age_reads_again_on_a_change_or_when_old(tmp_path: Path) -> None:
+    """With max_age (the server's token, asked on every request) the file is read again
+    when its inode, size or mtime changed, and otherwise once it is max_age old: a
+    same-size rewrite that keeps the mtime is seen only then."""
+    path = tmp_path / "token"
+    path.write_text("token-aaaa\n", encoding="utf-8")
+    now = [100.0]
+    reader = SecretReader(path, "server.token_file", max_age=1.0, clock=lambda: now[0])
+    assert reader.value() == "token-aaaa"
+    st = path.stat()
+    path.write_text("token-bbbb\n", encoding="utf-8")  # same size; the mtime put back
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now[0] = 100.9
+    assert reader.value() == "token-aaaa"
+    now[0] = 101.0
+    assert reader.value() == "token-bbbb"
+    path.write_text("token-cc\n", encoding="utf-8")  # another size: read at once
+    assert reader.value() == "token-cc"

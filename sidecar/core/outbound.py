@@ -12,14 +12,20 @@ a symlink) is sent by the very next call, without a restart, a timer, or trustin
 mtimes that a fast rewrite may not change. The SSL context is rebuilt only when a TLS
 file's content changed. A file that is gone, empty or half-written raises
 ``CredentialsError`` for that call only, a transient failure: the rotation finishes.
-``SecretReader`` is also how the sidecar's own server re-reads ``server.token_file``.
+``SecretReader`` is also how the sidecar's own server re-reads ``server.token_file``;
+there it guards every request, so it reads again only when the file's identity (inode,
+size, mtime) changed or its last read is ``max_age`` old: a stat per request instead of
+an open and a read, and a same-size rewrite within one mtime tick still applies within
+``max_age``.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,19 +69,42 @@ class SecretReader:
     that a change since then is logged as a reload.
     """
 
-    def __init__(self, path: Path, key: str, *, initial: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: str,
+        *,
+        initial: str | None = None,
+        max_age: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self.key = key
         self._value: str | None = initial
+        self._max_age = max_age
+        self._clock = clock
+        self._seen: tuple[int, int, int] | None = None  # the file read last: ino, size, mtime
+        self._read_at = 0.0
 
     def value(self) -> str:
+        now = self._clock()
+        seen = None
+        if self._max_age > 0:
+            try:
+                st = os.stat(self.path)
+                seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                seen = None  # read below, and fail there with the reason
+            fresh = now - self._read_at < self._max_age
+            if seen is not None and seen == self._seen and fresh and self._value is not None:
+                return self._value
         try:
             value = read_secret(self.path)
         except ValueError as exc:
             raise CredentialsError(self.key, f"{self.key}: {exc}") from exc
         if self._value is not None and value != self._value:
             log.info("outbound.reloaded", key=self.key, path=str(self.path))
-        self._value = value
+        self._value, self._seen, self._read_at = value, seen, now
         return value
 
     def current(self) -> str | None:

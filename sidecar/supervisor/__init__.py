@@ -302,11 +302,13 @@ class Sidecar:
 
 def _token_source(cfg: Config) -> TokenSource:
     """The bearer token: a token file is re-read when it changes (a mounted Secret is
-    updated in place), so that a rotation needs no restart; env's is fixed."""
+    updated in place), so that a rotation needs no restart; env's is fixed. It guards
+    every request: a stat each, a read only on a change or once a second."""
     token = cfg.token.get_secret_value() if cfg.token else None
     if cfg.server.token_file is None or token is None:
         return lambda: token
-    return SecretReader(cfg.server.token_file, "server.token_file", initial=token).current
+    reader = SecretReader(cfg.server.token_file, "server.token_file", initial=token, max_age=1.0)
+    return reader.current
 
 
 async def _guard(name: str, loop: Loop, stop: asyncio.Event) -> None:
