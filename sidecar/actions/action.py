@@ -16,7 +16,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 import msgspec
 
@@ -25,7 +25,6 @@ from sidecar.core.model import ActionKind, Alert, AlertStatus
 from sidecar.core.times import rfc3339, to_ms
 
 __all__ = [
-    "ACTION_KINDS",
     "Action",
     "ActionRecord",
     "AlertRecord",
@@ -36,8 +35,6 @@ __all__ = [
     "instance_key",
     "new_action_id",
 ]
-
-ACTION_KINDS: tuple[ActionKind, ...] = get_args(ActionKind)
 
 
 def new_action_id() -> str:

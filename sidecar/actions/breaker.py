@@ -88,9 +88,13 @@ class ConditionView(Protocol):
 class Holder:
     """An alert that holds the circuit open (until it resolves and clears)."""
 
-    key: str
-    """Its fingerprint: one holder per alert, the latest instance."""
     alert: Alert
+    """The latest instance of the alert: one holder per fingerprint."""
+
+    @property
+    def key(self) -> str:
+        """The alert's fingerprint."""
+        return self.alert.fingerprint
 
     @property
     def resolved(self) -> bool:
@@ -157,13 +161,12 @@ class CircuitState:
     @classmethod
     def from_record(cls, record: CircuitRecord) -> CircuitState:
         """Read back a journal record; a holder's key is the fingerprint it was stored with."""
-        alerts = [alert_from_record(a) for a in record.holders]
         return cls(
             state=record.state,
             since_ms=record.since,
             reason=record.reason,
             source=record.source,
-            holders=tuple(Holder(a.fingerprint, a) for a in alerts),
+            holders=tuple(Holder(alert_from_record(a)) for a in record.holders),
             open_until_ms=record.open_until,
             # A journal may carry any number: the level is clamped, never trusted.
             level=min(max(record.level, 0), MAX_LEVEL),
@@ -331,5 +334,5 @@ def _holding(holders: tuple[Holder, ...], alert: Alert) -> tuple[Holder, ...]:
         if h.key == key:
             if alert.starts_at < h.alert.starts_at:
                 return holders
-            return tuple(Holder(key, alert) if x.key == key else x for x in holders)
-    return (*holders, Holder(key, alert))
+            return tuple(Holder(alert) if x.key == key else x for x in holders)
+    return (*holders, Holder(alert))

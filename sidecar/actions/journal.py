@@ -210,14 +210,7 @@ class Journal:
                         failed, self._queue, group = group + self._queue, [], []
                         self._fail(failed, error)
                         continue
-                    self.entries += len(group)
-                    self.size += len(data)
-                    self._commits.inc()
-                    self._committed.inc(len(group))
-                    for q in group:
-                        _call(q.durable)
-                        if not q.future.done():
-                            q.future.set_result(None)
+                    self._succeed(group, len(data))
                     group = []
         except BaseException:
             # Cancelled at shutdown: nobody may wait forever for an answer.
@@ -226,6 +219,17 @@ class Journal:
             raise
         finally:
             self._committer = None
+
+    def _succeed(self, group: list[_Queued], size: int) -> None:
+        """Count a group written and fsynced (``size`` bytes) and answer its callers."""
+        self.entries += len(group)
+        self.size += size
+        self._commits.inc()
+        self._committed.inc(len(group))
+        for q in group:
+            _call(q.durable)
+            if not q.future.done():
+                q.future.set_result(None)
 
     @staticmethod
     def _fail(failed: list[_Queued], error: JournalError) -> None:

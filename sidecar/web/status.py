@@ -27,7 +27,7 @@ from sidecar.core.durations import format_duration_ms, parse_duration_ms
 from sidecar.core.errors import clip
 from sidecar.core.model import labelset
 from sidecar.core.times import now_ms
-from sidecar.rules.alerting import AlertingRule, AlertState
+from sidecar.rules.alerting import AlertingRule, AlertState, Rule
 from sidecar.rules.condition import ScrapeView
 from sidecar.rules.groups import Group
 from sidecar.store import Store
@@ -143,11 +143,10 @@ class StatusAdapter:
             return next((vs[k] for k in range(j - 1, i - 1, -1) if math.isfinite(vs[k])), None)
         return None
 
-    def status(self, window_ms: int | None = None) -> StatusView:
-        """The page's whole content, read now; charts over ``window_ms`` or the data."""
-        now = now_ms(self._clock())
+    def _target(self) -> TargetStatus:
+        """The last scrape of the app."""
         last = self._scraper.last
-        target = TargetStatus(
+        return TargetStatus(
             url=last.url,
             health=last.health,
             last_scrape_ms=last.time_ms,
@@ -157,44 +156,26 @@ class StatusAdapter:
             error=last.error,
             interval_s=last.interval_s,
         )
+
+    def _rules(self) -> tuple[tuple[RuleStatus, ...], tuple[ActiveAlert, ...]]:
+        """Every loaded rule, in group order, and the alerts of the alerting ones."""
         rules: list[RuleStatus] = []
         alerts: list[ActiveAlert] = []
         for g in self._groups:
             for rule in g.rules:
-                health: RuleHealth = (
-                    "ok" if rule.health == "ok" else ("err" if rule.health == "err" else "unknown")
-                )
                 state: RuleState | None = None
                 if isinstance(rule, AlertingRule):
                     state = _STATES[rule.state()]
-                    alerts.extend(
-                        ActiveAlert(
-                            labels=a.labels,
-                            state="firing" if a.state == AlertState.FIRING else "pending",
-                            since_ms=a.active_at,
-                            value=a.value,
-                            summary=dict(a.annotations).get("summary", ""),
-                        )
-                        for a in rule.active_alerts()
-                    )
-                rules.append(
-                    RuleStatus(
-                        group=g.spec.name,
-                        name=rule.name,
-                        kind="alerting" if state is not None else "recording",
-                        expr=rule.spec.expr,
-                        state=state,
-                        health=health,
-                        last_value=rule.last_value,
-                        last_eval_ms=rule.evaluation_at,
-                        last_error=rule.last_error,
-                    )
-                )
+                    alerts.extend(_active_alerts(rule))
+                rules.append(_rule_status(g, rule, state))
+        return tuple(rules), tuple(alerts)
+
+    def _breaker(self) -> BreakerStatus:
+        """The circuit as the breaker drives it and as the app last confirmed it."""
         circuit = self._path.breaker.state
-        history = self._path.dispatcher.history
         rec = self._path.reconciler
         seen, tried = rec.observed, rec.last
-        breaker = BreakerStatus(
+        return BreakerStatus(
             state=circuit.state,
             since_ms=circuit.since_ms or None,
             reason=circuit.reason,
@@ -207,7 +188,7 @@ class StatusAdapter:
             else self._path.dispatcher.budget.status(),
             history=tuple(
                 BreakerEvent(t.at_ms, t.state, t.reason, t.source)  # type: ignore[arg-type]
-                for t in history.transitions()[:_RECENT]
+                for t in self._path.dispatcher.history.transitions()[:_RECENT]
             ),
             desired=circuit.desired,
             generation=circuit.generation,
@@ -221,9 +202,16 @@ class StatusAdapter:
                 tried.at_ms, tried.outcome, tried.trigger, tried.attempts, tried.error
             ),
         )
+
+    def status(self, window_ms: int | None = None) -> StatusView:
+        """The page's whole content, read now; charts over ``window_ms`` or the data."""
+        now = now_ms(self._clock())
+        target = self._target()
+        rules, alerts = self._rules()
+        breaker = self._breaker()
         actions = tuple(
             ActionRecord(e.at_ms, e.kind, e.source, e.reason, e.outcome, e.attempts)
-            for e in history.actions()[:_RECENT]
+            for e in self._path.dispatcher.history.actions()[:_RECENT]
         )
         alerting = [
             (r.name, r.spec.expr) for g in self._groups for r in g.rules
@@ -241,11 +229,43 @@ class StatusAdapter:
         return StatusView(
             now_ms=now,
             target=target,
-            rules=tuple(rules),
-            alerts=tuple(alerts),
+            rules=rules,
+            alerts=alerts,
             breaker=breaker,
             actions=actions,
             charts=charts,
             window_ms=window_ms,
             retention_ms=self._store.retention_ms,
         )
+
+
+def _active_alerts(rule: AlertingRule) -> list[ActiveAlert]:
+    """The rule's pending and firing alerts."""
+    return [
+        ActiveAlert(
+            labels=a.labels,
+            state="firing" if a.state == AlertState.FIRING else "pending",
+            since_ms=a.active_at,
+            value=a.value,
+            summary=dict(a.annotations).get("summary", ""),
+        )
+        for a in rule.active_alerts()
+    ]
+
+
+def _rule_status(g: Group, rule: Rule, state: RuleState | None) -> RuleStatus:
+    """One rule's row: alerting when it has a ``state``, recording without."""
+    health: RuleHealth = (
+        "ok" if rule.health == "ok" else ("err" if rule.health == "err" else "unknown")
+    )
+    return RuleStatus(
+        group=g.spec.name,
+        name=rule.name,
+        kind="alerting" if state is not None else "recording",
+        expr=rule.spec.expr,
+        state=state,
+        health=health,
+        last_value=rule.last_value,
+        last_eval_ms=rule.evaluation_at,
+        last_error=rule.last_error,
+    )
