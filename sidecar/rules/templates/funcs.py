@@ -253,16 +253,13 @@ def _case(method: Callable[[str], str]) -> Callable[[str], str]:
     return convert
 
 
+_COMPARABLE = frozenset({"bool", "int", "float64", "string"})
+
+
 def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return "other"
+    """The Go basic kind ``compare`` works on, or ``other``."""
+    kind = go_type(value)
+    return kind if kind in _COMPARABLE else "other"
 
 
 def compare(op: str, a: object, b: object) -> bool:
