@@ -16,7 +16,14 @@ from typing import Any
 
 from sidecar.core.durations import parse_duration
 from sidecar.core.times import go_time
-from sidecar.gocompat.gofmt import go_percent_g, go_sprint, go_sprintf, go_title, go_type
+from sidecar.gocompat.gofmt import (
+    go_percent_g,
+    go_sprint,
+    go_sprint_all,
+    go_sprintf,
+    go_title,
+    go_type,
+)
 
 __all__ = [
     "FUNCS",
@@ -312,13 +319,7 @@ def _index(item: object, *keys: object) -> object:
 
 
 def _print(*args: object) -> str:
-    # fmt.Sprint puts a space between operands when neither side is a string.
-    out = []
-    for i, a in enumerate(args):
-        if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
-            out.append(" ")
-        out.append(go_sprint(a))
-    return "".join(out)
+    return go_sprint_all(args)
 
 
 Signature = tuple[str, ...]
