@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sidecar.core.config_fields import ConfigModel
 
-__all__ = ["ACTIONS", "RelabelAction", "RelabelConfig"]
+__all__ = ["ACTIONS", "RegexError", "RelabelAction", "RelabelConfig", "compile_anchored"]
 
 RelabelAction = Literal[
     "replace",
@@ -48,6 +48,10 @@ _NEEDS_TARGET = {"replace", "hashmod", "lowercase", "uppercase", "keepequal", "d
 _TARGET_IS_NAME = {"lowercase", "uppercase", "keepequal", "dropequal", "hashmod"}
 
 
+class RegexError(ValueError):
+    """RE2 refused a pattern; the text is RE2's own."""
+
+
 @cache
 def _re2() -> tuple[Any, Any]:
     """RE2 and its options, loaded by the first regex: 1.6 MiB a config without one saves."""
@@ -63,14 +67,22 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _compile(pattern: str) -> Any:
-    """``pattern`` anchored as Prometheus's ``NewRegexp`` anchors it, compiled by RE2."""
+def compile_anchored(pattern: str) -> Any:
+    """``pattern`` anchored at both ends as Prometheus's ``NewRegexp`` anchors it (relabel
+    configs and PromQL matchers alike), compiled by RE2; a refusal raises ``RegexError``."""
     re2, options = _re2()
     try:
         return re2.compile("^(?:" + pattern + ")$", options)
     except re2.error as exc:
         detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-        raise ValueError(f"error parsing regexp {pattern!r}: {detail}") from exc
+        raise RegexError(str(detail)) from exc
+
+
+def _compile(pattern: str) -> Any:
+    try:
+        return compile_anchored(pattern)
+    except RegexError as exc:
+        raise ValueError(f"error parsing regexp {pattern!r}: {exc}") from exc
 
 
 class RelabelConfig(ConfigModel):

@@ -25,6 +25,7 @@ __all__ = [
     "go_percent_g",
     "go_quote",
     "go_sprint",
+    "go_sprint_all",
     "go_sprintf",
     "go_title",
     "go_type",
@@ -215,6 +216,16 @@ def go_sprint(value: object) -> str:
     if value is None:
         return "<nil>"
     return str(value)
+
+
+def go_sprint_all(values: Sequence[object]) -> str:
+    """``fmt.Sprint`` of several operands: a space between two when neither is a string."""
+    out = []
+    for i, a in enumerate(values):
+        if i and not isinstance(a, str) and not isinstance(values[i - 1], str):
+            out.append(" ")
+        out.append(go_sprint(a))
+    return "".join(out)
 
 
 def _pad(text: str, flags: str, width: str | None) -> str:

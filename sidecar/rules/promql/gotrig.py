@@ -158,16 +158,20 @@ def _cos_poly(zz: float) -> float:
     )
 
 
+def _reduce_odd(x: float) -> tuple[bool, int, float]:
+    """Sin's and Tan's sign, octant and reduced argument for a finite, non-zero ``x``."""
+    sign = x < 0  # then -x, as Go does (abs() would be the same for a non-zero x)
+    j, z = _reduce(-x if sign else x)
+    return sign, j, z
+
+
 def go_sin(x: float) -> float:
     """``math.Sin``."""
     if x == 0 or isnan(x):
         return x
     if isinf(x):
         return math.nan
-    sign = x < 0
-    if sign:  # not abs(): Go keeps -0 as it is
-        x = -x
-    j, z = _reduce(x)
+    sign, j, z = _reduce_odd(x)
     j &= 7
     if j > 3:
         sign = not sign
@@ -211,10 +215,7 @@ def go_tan(x: float) -> float:
         return x
     if isinf(x):
         return math.nan
-    sign = x < 0
-    if sign:  # not abs(): Go keeps -0 as it is
-        x = -x
-    j, z = _reduce(x)
+    sign, j, z = _reduce_odd(x)
     zz = z * z
     if zz > 1e-14:
         p, q = _TAN_P, _TAN_Q

@@ -25,11 +25,11 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from functools import cache
 from math import isnan
 from operator import lt
 from typing import Any
 
+from sidecar.core.config_relabel import RegexError, compile_anchored
 from sidecar.core.model import LabelSet, is_stale
 from sidecar.rules.promql.values import NAME, Elem, PromQLError, drop_name
 from sidecar.store import MAX_T, MIN_T, SeriesView, StoreView
@@ -37,24 +37,12 @@ from sidecar.store import MAX_T, MIN_T, SeriesView, StoreView
 __all__ = ["Matcher", "Selector", "Window", "compile_regex"]
 
 
-@cache
-def _re2() -> tuple[Any, Any]:
-    """RE2 and its options, loaded by the first regex: 1.6 MiB a config without one saves."""
-    import re2  # type: ignore[import-untyped]  # noqa: PLC0415
-
-    options = re2.Options()
-    options.log_errors = False
-    return re2, options
-
-
 def compile_regex(pattern: str) -> Any:
     """Compile ``pattern`` anchored as Prometheus anchors it (``^(?:pattern)$``)."""
-    re2, options = _re2()
     try:
-        return re2.compile("^(?:" + pattern + ")$", options)
-    except re2.error as exc:
-        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-        raise PromQLError(f"invalid regular expression {pattern!r}: {detail}") from exc
+        return compile_anchored(pattern)
+    except RegexError as exc:
+        raise PromQLError(f"invalid regular expression {pattern!r}: {exc}") from exc
 
 
 class Matcher:

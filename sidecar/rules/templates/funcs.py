@@ -16,7 +16,14 @@ from typing import Any
 
 from sidecar.core.durations import parse_duration
 from sidecar.core.times import go_time
-from sidecar.gocompat.gofmt import go_percent_g, go_sprint, go_sprintf, go_title, go_type
+from sidecar.gocompat.gofmt import (
+    go_percent_g,
+    go_sprint,
+    go_sprint_all,
+    go_sprintf,
+    go_title,
+    go_type,
+)
 
 __all__ = [
     "FUNCS",
@@ -253,16 +260,13 @@ def _case(method: Callable[[str], str]) -> Callable[[str], str]:
     return convert
 
 
+_COMPARABLE = frozenset({"bool", "int", "float64", "string"})
+
+
 def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return "other"
+    """The Go basic kind ``compare`` works on, or ``other``."""
+    kind = go_type(value)
+    return kind if kind in _COMPARABLE else "other"
 
 
 def compare(op: str, a: object, b: object) -> bool:
@@ -315,13 +319,7 @@ def _index(item: object, *keys: object) -> object:
 
 
 def _print(*args: object) -> str:
-    # fmt.Sprint puts a space between operands when neither side is a string.
-    out = []
-    for i, a in enumerate(args):
-        if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
-            out.append(" ")
-        out.append(go_sprint(a))
-    return "".join(out)
+    return go_sprint_all(args)
 
 
 Signature = tuple[str, ...]

@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sidecar.gocompat.gofmt import go_sprint, go_type
+from sidecar.gocompat.gofmt import go_sprint, go_sprint_all, go_type
 from sidecar.rules.templates.funcs import FuncError, GoTime
 
 __all__ = ["NIL_URL", "QUERY_FUNCS", "QuerySample", "external_url", "path_prefix", "type_name"]
@@ -108,12 +108,7 @@ def _sprint_args(values: Sequence[object]) -> str:
     # html and js take a lone string as it is, anything else through fmt.Sprint.
     if len(values) == 1 and isinstance(values[0], str):
         return values[0]
-    out = []
-    for i, a in enumerate(values):
-        if i and not isinstance(a, str) and not isinstance(values[i - 1], str):
-            out.append(" ")
-        out.append(go_sprint(a))
-    return "".join(out)
+    return go_sprint_all(values)
 
 
 def _slice(item: object, *indexes: object) -> object:
