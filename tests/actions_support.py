@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,9 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from sidecar.actions.action import Action
 from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.core.config import Config
-from sidecar.core.model import Alert
+from sidecar.core.model import Alert, fingerprint
 from sidecar.demo.app import DemoApp, serve
 from sidecar.web import actions_api
 from sidecar.web.server import build_app
@@ -234,3 +236,23 @@ def webhook(*alerts: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "alerts": list(alerts),
         **extra,
     }
+
+
+def firing_action(action_id: str, labels: dict[str, str]) -> Action:
+    """A circuit_break action from Alertmanager carrying one firing alert with ``labels``."""
+    return Action(
+        id=action_id,
+        kind="circuit_break",
+        reason="alert PoolSaturated firing",
+        source="alertmanager",
+        alerts=(
+            Alert(
+                "firing",
+                labels,
+                {},
+                dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+                fingerprint=fingerprint(labels),
+            ),
+        ),
+        created_ms=1,
+    )
