@@ -22,7 +22,7 @@ from sidecar.actions.action import Action
 from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.core.config import Config
 from sidecar.core.model import Alert, fingerprint
-from sidecar.demo.app import DemoApp, serve
+from sidecar.demo.app import DemoApp, Fault, serve
 from sidecar.web import actions_api
 from sidecar.web.server import build_app
 
@@ -154,6 +154,13 @@ class Rig:
         """POST JSON with the token; returns (status, decoded body)."""
         resp = await self.client.post(path, json=body, headers=AUTH if headers is None else headers)
         return resp.status, await resp.json()
+
+    async def in_flight(self, app_path: str, path: str, body: Any) -> None:
+        """POST ``body`` to ``path`` while the app sits on its next call to ``app_path`` (30 s);
+        returns once that call is in flight."""
+        self.demo.faults.add(Fault(path=app_path, delay=30, times=1))
+        await self.post(path, body)
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

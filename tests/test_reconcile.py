@@ -25,7 +25,7 @@ from sidecar.actions.reconcile import Reconciler
 from sidecar.core.config_actions import BreakerConfig, ReconcileConfig
 from sidecar.core.errors import ActionRejected, ActionUnavailable
 from sidecar.core.model import Alert
-from sidecar.demo.app import DemoApp, Fault
+from sidecar.demo.app import DemoApp
 
 NOW = round(T0 * 1000)
 BREAK = Action("b-1", "circuit_break", "alert firing", "rules", (), NOW)
@@ -316,10 +316,9 @@ async def test_a_restart_sends_only_the_current_intent_with_its_generation(
 ) -> None:
     """A break cut off mid-call and the reset that superseded it: a restart sends the reset."""
     demo = DemoApp()
-    demo.faults.add(Fault(path="/v1/circuit/break", delay=30, times=1))
     async with rig(tmp_path, registry, demo=demo) as r:
-        await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
-        await asyncio.sleep(0.1)  # the break is in flight
+        pool = webhook(alert("PoolSaturated", action="circuit_break"))
+        await r.in_flight("/v1/circuit/break", "/alerts", pool)
         status, _ = await r.post("/v1/circuit/reset", {"reason": "false alarm"})
         assert status == 202
         assert list(r.path.dispatcher.pending) == ["a-2"]
