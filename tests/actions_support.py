@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,10 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from sidecar.actions.action import Action
 from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.core.config import Config
-from sidecar.core.model import Alert
-from sidecar.demo.app import DemoApp, serve
+from sidecar.core.model import Alert, fingerprint
+from sidecar.demo.app import DemoApp, Fault, serve
 from sidecar.web import actions_api
 from sidecar.web.server import build_app
 
@@ -153,6 +155,13 @@ class Rig:
         resp = await self.client.post(path, json=body, headers=AUTH if headers is None else headers)
         return resp.status, await resp.json()
 
+    async def in_flight(self, app_path: str, path: str, body: Any) -> None:
+        """POST ``body`` to ``path`` while the app sits on its next call to ``app_path`` (30 s);
+        returns once that call is in flight."""
+        self.demo.faults.add(Fault(path=app_path, delay=30, times=1))
+        await self.post(path, body)
+        await asyncio.sleep(0.1)
+
 
 @asynccontextmanager
 async def rig(
@@ -234,3 +243,23 @@ def webhook(*alerts: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "alerts": list(alerts),
         **extra,
     }
+
+
+def firing_action(action_id: str, labels: dict[str, str]) -> Action:
+    """A circuit_break action from Alertmanager carrying one firing alert with ``labels``."""
+    return Action(
+        id=action_id,
+        kind="circuit_break",
+        reason="alert PoolSaturated firing",
+        source="alertmanager",
+        alerts=(
+            Alert(
+                "firing",
+                labels,
+                {},
+                dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+                fingerprint=fingerprint(labels),
+            ),
+        ),
+        created_ms=1,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -101,3 +102,15 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+def expvar_app(doc: dict[str, object]) -> web.Application:
+    """An app whose ``/debug/vars`` always answers ``doc`` as JSON, the way Go's expvar does."""
+    body = json.dumps(doc)
+
+    async def vars_(_: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/debug/vars", vars_)
+    return app

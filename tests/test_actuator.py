@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,33 +10,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from actions_support import Sleeps, config, demo_app
+from actions_support import Sleeps, config, demo_app, firing_action
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from sidecar.actions.action import Action
 from sidecar.actions.actuator import Actuator, Outcome
-from sidecar.core.model import Alert, fingerprint
+from sidecar.core.model import fingerprint
 from sidecar.demo.app import DemoApp, Fault
 
 LABELS = {"alertname": "PoolSaturated", "action": "circuit_break", "callback": "http://evil/"}
-ACTION = Action(
-    id="act-1",
-    kind="circuit_break",
-    reason="alert PoolSaturated firing",
-    source="alertmanager",
-    alerts=(
-        Alert(
-            "firing",
-            LABELS,
-            {},
-            dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-            fingerprint=fingerprint(LABELS),
-        ),
-    ),
-    created_ms=1,
-)
+ACTION = firing_action("act-1", LABELS)
 
 
 class _Run:

@@ -23,7 +23,7 @@ from sidecar.actions.entries import Decision, Done, OutcomeRecord, Snapshot, sti
 from sidecar.actions.journal import JOURNAL_FILE, Journal
 from sidecar.core.errors import JournalError
 from sidecar.core.model import fingerprint
-from sidecar.demo.app import DemoApp, Fault
+from sidecar.demo.app import DemoApp
 
 FIXTURE = Path(__file__).parent / "fixtures" / "journal-0.1.0"
 T0_MS = 1_700_000_000_000
@@ -223,10 +223,9 @@ async def test_restart_resumes_unfinished_calls_with_the_same_key(
 ) -> None:
     """An action journaled but cut off mid-call is called again at start, same Idempotency-Key."""
     demo = DemoApp()
-    demo.faults.add(Fault(path="/v1/circuit/break", delay=30, times=1))
     async with rig(tmp_path, registry, demo=demo) as r:
-        await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
-        await asyncio.sleep(0.1)  # the call is in flight, the app sits on it
+        pool = webhook(alert("PoolSaturated", action="circuit_break"))
+        await r.in_flight("/v1/circuit/break", "/alerts", pool)
         await r.path.dispatcher.drain(0.0)  # shutdown cuts it off: it stays journaled
         assert list(r.path.dispatcher.pending) == ["a-1"]
     async with rig(tmp_path, CollectorRegistry(), demo=demo) as r:
@@ -422,9 +421,7 @@ async def test_our_journal_means_the_same_to_a_version_1_reader(
         await r.settle()
         await r.post("/v1/circuit/break", {"reason": "hold", "hold": True})
         await r.settle()
-        demo.faults.add(Fault(path="/v1/cache/flush", delay=30, times=1))
-        await r.post("/v1/cache/flush", {"reason": "drill"})
-        await asyncio.sleep(0.1)  # in flight: it stays pending
+        await r.in_flight("/v1/cache/flush", "/v1/cache/flush", {"reason": "drill"})
         await r.path.dispatcher.drain(0.0)
         ours = r.path.journal.path.read_bytes()
     new = ("type", "version")
@@ -457,9 +454,7 @@ async def test_a_version_3_journal_restores_what_it_restored_before(
     async with rig(tmp_path / "ours", registry, demo=demo) as r:
         await r.post("/alerts", webhook(_pool(), alert("MapGrowing", action="cache_flush")))
         await r.settle()
-        demo.faults.add(Fault(path="/v1/cache/flush", delay=30, times=1))
-        await r.post("/v1/cache/flush", {"reason": "drill"})
-        await asyncio.sleep(0.1)  # in flight: it stays pending
+        await r.in_flight("/v1/cache/flush", "/v1/cache/flush", {"reason": "drill"})
         await r.path.dispatcher.drain(0.0)
         ours = r.path.journal.path.read_bytes()
     v3 = tmp_path / "v3" / "state" / JOURNAL_FILE

@@ -25,7 +25,7 @@ from sidecar.actions.reconcile import Reconciler
 from sidecar.core.config_actions import BreakerConfig, ReconcileConfig
 from sidecar.core.errors import ActionRejected, ActionUnavailable
 from sidecar.core.model import Alert
-from sidecar.demo.app import DemoApp, Fault
+from sidecar.demo.app import DemoApp
 
 NOW = round(T0 * 1000)
 BREAK = Action("b-1", "circuit_break", "alert firing", "rules", (), NOW)
@@ -224,14 +224,19 @@ async def test_a_decision_during_a_call_waits_for_it_and_supersedes_it(h: Harnes
     assert h.app.state == AppCircuit("closed", 2)
 
 
-async def test_a_decision_cuts_the_backoff_short(h: Harness) -> None:
-    """A new decision does not wait out the old intent's backoff."""
+async def _parked_in_backoff(h: Harness) -> None:
+    """The break is refused once: the reconciler parks in a backoff that never ends by itself."""
     h.sleeps.instant = False
     h.app.failures = [ActionUnavailable("circuit_break", "u", "refused")]
     h.reconciler.want(BREAK, 1)
     for _ in range(5):
         await asyncio.sleep(0)
-    assert len(h.sleeps.waits) == 1  # parked in the backoff
+    assert len(h.sleeps.waits) == 1
+
+
+async def test_a_decision_cuts_the_backoff_short(h: Harness) -> None:
+    """A new decision does not wait out the old intent's backoff."""
+    await _parked_in_backoff(h)
     h.reconciler.want(RESET, 2)
     await h.settle()
     assert h.app.calls == [("b-1", 1), ("r-2", 2)]
@@ -239,11 +244,7 @@ async def test_a_decision_cuts_the_backoff_short(h: Harness) -> None:
 
 async def test_close_ends_a_backoff_at_once_and_sends_nothing_more(h: Harness) -> None:
     """At shutdown an unconfirmed intent waiting out its backoff is left to the next start."""
-    h.sleeps.instant = False
-    h.app.failures = [ActionUnavailable("circuit_break", "u", "refused")]
-    h.reconciler.want(BREAK, 1)
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _parked_in_backoff(h)
     h.reconciler.close()
     await h.settle()
     assert h.app.calls == [("b-1", 1)]
@@ -316,10 +317,9 @@ async def test_a_restart_sends_only_the_current_intent_with_its_generation(
 ) -> None:
     """A break cut off mid-call and the reset that superseded it: a restart sends the reset."""
     demo = DemoApp()
-    demo.faults.add(Fault(path="/v1/circuit/break", delay=30, times=1))
     async with rig(tmp_path, registry, demo=demo) as r:
-        await r.post("/alerts", webhook(alert("PoolSaturated", action="circuit_break")))
-        await asyncio.sleep(0.1)  # the break is in flight
+        pool = webhook(alert("PoolSaturated", action="circuit_break"))
+        await r.in_flight("/v1/circuit/break", "/alerts", pool)
         status, _ = await r.post("/v1/circuit/reset", {"reason": "false alarm"})
         assert status == 202
         assert list(r.path.dispatcher.pending) == ["a-2"]

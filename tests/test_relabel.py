@@ -6,7 +6,6 @@ The differential test against a real Prometheus is
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
+from conftest import expvar_app, serving
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
@@ -145,19 +144,9 @@ def test_memo_follows_the_scrapes() -> None:
 
 @pytest.fixture
 async def app_url() -> AsyncIterator[str]:
-    body = json.dumps({"myapp": {"sessions_len": 12, "orders_len": 3}, "goroutines": 40})
-
-    async def vars_(_: web.Request) -> web.Response:
-        return web.Response(text=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/debug/vars", vars_)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    doc = {"myapp": {"sessions_len": 12, "orders_len": 3}, "goroutines": 40}
+    async with serving(expvar_app(doc)) as url:
+        yield url
 
 
 async def test_store_and_metrics_see_relabelled_names(app_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.config import RulesConfig
-from sidecar.core.model import Alert
+from sidecar.core.model import Alert, LabelSet
 from sidecar.rules.engine import RuleEngine
 from sidecar.rules.files import load_rules
 from sidecar.rules.groups import runtime_groups
@@ -37,17 +38,17 @@ groups:
 """
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    path = tmp_path / "rules.yml"
-    path.write_text(RULES, encoding="utf-8")
+@asynccontextmanager
+async def _serving_rules(
+    path: Path, samples: dict[LabelSet, float]
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """The rules API over the groups in ``path``, evaluated once at T0 on ``samples``."""
     store = Store(retention_ms=3_600_000, max_series=100)
-    store.ingest(T0, {(("__name__", "pool_active"),): 19.0, (("__name__", "pool_max"),): 20.0})
+    store.ingest(T0, samples)
 
     async def send(alerts: list[Alert]) -> None:
         return None
 
-    clock_ms = [T0]
     engine = RuleEngine(
         runtime_groups(load_rules([str(path)]), RulesConfig()),
         store,
@@ -55,13 +56,22 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Ap
         registry=CollectorRegistry(),
         send=send,
         state_dir=None,
-        clock=lambda: clock_ms[0] / 1000,
+        clock=lambda: T0 / 1000,
         monotonic=lambda: 0.0,
     )
     await engine.iterate(engine.groups[0], T0)
     app = web.Application()
     app.router.add_routes(routes(engine.groups))
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+        yield c
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    path = tmp_path / "rules.yml"
+    path.write_text(RULES, encoding="utf-8")
+    samples = {(("__name__", "pool_active"),): 19.0, (("__name__", "pool_max"),): 20.0}
+    async with _serving_rules(path, samples) as c:
         yield c
 
 
@@ -163,26 +173,7 @@ async def test_a_rule_the_evaluator_cannot_run_shows_its_reason(tmp_path: Path) 
         "      - record: fine\n        expr: pool_active\n",
         encoding="utf-8",
     )
-    store = Store(retention_ms=3_600_000, max_series=100)
-    store.ingest(T0, {(("__name__", "pool_active"),): 19.0})
-
-    async def send(alerts: list[Alert]) -> None:
-        return None
-
-    engine = RuleEngine(
-        runtime_groups(load_rules([str(path)]), RulesConfig()),
-        store,
-        RulesConfig(),
-        registry=CollectorRegistry(),
-        send=send,
-        state_dir=None,
-        clock=lambda: T0 / 1000,
-        monotonic=lambda: 0.0,
-    )
-    await engine.iterate(engine.groups[0], T0)
-    app = web.Application()
-    app.router.add_routes(routes(engine.groups))
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+    async with _serving_rules(path, {(("__name__", "pool_active"),): 19.0}) as c:
         body = await (await c.get("/v1/rules")).json()
     refused, fine = body["data"]["groups"][0]["rules"]
     assert (refused["health"], refused["lastError"]) == (

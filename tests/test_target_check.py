@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
+from conftest import expvar_app, serving
 
 from sidecar.cli.target_check import check_target, missing_inputs
 from sidecar.core.config import Config
@@ -35,19 +34,8 @@ def test_missing_inputs_follow_the_operators(
 
 @pytest.fixture
 async def app_url() -> AsyncIterator[str]:
-    body = json.dumps({"myapp": {"sessions_len": 12}, "num_goroutine": 40})
-
-    async def vars_(_: web.Request) -> web.Response:
-        return web.Response(text=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/debug/vars", vars_)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/debug/vars"
-    await runner.cleanup()
+    async with serving(expvar_app({"myapp": {"sessions_len": 12}, "num_goroutine": 40})) as url:
+        yield f"{url}/debug/vars"
 
 
 def _config(relabel: list[dict[str, Any]]) -> Config:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from leakapp_support import go_build
 
 __all__ = ["GoService", "build_goservice", "goservice"]
 
@@ -29,28 +27,7 @@ SOURCE = Path(__file__).parent.parent / "fixtures" / "goservice"
 
 def build_goservice(workdir: Path) -> Path:
     """``go build`` the service into ``workdir``; fails the test, naming the package, without Go."""
-    go = shutil.which("go")
-    if go is None:
-        raise AssertionError("go is not installed (Debian: golang-go); it builds the Go service")
-    env = {
-        **os.environ,
-        "GOCACHE": str(workdir / "cache"),
-        "GOPATH": str(workdir / "gopath"),
-        "GOTOOLCHAIN": "local",
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "CGO_ENABLED": "0",
-    }
-    binary = workdir / "goservice"
-    subprocess.run(
-        [go, "build", "-o", str(binary), "."],
-        cwd=SOURCE,
-        env=env,
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
-    return binary
+    return go_build(SOURCE, workdir, "goservice")
 
 
 @dataclass

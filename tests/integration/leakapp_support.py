@@ -1,5 +1,6 @@
 """The Go leak app of tests/fixtures/leakapp (expvar on one loopback port, net/http/pprof
-on another), built once per session with the local toolchain, offline."""
+on another), built once per session with the local toolchain, offline; and ``go_build``,
+which every Go fixture under tests/fixtures is built with."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ LEAKAPP = Path(__file__).parent.parent / "fixtures" / "leakapp"
 def go() -> str:
     path = shutil.which("go")
     if path is None:
-        raise AssertionError("go is not installed (Debian: golang-go); it builds the leak app")
+        raise AssertionError("go is not installed (Debian: golang-go); it builds the Go fixtures")
     return path
 
 
@@ -35,18 +36,23 @@ def go_env(tmp: Path) -> dict[str, str]:
     }
 
 
-def build_leakapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The leak app, built with a private Go cache, offline (a session fixture calls it)."""
-    tmp = tmp_path_factory.mktemp("leakapp")
-    out = tmp / "leakapp"
+def go_build(source: Path, workdir: Path, name: str) -> Path:
+    """``go build`` the program in ``source`` to ``workdir/name``: the local toolchain,
+    offline, with a private cache under ``workdir``."""
+    out = workdir / name
     subprocess.run(
         [go(), "build", "-o", str(out), "."],
-        cwd=LEAKAPP,
-        env=go_env(tmp),
+        cwd=source,
+        env=go_env(workdir),
         check=True,
         timeout=300,
     )
     return out
+
+
+def build_leakapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The leak app, built once (a session fixture calls it)."""
+    return go_build(LEAKAPP, tmp_path_factory.mktemp("leakapp"), "leakapp")
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ next call; and no secret shows in logs, /metrics, the status page or error bodie
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,17 +15,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from actions_support import until
+from actions_support import firing_action, until
 from conftest import running
 from outbound_support import AuthApp, Pki, make_pki, serving
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from sidecar.actions.action import Action
 from sidecar.actions.actuator import Actuator
 from sidecar.core.config import Config
 from sidecar.core.errors import ScrapeError
-from sidecar.core.model import Alert, fingerprint
 from sidecar.core.outbound import Outbound
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
@@ -39,22 +36,7 @@ PASSWORD = "app-password-9876543210"
 BREAK = "/v1/circuit/break"
 VARS = "/debug/vars"
 LABELS = {"alertname": "PoolSaturated", "action": "circuit_break"}
-ACTION = Action(
-    id="act-auth-1",
-    kind="circuit_break",
-    reason="alert PoolSaturated firing",
-    source="alertmanager",
-    alerts=(
-        Alert(
-            "firing",
-            LABELS,
-            {},
-            dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-            fingerprint=fingerprint(LABELS),
-        ),
-    ),
-    created_ms=1,
-)
+ACTION = firing_action("act-auth-1", LABELS)
 
 
 async def _no_sleep(_: float) -> None:

@@ -109,16 +109,24 @@ async def _fleet(
             )
             for i, app in enumerate(apps)
         ]
-        await stack.enter_async_context(
-            prometheus(tmp_path / "prometheus", _prometheus(urls), port=prom_port)
-        )
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        # Prometheus knows the whole workload before anything leaks.
-        await eventually(
-            lambda: query(http, prom_url, 'count(up{app="orders"} == 1)'),
-            lambda got: bool(got) and got[0]["value"][1] == str(PODS),
-        )
+        http = await _watching(stack, tmp_path, urls, prom_port)
         yield apps, urls, http
+
+
+async def _watching(
+    stack: AsyncExitStack, tmp_path: Path, urls: list[str], prom_port: int
+) -> aiohttp.ClientSession:
+    """Start the Prometheus that scrapes the sidecars at ``urls`` on ``stack`` and wait until it
+    knows the whole workload (every app up), before anything leaks; returns an HTTP session."""
+    await stack.enter_async_context(
+        prometheus(tmp_path / "prometheus", _prometheus(urls), port=prom_port)
+    )
+    http = await stack.enter_async_context(aiohttp.ClientSession())
+    await eventually(
+        lambda: query(http, f"http://127.0.0.1:{prom_port}", 'count(up{app="orders"} == 1)'),
+        lambda got: bool(got) and got[0]["value"][1] == str(PODS),
+    )
+    return http
 
 
 async def _broken(apps: list[GoService]) -> list[int]:
@@ -248,14 +256,7 @@ async def test_a_refused_sidecar_restarted_breaks_from_its_journal_once_the_budg
             )
             for i, app in enumerate(apps)
         ]
-        await stack.enter_async_context(
-            prometheus(tmp_path / "prometheus", _prometheus(urls), port=prom_port)
-        )
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        await eventually(
-            lambda: query(http, prom_url, 'count(up{app="orders"} == 1)'),
-            lambda got: bool(got) and got[0]["value"][1] == str(PODS),
-        )
+        http = await _watching(stack, tmp_path, urls, prom_port)
         await asyncio.gather(apps[0].leak(), apps[1].leak())
         (one,) = await eventually(lambda: _broken(apps), bool)
         other = 1 - one

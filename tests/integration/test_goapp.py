@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from leakapp_support import go_build
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar.core.config import ScrapeConfig
@@ -39,39 +40,13 @@ CONFIG = ScrapeConfig.model_validate(
 )
 
 
-def _go() -> str:
-    path = shutil.which("go")
-    if path is None:
-        raise AssertionError(
-            "go is not installed (Debian: golang-go); it builds the expvar fixtures"
-        )
-    return path
-
-
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the Go program with a private cache, offline, and let it write its bodies."""
     tmp = tmp_path_factory.mktemp("goapp")
-    env = {
-        **os.environ,
-        "GOCACHE": str(tmp / "cache"),
-        "GOPATH": str(tmp / "gopath"),
-        "GOTOOLCHAIN": "local",
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "CGO_ENABLED": "0",
-    }
-    binary = tmp / "goapp"
+    binary = go_build(GOAPP, tmp, "goapp")
     out = tmp / "out"
     out.mkdir()
-    subprocess.run(
-        [_go(), "build", "-o", str(binary), "."],
-        cwd=GOAPP,
-        env=env,
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
     subprocess.run([str(binary), str(out)], check=True, timeout=60, capture_output=True)
     if os.environ.get("UPDATE_FIXTURES") == "1":
         for name in BODIES:
