@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from sidecar.actions.action import Action
-from sidecar.actions.actuator import Actuator, AppCircuit
+from sidecar.actions.actuator import Actuator, AppCircuit, GenerationBehind
 from sidecar.actions.breaker import MAX_LEVEL, Breaker, CircuitState
 from sidecar.actions.history import History
 from sidecar.actions.reconcile import Reconciler
@@ -152,6 +152,8 @@ class Harness:
     sleeps: Parked
     done: list[tuple[str, str]]
     registry: CollectorRegistry
+    behind: list[tuple[str, int]]
+    """Every ``on_behind`` call: the action and the generation the app applied."""
 
     def metric(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)
@@ -165,11 +167,17 @@ class Harness:
 
 @pytest.fixture
 def h() -> Harness:
-    app, sleeps, done = FakeApp(), Parked(), []
+    app, sleeps, done, behind = FakeApp(), Parked(), [], []
     registry = CollectorRegistry()
 
     async def on_done(action: Action, outcome: str) -> None:
         done.append((action.id, outcome))
+
+    async def on_behind(action: Action, applied: int) -> int | None:
+        # The owner journals the call at the next generation after the app's; a call
+        # that is no longer the circuit's ("gone") gets None.
+        behind.append((action.id, applied))
+        return None if action.id == "gone" else applied + 1
 
     cfg = ReconcileConfig.model_validate({"initial_backoff": "500ms", "max_backoff": "4s"})
     reconciler = Reconciler(
@@ -178,10 +186,11 @@ def h() -> Harness:
         registry,
         history=History(),
         on_done=on_done,
+        on_behind=on_behind,
         clock=Clock(),
         sleep=sleeps,
     )
-    return Harness(reconciler, app, sleeps, done, registry)
+    return Harness(reconciler, app, sleeps, done, registry, behind)
 
 
 async def test_a_failing_call_is_resent_forever_with_capped_backoff_until_confirmed(
@@ -287,6 +296,44 @@ async def test_the_state_endpoint_is_corrected_when_it_disagrees(h: Harness) -> 
     assert h.metric("leak_sidecar_reconcile_triggers_total", trigger="state_mismatch") == 1
 
 
+async def test_a_409_naming_a_newer_generation_makes_the_intent_catch_up(h: Harness) -> None:
+    """The app applied generation 5 (this sidecar lost its journal): the break is journaled
+    at 6 by the owner and sent again with its key, and the app takes it."""
+    h.app.failures = [GenerationBehind("circuit_break", "u", "u answered 409", 5)]
+    h.reconciler.want(BREAK, 1)
+    await h.settle()
+    assert h.behind == [("b-1", 5)]
+    assert h.app.calls == [("b-1", 1), ("b-1", 6)]
+    assert h.app.state == AppCircuit("open", 6)
+    assert h.reconciler.intent is not None
+    assert h.reconciler.intent.generation == 6
+    assert h.reconciler.in_sync
+    assert h.metric("leak_sidecar_reconcile_total", outcome="rejected") == 1
+
+
+async def test_a_call_no_longer_the_circuits_does_not_catch_up(h: Harness) -> None:
+    """When the owner says the call was superseded, the intent keeps its generation."""
+    gone = replace(BREAK, id="gone")
+    h.app.failures = [GenerationBehind("circuit_break", "u", "u answered 409", 5)]
+    h.reconciler.want(gone, 1)
+    await h.settle()
+    assert h.behind == [("gone", 5)]
+    assert h.app.calls == [("gone", 1), ("gone", 1)]
+
+
+async def test_a_state_endpoint_ahead_of_the_intent_makes_it_catch_up(h: Harness) -> None:
+    """The app's state endpoint shows generation 7, closed, against a confirmed break at 1:
+    the break is sent again at 8, not at 1 (which the app would refuse)."""
+    h.reconciler.want(BREAK, 1)
+    await h.settle()
+    h.app.state = AppCircuit("closed", 7)
+    await h.reconciler.check()
+    await h.settle()
+    assert h.behind == [("b-1", 7)]
+    assert h.app.calls == [("b-1", 1), ("b-1", 8)]
+    assert h.app.state == AppCircuit("open", 8)
+
+
 async def test_a_restored_intent_is_sent_only_when_unconfirmed(h: Harness) -> None:
     """After a restart a confirmed intent is trusted; an unconfirmed one is sent at once."""
     h.reconciler.restore(BREAK, 3, confirmed=True)
@@ -368,6 +415,39 @@ async def test_observe_reads_the_state_endpoint_strictly(
         else:
             with pytest.raises(cast(type[Exception], expected)):
                 await actuator.observe()
+
+
+@pytest.mark.parametrize(
+    ("body", "generation", "expected"),
+    [
+        (b'{"error": "older generation", "generation": 3}', 1, GenerationBehind),
+        (b'{"generation": 3}', 3, GenerationBehind),
+        (b'{"generation": 2}', 3, ActionRejected),  # not ahead: a plain refusal
+        (b'{"generation": "3"}', 1, ActionRejected),
+        (b'{"generation": -1}', 1, ActionRejected),
+        (b"older generation", 1, ActionRejected),
+    ],
+)
+async def test_a_409_is_read_for_the_generation_the_app_applied(
+    tmp_path: Path, body: bytes, generation: int, expected: type[Exception]
+) -> None:
+    """Only a 409 whose JSON names an integer generation at or past the call's is behind."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=409, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/circuit/break", refuse)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        base = f"http://127.0.0.1:{server.port}"
+        cfg = config(tmp_path, base, app={"base_url": base})
+        actuator = Actuator(cfg.app, cfg.actions, session, CollectorRegistry())
+        with pytest.raises(ActionRejected) as caught:
+            await actuator.call(BREAK, generation)
+    assert type(caught.value) is expected
+    assert caught.value.status == 409
+    if expected is GenerationBehind:
+        assert cast(GenerationBehind, caught.value).applied == 3
 
 
 async def test_a_version_2_journal_with_a_break_that_gave_up_sends_it_again(

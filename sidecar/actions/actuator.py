@@ -11,8 +11,10 @@ retried: the app has said no and asking again cannot change its mind.
 Circuit calls are not run to an end here: the reconciler (``reconcile``) makes one
 ``call`` at a time, for the current generation only, and decides when to send again.
 Each carries its generation (header ``X-Leak-Sidecar-Generation`` and ``generation`` in
-the body), so that the app can ignore a command older than one it applied. ``observe``
-reads the app's own view of its circuit when ``app.state_path`` is set.
+the body), so that the app can ignore a command older than one it applied; a 409 that
+names the generation the app applied is ``GenerationBehind`` (the sidecar's journal was
+lost while the app kept running: the reconciler catches up). ``observe`` reads the
+app's own view of its circuit when ``app.state_path`` is set.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from sidecar.core.model import ActionKind
 from sidecar.core.outbound import Outbound
 from sidecar.core.retry import retrying
 
-__all__ = ["GENERATION_HEADER", "Actuator", "AppCircuit", "Outcome"]
+__all__ = ["GENERATION_HEADER", "Actuator", "AppCircuit", "GenerationBehind", "Outcome"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +56,15 @@ class AppCircuit:
     state: Literal["open", "closed"]
     generation: int | None
     """The generation it last applied, when it says."""
+
+
+class GenerationBehind(ActionRejected):
+    """409 with ``{"generation": n}``: the app applied generation ``applied``, newer than
+    the call's. Only a sidecar that lost its journal while the app kept running sends one."""
+
+    def __init__(self, action: str, url: str, message: str, applied: int) -> None:
+        super().__init__(action, url, message, 409)
+        self.applied = applied
 
 
 _ERROR_BODY_BYTES = 512
@@ -250,7 +261,20 @@ class Actuator:
         message = f"{url} answered {resp.status}: {clip(self._outbound.redact(text), 200)}"
         if resp.status == 429 or resp.status >= 500:
             raise ActionUnavailable(action.kind, url, message, resp.status)
+        applied = _applied_generation(text) if resp.status == 409 else None
+        if generation is not None and applied is not None and applied >= generation:
+            raise GenerationBehind(action.kind, url, message, applied)
         raise ActionRejected(action.kind, url, message, resp.status)
+
+
+def _applied_generation(text: str) -> int | None:
+    """The generation a 409's JSON body says the app applied, if it says one."""
+    try:
+        doc: Any = json.loads(text)
+    except ValueError:
+        return None
+    gen = doc.get("generation") if isinstance(doc, dict) else None
+    return gen if type(gen) is int and gen >= 0 else None
 
 
 def _app_circuit(url: str, body: bytes) -> AppCircuit:

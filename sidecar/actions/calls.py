@@ -25,7 +25,7 @@ from sidecar.actions.actuator import Actuator
 from sidecar.actions.entries import Done, OutcomeRecord
 from sidecar.actions.history import ActionEvent, History
 from sidecar.actions.journal import Journal
-from sidecar.actions.reconcile import Reconciler
+from sidecar.actions.reconcile import OnBehind, Reconciler
 from sidecar.core.config_actions import ReconcileConfig
 from sidecar.core.errors import JournalError
 from sidecar.core.loops import Sleep
@@ -46,6 +46,7 @@ class Calls:
         journal: Journal,
         registry: CollectorRegistry,
         *,
+        on_behind: OnBehind,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -61,6 +62,7 @@ class Calls:
             registry,
             history=self.history,
             on_done=self.finished,
+            on_behind=on_behind,
             clock=clock,
             sleep=sleep,
         )

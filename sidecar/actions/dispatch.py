@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 import structlog
@@ -96,7 +96,15 @@ class Dispatcher:
         self._new_id = new_id
         self._lock = asyncio.Lock()
         self.memory = Memory(cfg, breaker, registry)
-        self.calls = Calls(cfg.reconcile, actuator, journal, registry, clock=clock, sleep=sleep)
+        self.calls = Calls(
+            cfg.reconcile,
+            actuator,
+            journal,
+            registry,
+            on_behind=self.catch_up,
+            clock=clock,
+            sleep=sleep,
+        )
         self.pending = self.calls.pending
         """Journaled actions whose call has not finished, in the order decided."""
         self.history = self.calls.history
@@ -237,6 +245,20 @@ class Dispatcher:
                 await self.reexamine()
                 await self.tick()
             await pause(stop, interval)
+
+    async def catch_up(self, action: Action, applied: int) -> int | None:
+        """The app applied generation ``applied``, at or past the one ``action`` carries: this
+        sidecar's journal was lost while the app kept running. The circuit's call takes
+        ``applied + 1``, journaled, and the generation returned; None when ``action`` is no
+        longer the circuit's call (a newer decision is sent instead)."""
+        async with self._lock:
+            head = self._head
+            if head.call_id != action.id:
+                return None
+            state = replace(head, generation=max(head.generation, applied + 1))
+            durable = self._submit(self._now(), [], state)
+        await self._durable(durable)
+        return state.generation
 
     # -- journal and tasks ----------------------------------------------------------
 

@@ -15,7 +15,11 @@ app's state endpoint), and sends the intent until they agree:
 - an app restart the scrape stage reports (``app_restarted``) re-sends an open circuit:
   a new process starts closed;
 - with ``app.state_path``, the app's own view is read every ``actions.reconcile.interval``
-  and a disagreement is corrected.
+  and a disagreement is corrected;
+- an app that applied a newer generation than the intent's (a 409 naming it, or its
+  state endpoint: this sidecar's journal was lost while the app kept running) makes the
+  intent take the next generation after the app's, journaled by the owner
+  (``on_behind``), and it is sent again: generations never stay behind the app's.
 
 Cache flushes are not a level and never come here: they stay fire-and-forget actions.
 """
@@ -32,11 +36,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from tenacity import RetryCallState
 
 from sidecar.actions.action import Action
-from sidecar.actions.actuator import Actuator
+from sidecar.actions.actuator import Actuator, GenerationBehind
 from sidecar.actions.history import History
 from sidecar.actions.intent import Intent, LastReconcile, Observed
 from sidecar.core.config_actions import ReconcileConfig
-from sidecar.core.errors import ActionError, ActionRejected, ActionUnavailable, clip
+from sidecar.core.errors import ActionError, ActionRejected, ActionUnavailable, JournalError, clip
 from sidecar.core.loops import Sleep, pause, wait_any
 from sidecar.core.retry import converging
 from sidecar.core.times import iso, now_ms
@@ -55,6 +59,9 @@ CHECKS = ("agree", "disagree", "failed")
 """What one read of the app's state endpoint found."""
 
 OnDone = Callable[[Action, str], Awaitable[None]]
+OnBehind = Callable[[Action, int], Awaitable[int | None]]
+"""The app applied generation n, at or past ``action``'s: journal ``action`` at a newer
+one and return it (None: ``action`` is no longer the circuit's call)."""
 
 
 class Reconciler:
@@ -68,6 +75,7 @@ class Reconciler:
         *,
         history: History,
         on_done: OnDone,
+        on_behind: OnBehind,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -75,6 +83,7 @@ class Reconciler:
         self._actuator = actuator
         self._history = history
         self._on_done = on_done
+        self._on_behind = on_behind
         self._clock = clock
         self._sleep = sleep
         self.intent: Intent | None = None
@@ -250,6 +259,8 @@ class Reconciler:
             self.last = LastReconcile(
                 self._now(), outcome, self._trigger, self._attempts, clip(exc, 300)
             )
+            if isinstance(exc, GenerationBehind):
+                await self._catch_up(intent, exc.applied)
             raise
         now = self._now()
         self._calls.labels("confirmed").inc()
@@ -297,7 +308,27 @@ class Reconciler:
             observed_generation=seen.generation,
         )
         self._attempts = 0
+        if seen.generation is not None and seen.generation > intent.generation:
+            await self._catch_up(intent, seen.generation)
         self._request("state_mismatch")
+
+    async def _catch_up(self, intent: Intent, applied: int) -> None:
+        """The app applied generation ``applied``, at or past ``intent``'s: the intent takes
+        a newer one, journaled by the owner, so that the app accepts it when sent again."""
+        try:
+            generation = await self._on_behind(intent.action, applied)
+        except JournalError:
+            return  # logged by the journal; sent again as it is, caught up on the next 409
+        if generation is None or self.intent is not intent:
+            return  # a newer decision took over meanwhile: it is what is sent
+        self.intent = Intent(intent.action, generation)
+        log.warning(
+            "reconcile.generation_behind",
+            action_id=intent.action.id,
+            app_generation=applied,
+            was=intent.generation,
+            generation=generation,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check the app's state endpoint every ``interval`` (when it has one) until ``stop``."""

@@ -25,6 +25,7 @@ from procs import Command, sidecar_command
 pytestmark = pytest.mark.integration
 
 BREAK = "/v1/circuit/break"
+RESET = "/v1/circuit/reset"
 SCRAPE_INTERVAL = 1.0
 MAX_BACKOFF = 1.0
 ROUNDS = int(os.environ.get("LEAK_SIDECAR_SIGKILL_ROUNDS", "50"))
@@ -236,3 +237,45 @@ async def test_sigkill_at_random_points_never_leaves_the_app_apart_from_the_side
     # (Counted in the text: a SIGKILL may leave a torn log line.)
     resumed = re.findall(r'"event":\s*"action\.resumed"', log.read_text())
     assert len(resumed) >= min(ROUNDS, 5) // 5
+
+
+async def test_a_sidecar_that_lost_its_state_dir_catches_up_with_the_apps_generation(
+    tmp_path: Path, gobinary: Path
+) -> None:
+    """The app keeps running at generation 3 while the sidecar restarts on an empty state
+    directory: its reset (generation 1) is answered 409 with the app's generation, so it
+    takes generation 4, journaled, and the app closes; a restart keeps generation 4."""
+    log = tmp_path / "sidecar.log"
+    async with goservice(gobinary) as app, aiohttp.ClientSession() as http:
+        (tmp_path / "old").mkdir()
+        async with sidecar_command(_config(tmp_path / "old", app.url), log, TOKEN) as sc:
+            for name in ("break", "reset", "break"):
+                await _post(http, f"{sc.url}/v1/circuit/{name}", {"reason": name})
+                await _until(lambda: _in_sync(http, sc), within=5)
+        assert await app.circuit() == {"state": "open", "generation": 3}
+
+        (tmp_path / "new").mkdir()
+        config = _config(tmp_path / "new", app.url)
+        async with sidecar_command(config, log, TOKEN) as sc:
+            answer = await _post(http, f"{sc.url}/v1/circuit/reset", {"reason": "lost state"})
+            assert answer["circuit"]["generation"] == 1
+            await _until(lambda: _in_sync(http, sc), within=5 + MAX_BACKOFF)
+            circuit = await _circuit(http, sc)
+            assert (circuit["desired"], circuit["generation"]) == ("closed", 4)
+            assert circuit["observed"]["generation"] == 4
+        assert await app.circuit() == {"state": "closed", "generation": 4}
+        key = answer["action"]["id"]
+        calls = [(c["key"], c["generation"], c["status"]) for c in await app.calls(RESET)]
+        assert calls[-2:] == [(key, 1, 409), (key, 4, 200)]
+
+        async with sidecar_command(config, log, TOKEN) as sc:
+            circuit = await _circuit(http, sc)
+            assert (circuit["desired"], circuit["generation"]) == ("closed", 4)
+            assert circuit["in_sync"]
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    [behind] = [e for e in events if e["event"] == "reconcile.generation_behind"]
+    assert (behind["app_generation"], behind["was"], behind["generation"]) == (3, 1, 4)
+
+
+async def _in_sync(http: aiohttp.ClientSession, sc: Command) -> bool:
+    return bool((await _circuit(http, sc))["in_sync"])
