@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -264,7 +265,7 @@ def test_memstats_stay_self_consistent(ops: list[tuple[str, Any]]) -> None:
         if op == "step":
             clock.step(arg)
         elif op == "leak":
-            sim.set_leak(sim.leak.model_copy(update={"on": arg}))
+            sim.set_leak(msgspec.structs.replace(sim.leak, on=arg))
         else:
             {"flush": sim.flush, "break": sim.break_circuit, "reset": sim.reset_circuit}[op]()
         doc = sim.expvar(["x"])

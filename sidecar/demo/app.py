@@ -23,12 +23,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
 
-from sidecar.core.errors import clip, validation_message
+from sidecar.core import validation
+from sidecar.core.errors import clip
 from sidecar.demo.faults import Fault, FaultQueue, drop
 from sidecar.demo.sim import LeakSettings, Simulation
 
@@ -268,38 +269,39 @@ class DemoApp:
         return _json({"calls": []})
 
     async def _get_faults(self, _: web.Request) -> web.Response:
-        return _json({"faults": [f.model_dump() for f in self.faults.pending()]})
+        return _json({"faults": validation.builtins(self.faults.pending())})
 
     async def _post_fault(self, request: web.Request) -> web.Response:
-        fault, error = await _parse(request, Fault.model_validate)
+        fault, error = await _parse(request, Fault.validate)
         if fault is None:
             return _json({"error": error}, status=422)
         if len(self.faults.pending()) >= _MAX_FAULTS:
             return _json({"error": f"at most {_MAX_FAULTS} pending faults"}, status=422)
         self.faults.add(fault)
-        return _json({"faults": [f.model_dump() for f in self.faults.pending()]}, status=201)
+        return _json({"faults": validation.builtins(self.faults.pending())}, status=201)
 
     async def _delete_faults(self, _: web.Request) -> web.Response:
         self.faults.clear()
         return _json({"faults": []})
 
     async def _get_leak(self, _: web.Request) -> web.Response:
-        return _json(self.sim.leak.model_dump())
+        return _json(validation.builtins(self.sim.leak))
 
     async def _post_leak(self, request: web.Request) -> web.Response:
-        current = self.sim.leak.model_dump()
+        current = validation.builtins(self.sim.leak)
 
         def merge(body: Any) -> LeakSettings:
             if not isinstance(body, dict):
                 raise TypeError(f"expected a JSON object, got {type(body).__name__}")
-            return LeakSettings.model_validate({**current, **body})
+            return LeakSettings.validate({**current, **body})
 
         leak, error = await _parse(request, merge)
         if leak is None:
             return _json({"error": error}, status=422)
         self.sim.set_leak(leak)
-        _log.info("demo_app.leak_set", **leak.model_dump())
-        return _json(leak.model_dump())
+        settings = validation.builtins(leak)
+        _log.info("demo_app.leak_set", **settings)
+        return _json(settings)
 
 
 DEMO_APP = web.AppKey("demo_app", DemoApp)
@@ -312,12 +314,16 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 async def _parse(request: web.Request, build: Callable[[Any], _T]) -> tuple[_T | None, str]:
+    """The body built by ``build``, or the reason it cannot be, for a 422."""
     try:
-        return build(orjson.loads(await request.read())), ""
+        raw = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
         return None, f"body is not JSON: {clip(exc, 200)}"
-    except ValidationError as exc:
-        return None, clip(validation_message(exc), 500)
+    try:
+        return build(raw), ""
+    except msgspec.ValidationError as exc:
+        # The demo's bodies hold no secrets: the offending value is echoed.
+        return None, clip(validation.Problem.of(exc, raw).line(), 500)
     except TypeError as exc:
         return None, clip(exc, 500)
 
