@@ -89,7 +89,38 @@ async def test_post_alerts_is_described_with_every_status_auth_and_the_error_sha
     brk = doc["paths"]["/v1/circuit/break"]["post"]
     assert sorted(brk["responses"]) == ["202", *ERRORS]
     schema = brk["requestBody"]["content"]["application/json"]["schema"]
-    assert schema == BreakRequest.model_json_schema(by_alias=True)
+    assert schema == {"$ref": "#/components/schemas/BreakRequest"}
+    assert doc["components"]["schemas"]["BreakRequest"] == {
+        "title": "BreakRequest",
+        "description": BreakRequest.__doc__,
+        "type": "object",
+        "properties": {
+            "reason": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 500,
+                "default": "manual break",
+            },
+            "hold": {
+                "type": "boolean",
+                "default": False,
+                "description": "Stay open until a manual reset.",
+            },
+        },
+        "required": [],
+        "additionalProperties": False,
+    }
+    for path, name in [
+        ("/v1/circuit/reset", "ResetRequest"),
+        ("/v1/cache/flush", "FlushRequest"),
+        ("/v1/evidence", "CaptureRequest"),
+    ]:
+        body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": f"#/components/schemas/{name}"}
+    alert = doc["components"]["schemas"]["WebhookAlert"]
+    assert alert["required"] == ["status", "labels", "startsAt"]
+    assert alert["properties"]["startsAt"] == {"type": "string", "format": "date-time"}
+    assert "additionalProperties" not in alert  # Alertmanager adds fields over time
     assert "security" not in doc["paths"]["/v1/circuit"]["get"]
     assert doc["paths"]["/v1/evidence"]["get"]["security"] == [{"bearerAuth": []}]
     assert "content" not in doc["paths"]["/v1/circuit"]["head"]["responses"]["200"]
