@@ -79,20 +79,19 @@ class _Time(Checked, dt.datetime):
             shown = clip(repr(value), 60) if isinstance(value, str) else type(value).__name__
             raise ValueError(f"expected an RFC 3339 time string, got {shown}")
         try:
-            when = dt.datetime.fromisoformat(value.upper())
+            when = cls.fromisoformat(value.upper())
         except ValueError as exc:  # a month 13, a 24th hour: the shape was right
             raise ValueError(f"invalid time {clip(repr(value), 60)}: {exc}") from None
         if when.tzinfo is None:
             raise ValueError(f"expected a time with its offset (Z or +hh:mm), got {value!r}")
         try:
-            utc = when.astimezone(dt.UTC)
+            return when.astimezone(dt.UTC)
         except OverflowError:
             raise ValueError(f"time out of range in UTC: {when.isoformat()}") from None
-        return cls.combine(utc.date(), utc.timetz())
 
     def plain(self) -> dt.datetime:
         """The time as a ``datetime`` itself, as the journal's encoder takes it."""
-        return dt.datetime.combine(self.date(), self.timetz())
+        return dt.datetime.combine(self, self.timetz())
 
 
 class WebhookAlert(msgspec.Struct, frozen=True, kw_only=True):
