@@ -130,3 +130,22 @@ def test_json_problem_names_a_wrong_shape_or_a_document_that_is_not_json(
     with pytest.raises(msgspec.DecodeError) as caught:
         decode_json(body, Outer)
     assert json_problem(caught.value).line() == line
+
+
+class Tolerant(msgspec.Struct):
+    items: list[object] = msgspec.field(default_factory=list)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items": [' + b"[" * 100_000,
+        b'{"items": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+        b'{"skipped": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}",
+    ],
+)
+def test_a_document_nested_too_deeply_is_refused_not_a_crash(body: bytes) -> None:
+    """Nesting past the recursion limit, kept or skipped, is a DecodeError, not a RecursionError."""
+    with pytest.raises(msgspec.DecodeError) as caught:
+        decode_json(body, Tolerant)
+    assert json_problem(caught.value).line() == "Invalid JSON: nested too deeply"

@@ -105,9 +105,14 @@ def decode_json(body: bytes | str, type_: type[T]) -> T:
     """A JSON document as ``type_``, checked strictly.
 
     Raises ``msgspec.ValidationError`` for a document of the wrong shape and
-    ``msgspec.DecodeError`` (its base class) for one that is not JSON at all.
+    ``msgspec.DecodeError`` (its base class) for one that is not JSON at all, or that
+    nests deeper than Python's recursion limit lets msgspec follow.
     """
-    return msgspec.json.decode(body, type=type_, strict=True, dec_hook=_dec_hook)
+    try:
+        return msgspec.json.decode(body, type=type_, strict=True, dec_hook=_dec_hook)
+    except RecursionError:
+        # A hostile ``[[[[...`` of a few kilobytes: an answer, never a crash.
+        raise msgspec.DecodeError("Nested too deeply") from None
 
 
 class Model(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
