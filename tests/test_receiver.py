@@ -67,6 +67,13 @@ BAD_INPUT = [
     ),
     pytest.param(
         JSON,
+        b'{"version": "4", "alerts": [{"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}]}",
+        422,
+        "invalid webhook payload: Invalid JSON: nested too deeply",
+        id="nested-too-deeply",
+    ),
+    pytest.param(
+        JSON,
         b"[]",
         422,
         "invalid webhook payload: expected object, got array",

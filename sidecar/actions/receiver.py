@@ -31,7 +31,7 @@ from sidecar.actions.routing import ACTION_LABEL, Router
 from sidecar.core.errors import clip
 from sidecar.core.model import Alert
 from sidecar.core.model import fingerprint as labels_fingerprint
-from sidecar.core.validation import Checked, Problem, decode_json
+from sidecar.core.validation import Checked, Problem, decode_json, json_problem
 
 __all__ = [
     "MAX_ALERTS",
@@ -183,9 +183,9 @@ def parse_payload(body: bytes) -> WebhookPayload:
     for index, raw in enumerate(envelope.alerts):
         try:
             alerts.append(decode_json(raw, WebhookAlert))
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:
             # Never the input: what a hostile alert holds is not repeated back.
-            problem = Problem.of(exc)
+            problem = json_problem(exc)
             where = Problem(("alerts", str(index), *problem.loc), problem.message)
             refused.append(RefusedAlert(index, clip(where.line())))
     return WebhookPayload(

@@ -279,6 +279,16 @@ def test_no_hostile_request_gets_a_5xx(sidecar: LiveSidecar, baseline_rss: int, 
             422,
         ),
         (
+            "nested-100000-deep",
+            http(
+                "POST",
+                "/alerts",
+                b'{"version":"4","alerts":[{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
+                {"Content-Type": JSON, "Authorization": AUTH},
+            ),
+            422,
+        ),
+        (
             "non-utf8-authorization",
             http(
                 "POST",
