@@ -7,16 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import running
+from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
+from sidecar.actions.receiver import WebhookAlert
 from sidecar.core.config import Config
+from sidecar.core.validation import convert
 from sidecar.supervisor import Sidecar
 from sidecar.web.actions_api import BreakRequest
-from sidecar.web.openapi import document
+from sidecar.web.openapi import OPERATIONS, document
 from sidecar.web.server import build_app
 
 ROOT = Path(__file__).parent.parent
@@ -190,3 +194,28 @@ async def test_a_wrong_method_is_405_with_its_allow_header() -> None:
         assert resp.status == 405
         assert resp.headers["Allow"] == "POST"
         assert await resp.json() == {"status": "error", "error": "Method Not Allowed"}
+
+
+def test_the_body_schemas_are_json_schema_2020_12_and_agree_with_the_decoders() -> None:
+    """Each component is a valid JSON Schema 2020-12; the webhook's example alert passes
+    both its schema and the decoder, and a body the schema refuses the decoder refuses too."""
+    doc, _ = document(_app().router, auth=True)
+    schemas = doc["components"]["schemas"]
+    assert sorted(schemas) == [
+        "BreakRequest",
+        "CaptureRequest",
+        "Error",
+        "FlushRequest",
+        "ResetRequest",
+        "WebhookAlert",
+    ]
+    for schema in schemas.values():
+        Draft202012Validator.check_schema(schema)
+    webhook = OPERATIONS[("POST", "/alerts")]["requestBody"]["content"]["application/json"]
+    example = webhook["schema"]["examples"][0]["alerts"][0]
+    Draft202012Validator(schemas["WebhookAlert"]).validate(example)
+    assert convert(example, WebhookAlert).to_alert().labels["action"] == "cache_flush"
+    refused = {"reason": "", "hold": True}
+    assert not Draft202012Validator(schemas["BreakRequest"]).is_valid(refused)
+    with pytest.raises(msgspec.ValidationError):
+        BreakRequest.validate(refused)
