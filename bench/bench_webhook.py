@@ -6,7 +6,8 @@ connections: first `--deliveries` whose alert routes to action none (parsed, rou
 answered, nothing journaled: the peer row), then as many whose alert (a new instance
 each) holds the circuit open, so that every one is a decision journaled and fsynced
 before its 200. Prints deliveries per second, the latency percentiles, and how many
-entries each journal commit (one write and one fsync) carried.
+entries each journal commit (one write and one fsync) carried; first, in this process,
+what decoding one of Alertmanager's notifications into the sidecar's alerts costs.
 
 The load comes from `bench/webhookload`, a Go client built here with `go`, so that on a
 small machine the client takes as little of the CPU as it can; `--client python`
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_sidecar as bs  # a sibling script, not a package
+
+from sidecar.actions.receiver import parse_payload
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
@@ -62,6 +66,23 @@ def _body(action: str, n: int) -> bytes:
         "startsAt": STARTS,
     }
     return orjson.dumps({"version": "4", "groupKey": f"bench/{n}", "alerts": [alert]})
+
+
+def decode_us(alerts: int) -> float:
+    """Microseconds of CPU to validate a notification of ``alerts`` alerts (Alertmanager's
+    own, as a test fixture keeps it) and build its ``Alert`` values: the best of 15 runs."""
+    fixture = ROOT / "tests" / "fixtures" / "alertmanager" / "poolsaturated_firing.json"
+    payload = orjson.loads(fixture.read_bytes())
+    payload["alerts"] *= alerts
+    body = orjson.dumps(payload)
+
+    def once() -> None:
+        for alert in parse_payload(body).alerts:
+            alert.to_alert()
+
+    n = 2000
+    # CPU time: on a shared machine, wall time measures the neighbours as much.
+    return min(timeit.repeat(once, number=n, repeat=15, timer=time.process_time)) / n * 1e6
 
 
 async def _run(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float]]:
@@ -213,9 +234,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--client", choices=["go", "python"], default="go")
     args = ap.parse_args()
-    got = measure(args.deliveries, args.clients, args.client)
     cpus = os.cpu_count()
     print(f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}")
+    one, ten = decode_us(1), decode_us(10)
+    print(f"decode a notification: 1 alert {one:.1f} us, 10 alerts {ten:.1f} us")
+    got = measure(args.deliveries, args.clients, args.client)
     print(
         f"POST /alerts, one alert per delivery, {args.clients} concurrent clients "
         f"({args.client} client)"

@@ -11,7 +11,6 @@ import msgspec
 import pytest
 from actions_support import AUTH, STARTS, View, alert, rig, until, webhook
 from prometheus_client import CollectorRegistry
-from pydantic_support import says
 from structlog.testing import capture_logs
 
 from sidecar.actions.breaker import Breaker, CircuitRecord, CircuitState
@@ -349,25 +348,31 @@ async def test_run_loop_ticks_until_stopped(tmp_path: Path, registry: CollectorR
             "/v1/circuit/break",
             {"hold": "yes"},
             422,
-            f"invalid request body: hold: {says('bool_type')}",
+            "invalid request body: hold: expected bool, got str",
         ),
         (
             "/v1/circuit/break",
             {"hodl": True},
             422,
-            f"invalid request body: hodl: {says('extra_forbidden')}",
+            "invalid request body: hodl: unknown key",
         ),
         (
             "/v1/circuit/reset",
             {"reason": ""},
             422,
-            f"invalid request body: reason: {says('string_too_short', min_length=1)}",
+            "invalid request body: reason: expected str of length >= 1",
         ),
         (
             "/v1/cache/flush",
             [],
             422,
-            f"invalid request body: {says('model_type', 'json', class_name='')}",
+            "invalid request body: expected object, got array",
+        ),
+        (
+            "/v1/circuit/break",
+            {"reason": "x" * 501, "hold": True},
+            422,
+            "invalid request body: reason: expected str of length <= 500",
         ),
     ],
 )

@@ -379,6 +379,29 @@ async def test_a_disabled_stage_refuses_captures_with_409(
             assert (await resp.json())["error"] == "evidence.enabled is false: nothing is captured"
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"reason": ""}', "invalid request body: reason: expected str of length >= 1"),
+        (b'{"reason": 5}', "invalid request body: reason: expected str, got int"),
+        (b'{"why": "x"}', "invalid request body: why: unknown key"),
+        (b"{why", "invalid request body: Invalid JSON: object keys must be strings (byte 1)"),
+    ],
+)
+async def test_a_capture_with_an_invalid_body_is_a_422_and_captures_nothing(
+    tmp_path: Path, registry: CollectorRegistry, body: bytes, error: str
+) -> None:
+    """POST /v1/evidence checks its body strictly and names the one problem."""
+    async with _stage(_cfg("http://127.0.0.1:9"), tmp_path, registry) as ev, _api(ev) as base:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{base}/v1/evidence", data=body, headers=headers) as resp,
+        ):
+            assert (resp.status, await resp.json()) == (422, {"status": "error", "error": error})
+        assert ev.bundles.ids() == []
+
+
 async def test_the_action_call_to_the_app_names_the_evidence_bundle(
     tmp_path: Path, registry: CollectorRegistry
 ) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from sidecar.actions.forward import HOP_HEADER, Forwarder, ForwardFailed
 from sidecar.actions.receiver import WebhookAlert
 from sidecar.core.config_fleet import ForwardConfig
+from sidecar.core.validation import convert
 
 FORWARDED = "leak_sidecar_forwarded_alerts_total"
 
@@ -160,7 +161,7 @@ async def test_each_forward_carries_the_token_its_source_gives_then(tmp_path: Pa
         port = owner.client.server.port
         assert port is not None
         raw = alert(action="circuit_break", pod="p-1", instance=f"127.0.0.1:{port}")
-        theirs = WebhookAlert.model_validate(raw).to_alert()
+        theirs = convert(raw, WebhookAlert).to_alert()
         cfg = ForwardConfig.model_validate({"allow": ["127.0.0.0/8"], "port": port})
         token = ["before-the-rotation"]
         forwarder = Forwarder(

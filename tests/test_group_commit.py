@@ -19,6 +19,7 @@ from sidecar.actions.entries import Decision
 from sidecar.actions.journal import JOURNAL_FILE, Journal
 from sidecar.actions.receiver import WebhookAlert
 from sidecar.core.model import Alert
+from sidecar.core.validation import convert
 
 REFUSED = {"status": "error", "error": "cannot journal the actions, nothing was done; retry later"}
 
@@ -58,7 +59,7 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
 
 def _alert(n: int) -> Alert:
     raw = alert("CacheGrowing", action="circuit_break", n=str(n))
-    return WebhookAlert.model_validate(raw).to_alert()
+    return convert(raw, WebhookAlert).to_alert()
 
 
 def _held_by(view: dict[str, object]) -> list[str]:

@@ -55,7 +55,7 @@ async def test_a_flood_of_empty_alerts_gets_a_small_422_fast(
         text = await resp.text()
         assert resp.status == 422
         assert len(text) < 2000, len(text)
-        assert "at most 1000 items" in text
+        assert "alerts: expected array of length <= 1000" in text
         assert elapsed < 1.0
         assert r.calls() == []
 
@@ -63,14 +63,17 @@ async def test_a_flood_of_empty_alerts_gets_a_small_422_fast(
 async def test_many_unknown_keys_on_the_manual_api_get_a_small_422(
     tmp_path: Path, registry: CollectorRegistry
 ) -> None:
-    """100,000 unknown keys: the 422 lists ten problems and counts the rest."""
+    """100,000 unknown keys: the 422 names the first, and only it."""
     body = json.dumps({f"k{i}": 1 for i in range(100_000)}).encode()
     async with rig(tmp_path, registry, server={"max_body_bytes": "4MiB"}) as r:
         resp = await r.client.post("/v1/circuit/break", data=io.BytesIO(body), headers=JSON)
         text = await resp.text()
         assert resp.status == 422
         assert len(text) < 2000, len(text)
-        assert "(and 99990 more problems)" in text
+        assert json.loads(text) == {
+            "status": "error",
+            "error": "invalid request body: k0: unknown key",
+        }
         assert r.calls() == []
 
 
@@ -230,9 +233,9 @@ async def test_content_length_past_the_cap_is_refused_before_reading(
 @pytest.mark.parametrize(
     ("field", "value", "where"),
     [
-        ("truncatedAlerts", "1", f"truncatedAlerts: {says('int_type')}"),
-        ("truncatedAlerts", 1.0, f"truncatedAlerts: {says('int_type')}"),
-        ("truncatedAlerts", True, f"truncatedAlerts: {says('int_type')}"),
+        ("truncatedAlerts", "1", "truncatedAlerts: expected int, got str"),
+        ("truncatedAlerts", 1.0, "truncatedAlerts: expected int, got float"),
+        ("truncatedAlerts", True, "truncatedAlerts: expected int, got bool"),
     ],
 )
 async def test_webhook_numbers_are_strict(
@@ -258,22 +261,25 @@ async def test_webhook_times_are_strings(
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "problem"),
     [
-        ("/v1/circuit/break", {"hold": "yes"}),
-        ("/v1/circuit/break", {"hold": 1}),
-        ("/v1/circuit/break", {"reason": 5}),
-        ("/v1/circuit/reset", {"reason": ["x"]}),
-        ("/v1/cache/flush", {"reason": True}),
+        ("/v1/circuit/break", {"hold": "yes"}, "hold: expected bool, got str"),
+        ("/v1/circuit/break", {"hold": 1}, "hold: expected bool, got int"),
+        ("/v1/circuit/break", {"reason": 5}, "reason: expected str, got int"),
+        ("/v1/circuit/reset", {"reason": ["x"]}, "reason: expected str, got array"),
+        ("/v1/cache/flush", {"reason": True}, "reason: expected str, got bool"),
     ],
 )
 async def test_manual_bodies_are_strict(
-    tmp_path: Path, registry: CollectorRegistry, path: str, body: dict[str, Any]
+    tmp_path: Path, registry: CollectorRegistry, path: str, body: dict[str, Any], problem: str
 ) -> None:
     """The operator API takes booleans and strings as such, nothing that looks like one."""
     async with rig(tmp_path, registry) as r:
         status, answer = await r.post(path, body)
-        assert status == 422, answer
+        assert (status, answer) == (
+            422,
+            {"status": "error", "error": f"invalid request body: {problem}"},
+        )
         assert r.calls() == []
 
 

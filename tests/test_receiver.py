@@ -13,15 +13,12 @@ from unittest.mock import MagicMock
 import pytest
 from actions_support import AUTH, STARTS, TOKEN, alert, rig, webhook
 from prometheus_client import CollectorRegistry, generate_latest
-from pydantic_support import says
 from structlog.testing import capture_logs
 
 from sidecar.actions.routing import Route, Router
 from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.model import Alert, fingerprint
 from sidecar.web import actions_api, alerts_api
-
-STATUSES = "'firing' or 'resolved'"  # a webhook alert's status, as pydantic lists it
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 JSON = {**AUTH, "Content-Type": "application/json"}
@@ -57,22 +54,29 @@ BAD_INPUT = [
         JSON,
         b"{not json",
         422,
-        # The parser's own account of the fault follows: the library's words, not pinned.
-        f"invalid webhook payload: {says('json_invalid', 'json', error='')}...",
+        # The parser's own account of where it stopped follows: not pinned.
+        "invalid webhook payload: Invalid JSON: ...",
         id="non-json",
     ),
     pytest.param(
         JSON,
         b"",
         422,
-        f"invalid webhook payload: {says('json_invalid', 'json', error='')}...",
+        "invalid webhook payload: Invalid JSON: ...",
         id="empty-body",
+    ),
+    pytest.param(
+        JSON,
+        b'{"version": "4", "alerts": [{"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}]}",
+        422,
+        "invalid webhook payload: Invalid JSON: nested too deeply",
+        id="nested-too-deeply",
     ),
     pytest.param(
         JSON,
         b"[]",
         422,
-        f"invalid webhook payload: {says('model_type', 'json', class_name='')}",
+        "invalid webhook payload: expected object, got array",
         id="not-an-object",
     ),
     pytest.param(
@@ -86,50 +90,80 @@ BAD_INPUT = [
         JSON,
         _body(version=4),
         422,
-        f"invalid webhook payload: version: {says('string_type')}",
+        "invalid webhook payload: version: expected str, got int",
         id="version-wrong-type",
     ),
     pytest.param(
         JSON,
         b'{"version": "4"}',
         422,
-        f"invalid webhook payload: alerts: {says('missing')}",
+        "invalid webhook payload: alerts: required key is missing",
         id="missing-alerts",
     ),
     pytest.param(
         JSON,
         _body(alerts="x"),
         422,
-        f"invalid webhook payload: alerts: {says('list_type', 'json')}",
+        "invalid webhook payload: alerts: expected array, got str",
         id="alerts-wrong-type",
     ),
     pytest.param(
         JSON,
         _body(alert_status="pending"),
         422,
-        f"invalid webhook payload: alerts.0.status: {says('literal_error', expected=STATUSES)}",
+        "invalid webhook payload: alerts.0.status: invalid enum value",
         id="unknown-status",
     ),
     pytest.param(
         JSON,
         _body(alert_startsAt="2023-11-14T22:00:00"),
         422,
-        f"invalid webhook payload: alerts.0.startsAt: {says('timezone_aware')}",
+        "invalid webhook payload: alerts.0.startsAt: "
+        "expected a time with its offset (Z or +hh:mm), got '2023-11-14T22:00:00'",
         id="naive-time",
+    ),
+    pytest.param(
+        JSON,
+        _body(alert_status="<script>" * 1000),
+        422,
+        # A hostile value is not repeated back.
+        "invalid webhook payload: alerts.0.status: invalid enum value",
+        id="hostile-status",
+    ),
+    pytest.param(
+        JSON,
+        _body(alert_startsAt="2023-13-14T22:00:00Z"),
+        422,
+        "invalid webhook payload: alerts.0.startsAt: "
+        "invalid time '2023-13-14T22:00:00Z': month must be in 1..12",
+        id="impossible-time",
+    ),
+    pytest.param(
+        JSON,
+        _body(truncatedAlerts=-1),
+        422,
+        "invalid webhook payload: truncatedAlerts: expected int >= 0",
+        id="negative-count",
+    ),
+    pytest.param(
+        JSON,
+        _body(alert_generatorURL="http://x/" + "a" * 5000),
+        422,
+        "invalid webhook payload: alerts.0.generatorURL: expected str of length <= 4096",
+        id="long-generator-url",
     ),
     pytest.param(
         JSON,
         _body(alert_labels={}),
         422,
-        "invalid webhook payload: alerts.0.labels: "
-        + says("too_short", min_length=1, field_type="Dictionary", actual_length=0),
+        "invalid webhook payload: alerts.0.labels: expected object of length >= 1",
         id="no-labels",
     ),
     pytest.param(
         JSON,
         _body(alert_labels={"alertname": "A", "severity": 3}),
         422,
-        f"invalid webhook payload: alerts.0.labels.severity: {says('string_type')}",
+        "invalid webhook payload: alerts.0.labels: expected str, got int",
         id="label-wrong-type",
     ),
     pytest.param(
@@ -137,15 +171,15 @@ BAD_INPUT = [
         _body(alert_fingerprint="../../etc"),
         422,
         "invalid webhook payload: alerts.0.fingerprint: "
-        + says("string_pattern_mismatch", pattern="^(?:[0-9a-f]{16})?$"),
+        "expected str matching regex '^(?:[0-9a-f]{16})?$'",
         id="bad-fingerprint",
     ),
     pytest.param(
         JSON,
         json.dumps({"version": "4", "alerts": [{"labels": {"a": "b"}}]}).encode(),
         422,
-        f"invalid webhook payload: alerts.0.status: {says('missing')}; "
-        f"alerts.0.startsAt: {says('missing')}",
+        # The first problem only, as msgspec stops there.
+        "invalid webhook payload: alerts.0.status: required key is missing",
         id="missing-alert-fields",
     ),
     pytest.param(

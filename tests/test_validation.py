@@ -8,7 +8,15 @@ from typing import Annotated, Literal, Self
 import msgspec
 import pytest
 
-from sidecar.core.validation import Checked, Model, Problem, builtins, convert, decode_json
+from sidecar.core.validation import (
+    Checked,
+    Model,
+    Problem,
+    builtins,
+    convert,
+    decode_json,
+    json_problem,
+)
 
 
 class Seconds(Checked, float):
@@ -97,3 +105,47 @@ def test_json_is_strict_too() -> None:
     with pytest.raises(msgspec.DecodeError) as bad:
         decode_json(b'{"inner": ', Outer)
     assert not isinstance(bad.value, msgspec.ValidationError)
+
+
+def test_without_the_input_an_enum_value_is_not_echoed() -> None:
+    """A hostile string where an enum is expected is not repeated back."""
+    with pytest.raises(msgspec.ValidationError) as caught:
+        Outer.validate({"inner": {"level": "x" * 1000}})
+    assert Problem.of(caught.value).line() == "inner.level: invalid enum value"
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (b'{"inner": {"count": "9"}}', "inner.count: expected int, got str"),
+        (b"{not", "Invalid JSON: object keys must be strings (byte 1)"),
+        (b"", "Invalid JSON: input data was truncated"),
+        (b"\xff", "Invalid JSON: invalid character (byte 0)"),
+    ],
+)
+def test_json_problem_names_a_wrong_shape_or_a_document_that_is_not_json(
+    body: bytes, line: str
+) -> None:
+    """A wrong shape is a Problem; a document that is not JSON says where parsing stopped."""
+    with pytest.raises(msgspec.DecodeError) as caught:
+        decode_json(body, Outer)
+    assert json_problem(caught.value).line() == line
+
+
+class Tolerant(msgspec.Struct):
+    items: list[object] = msgspec.field(default_factory=list)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items": [' + b"[" * 100_000,
+        b'{"items": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+        b'{"skipped": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}",
+    ],
+)
+def test_a_document_nested_too_deeply_is_refused_not_a_crash(body: bytes) -> None:
+    """Nesting past the recursion limit, kept or skipped, is a DecodeError, not a RecursionError."""
+    with pytest.raises(msgspec.DecodeError) as caught:
+        decode_json(body, Tolerant)
+    assert json_problem(caught.value).line() == "Invalid JSON: nested too deeply"

@@ -1,14 +1,15 @@
 """The receiver: alerts in, routed actions out, whoever sent them.
 
 Alertmanager's webhook payload (version "4") is validated here on the fields the
-sidecar uses and tolerant of the ones it does not (``extra="ignore"``): Alertmanager
-adds fields over time. A notification carries its whole group, so each alert of
-``alerts[]`` is routed and acted on with its own ``status``, never through
-``commonLabels``. ``web.alerts_api`` serves it as ``POST /alerts``; the embedded rule
-engine hands its alerts to ``Receiver.deliver`` directly, so both paths share routing,
-dedupe, cooldowns, the journal and the metrics. Alerts about another sidecar (routed
-``foreign``) go on to their owner (``forward``, when ``fleet.forward.allow`` is set)
-once this pod's are journaled; otherwise they are logged and dropped.
+sidecar uses, strictly (``"1"`` is not a count), and tolerant of the ones it does not
+(unknown fields are ignored): Alertmanager adds fields over time. A notification carries
+its whole group, so each alert of ``alerts[]`` is routed and acted on with its own
+``status``, never through ``commonLabels``. ``web.alerts_api`` serves it as ``POST
+/alerts``; the embedded rule engine hands its alerts to ``Receiver.deliver`` directly, so
+both paths share routing, dedupe, cooldowns, the journal and the metrics. Alerts about
+another sidecar (routed ``foreign``) go on to their owner (``forward``, when
+``fleet.forward.allow`` is set) once this pod's are journaled; otherwise they are logged
+and dropped.
 """
 
 from __future__ import annotations
@@ -18,28 +19,19 @@ import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, Self
 
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from sidecar.actions.dispatch import Delivery, Dispatcher
 from sidecar.actions.forward import Forwarder
 from sidecar.actions.routing import ACTION_LABEL, Router
-from sidecar.core.errors import clip, validation_message
+from sidecar.core.errors import clip
 from sidecar.core.model import Alert
 from sidecar.core.model import fingerprint as labels_fingerprint
+from sidecar.core.validation import Checked, Problem, decode_json, json_problem
 
 __all__ = [
     "MAX_ALERTS",
@@ -68,65 +60,70 @@ _UNSET = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?"
 )
-"""The shape of an RFC 3339 time; the offset is checked by pydantic, which says so."""
+"""The shape of an RFC 3339 time; the offset is checked after, and said to be missing."""
 
 
-def _utc(value: object) -> object:
-    # Strict: an RFC 3339 string only, never a number of seconds ("0" or 0). Then
-    # normalised to UTC here, once: a time valid in its own offset but outside Python's
-    # range in UTC (0001-01-01T00:00:00+00:01) is refused for this alert instead of
-    # failing later, in the journal or at the next start.
-    if isinstance(value, dt.datetime):
-        return value
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        shown = clip(repr(value), 60) if isinstance(value, str) else type(value).__name__
-        raise ValueError(f"expected an RFC 3339 time string, got {shown}")
-    return value
+class _Time(Checked, dt.datetime):
+    """An RFC 3339 time with its offset, normalised to UTC."""
+
+    __slots__ = ()
+    json_schema = {"type": "string", "format": "date-time"}  # noqa: RUF012 -- read only
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        # Strict: an RFC 3339 string only, never a number of seconds ("0" or 0). Then
+        # normalised to UTC here, once: a time valid in its own offset but outside
+        # Python's range in UTC (0001-01-01T00:00:00+00:01) is refused for this alert
+        # instead of failing later, in the journal or at the next start.
+        if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+            shown = clip(repr(value), 60) if isinstance(value, str) else type(value).__name__
+            raise ValueError(f"expected an RFC 3339 time string, got {shown}")
+        try:
+            when = cls.fromisoformat(value.upper())
+        except ValueError as exc:  # a month 13, a 24th hour: the shape was right
+            raise ValueError(f"invalid time {clip(repr(value), 60)}: {exc}") from None
+        if when.tzinfo is None:
+            raise ValueError(f"expected a time with its offset (Z or +hh:mm), got {value!r}")
+        try:
+            return when.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError(f"time out of range in UTC: {when.isoformat()}") from None
+
+    def plain(self) -> dt.datetime:
+        """The time as a ``datetime`` itself, as the journal's encoder takes it."""
+        return dt.datetime.combine(self, self.timetz())
 
 
-def _to_utc(value: dt.datetime) -> dt.datetime:
-    try:
-        return value.astimezone(dt.UTC)
-    except OverflowError:
-        raise ValueError(f"time out of range in UTC: {value.isoformat()}") from None
-
-
-_Time = Annotated[AwareDatetime, BeforeValidator(_utc), AfterValidator(_to_utc)]
-
-
-class _Tolerant(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class WebhookAlert(_Tolerant):
-    """One alert of the notification; only the fields the sidecar acts on are checked."""
+class WebhookAlert(msgspec.Struct, frozen=True, kw_only=True):
+    """One alert of the notification; only the fields the sidecar acts on are checked,
+    the others are ignored."""
 
     status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(min_length=1)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: _Time = Field(alias="startsAt")
-    ends_at: _Time | None = Field(None, alias="endsAt")
-    generator_url: str = Field("", alias="generatorURL", max_length=4096)
-    fingerprint: str = Field("", pattern=r"^(?:[0-9a-f]{16})?$")
+    labels: Annotated[dict[str, str], msgspec.Meta(min_length=1)]
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    starts_at: _Time = msgspec.field(name="startsAt")
+    ends_at: _Time | None = msgspec.field(default=None, name="endsAt")
+    generator_url: Annotated[str, msgspec.Meta(max_length=4096)] = msgspec.field(
+        default="", name="generatorURL"
+    )
+    fingerprint: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{16})?$")] = ""
 
-    @model_validator(mode="after")
-    def _small(self) -> WebhookAlert:
+    def __post_init__(self) -> None:
         size = sum(len(k) + len(v) for d in (self.labels, self.annotations) for k, v in d.items())
         if size > MAX_LABELS_CHARS:
             raise ValueError(
                 f"labels and annotations: expected at most {MAX_LABELS_CHARS} characters "
                 f"together, got {size}"
             )
-        return self
 
     def to_alert(self) -> Alert:
         """The sidecar's own ``Alert`` value, with Alertmanager's fingerprint or ours."""
-        ends = None if self.ends_at is None or self.ends_at <= _UNSET else self.ends_at
+        ends = None if self.ends_at is None or self.ends_at <= _UNSET else self.ends_at.plain()
         return Alert(
             status=self.status,
             labels=self.labels,
             annotations=self.annotations,
-            starts_at=self.starts_at,
+            starts_at=self.starts_at.plain(),
             ends_at=ends,
             generator_url=self.generator_url,
             # Fixed here, once: memory, journal and replay agree on it from now on.
@@ -134,22 +131,25 @@ class WebhookAlert(_Tolerant):
         )
 
 
-class _Envelope(_Tolerant):
+class _Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """The notification around its alerts; each alert is validated on its own."""
 
     version: str
-    group_key: str = Field("", alias="groupKey")
-    # Strict: "1" or 1.0 is not a count.
-    truncated_alerts: int = Field(0, ge=0, alias="truncatedAlerts", strict=True)
+    group_key: str = msgspec.field(default="", name="groupKey")
+    # Strict: "1", 1.0 or true is not a count.
+    truncated_alerts: Annotated[int, msgspec.Meta(ge=0)] = msgspec.field(
+        default=0, name="truncatedAlerts"
+    )
     # Counted before any alert is looked at: a flood of empty alerts costs one check.
-    alerts: list[Any] = Field(max_length=MAX_ALERTS)
+    # Each stays undecoded JSON until it is validated as a WebhookAlert.
+    alerts: Annotated[list[msgspec.Raw], msgspec.Meta(max_length=MAX_ALERTS)]
 
-    @field_validator("version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if value != WEBHOOK_VERSION:
-            raise ValueError(f"unsupported payload version {value!r}, expected {WEBHOOK_VERSION!r}")
-        return value
+    def __post_init__(self) -> None:
+        if self.version != WEBHOOK_VERSION:
+            shown = clip(repr(self.version), 60)
+            raise ValueError(
+                f"version: unsupported payload version {shown}, expected {WEBHOOK_VERSION!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,18 +172,22 @@ class WebhookPayload:
 
 
 def parse_payload(body: bytes) -> WebhookPayload:
-    """Validate a webhook body (``ValidationError`` on bad JSON or envelope).
+    """Validate a webhook body: ``msgspec.DecodeError`` when it is not JSON, and its
+    subclass ``msgspec.ValidationError`` when the envelope is wrong.
 
     Each alert is validated on its own: one bad alert (an impossible date, say) is
     refused alone, and the others of its group are still acted on.
     """
-    envelope = _Envelope.model_validate_json(body)
+    envelope = decode_json(body, _Envelope)
     alerts, refused = [], []
     for index, raw in enumerate(envelope.alerts):
         try:
-            alerts.append(WebhookAlert.model_validate(raw))
-        except ValidationError as exc:
-            refused.append(RefusedAlert(index, validation_message(exc, prefix=f"alerts.{index}.")))
+            alerts.append(decode_json(raw, WebhookAlert))
+        except msgspec.DecodeError as exc:
+            # Never the input: what a hostile alert holds is not repeated back.
+            problem = json_problem(exc)
+            where = Problem(("alerts", str(index), *problem.loc), problem.message)
+            refused.append(RefusedAlert(index, clip(where.line())))
     return WebhookPayload(
         envelope.version,
         envelope.group_key,

@@ -27,7 +27,16 @@ import msgspec
 
 from sidecar.core.errors import clip
 
-__all__ = ["Checked", "Model", "Problem", "builtins", "convert", "decode_json", "schema_hook"]
+__all__ = [
+    "Checked",
+    "Model",
+    "Problem",
+    "builtins",
+    "convert",
+    "decode_json",
+    "json_problem",
+    "schema_hook",
+]
 
 T = TypeVar("T")
 
@@ -96,9 +105,14 @@ def decode_json(body: bytes | str, type_: type[T]) -> T:
     """A JSON document as ``type_``, checked strictly.
 
     Raises ``msgspec.ValidationError`` for a document of the wrong shape and
-    ``msgspec.DecodeError`` (its base class) for one that is not JSON at all.
+    ``msgspec.DecodeError`` (its base class) for one that is not JSON at all, or that
+    nests deeper than Python's recursion limit lets msgspec follow.
     """
-    return msgspec.json.decode(body, type=type_, strict=True, dec_hook=_dec_hook)
+    try:
+        return msgspec.json.decode(body, type=type_, strict=True, dec_hook=_dec_hook)
+    except RecursionError:
+        # A hostile ``[[[[...`` of a few kilobytes: an answer, never a crash.
+        raise msgspec.DecodeError("Nested too deeply") from None
 
 
 class Model(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -146,6 +160,8 @@ class Problem:
         if not what.startswith(("Expected `", "Invalid enum value")):
             return cls(loc, what)  # the sidecar's own words, from a check of ours
         what = _BACKTICKED.sub(r"\1", what[0].lower() + what[1:])
+        if raw is _MISSING and what.startswith("invalid enum value"):
+            return cls(loc, "invalid enum value")  # msgspec's text holds the value itself
         if raw is not _MISSING and "[...]" not in path:
             value = _lookup(raw, loc)
             if value is not _MISSING and not what.startswith("invalid enum value"):
@@ -169,3 +185,13 @@ def _lookup(raw: object, loc: tuple[str, ...]) -> object:
         else:
             return _MISSING
     return node
+
+
+def json_problem(exc: msgspec.DecodeError) -> Problem:
+    """What ``decode_json`` refused, never echoing the input: ``Problem.of`` for a
+    document of the wrong shape, ``Invalid JSON: `` and the parser's account (where it
+    stopped) for one that is not JSON at all."""
+    if isinstance(exc, msgspec.ValidationError):
+        return Problem.of(exc)
+    detail = str(exc).removeprefix("JSON is malformed: ")
+    return Problem((), f"Invalid JSON: {detail[:1].lower()}{detail[1:]}")

@@ -12,50 +12,49 @@ unknown fields are refused, since a misspelt ``hold`` must not silently mean fal
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sidecar.actions.action import Action
 from sidecar.actions.breaker import CircuitState
 from sidecar.actions.dispatch import Dispatcher
 from sidecar.actions.path import ActionPath
-from sidecar.core.errors import JournalError, validation_message
+from sidecar.core.errors import JournalError, clip
 from sidecar.core.times import iso
+from sidecar.core.validation import Model, decode_json, json_problem
 from sidecar.web import alerts_api
 from sidecar.web.server import json_error, refuse_non_json
 
 __all__ = ["BreakRequest", "FlushRequest", "ResetRequest", "path_routes", "routes"]
 
 
-class _Request(BaseModel):
-    # Strict: "yes" or 1 must not pass for true, nor 5 for a reason.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+_Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
 
-class BreakRequest(_Request):
+class BreakRequest(Model, frozen=True):
     """Body of POST /v1/circuit/break."""
 
-    reason: str = Field("manual break", min_length=1, max_length=500)
+    reason: _Reason = "manual break"
     # Strict: "yes" or 1 must not pass for true in a request that decides an outage.
-    hold: bool = Field(False, strict=True, description="Stay open until a manual reset.")
+    hold: Annotated[bool, msgspec.Meta(description="Stay open until a manual reset.")] = False
 
 
-class ResetRequest(_Request):
+class ResetRequest(Model, frozen=True):
     """Body of POST /v1/circuit/reset."""
 
-    reason: str = Field("manual reset", min_length=1, max_length=500)
+    reason: _Reason = "manual reset"
 
 
-class FlushRequest(_Request):
+class FlushRequest(Model, frozen=True):
     """Body of POST /v1/cache/flush."""
 
-    reason: str = Field("manual flush", min_length=1, max_length=500)
+    reason: _Reason = "manual flush"
 
 
-_R = TypeVar("_R", bound=_Request)
+_R = TypeVar("_R", bound=Model)
 
 _Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -69,9 +68,10 @@ async def _body(request: web.Request, model: type[_R]) -> _R | web.Response:
     if refused is not None:
         return refused
     try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        return json_error(422, f"invalid request body: {validation_message(exc)}")
+        # Strict: "yes" or 1 must not pass for true, nor 5 for a reason.
+        return decode_json(body, model)
+    except msgspec.DecodeError as exc:
+        return json_error(422, f"invalid request body: {clip(json_problem(exc).line())}")
 
 
 def _accepting(model: type[_R], act: Callable[[_R], Awaitable[dict[str, Any]]]) -> _Handler:

@@ -1,7 +1,8 @@
 """POST /alerts: Alertmanager's webhook, handed to the receiver.
 
 Wrong content type is 415; invalid JSON, a schema problem or another version is 422
-with the validation message; nothing is acted on. Each alert of the group is validated
+naming the first problem (``key.path: problem``, the body's values not repeated);
+nothing is acted on. Each alert of the group is validated
 on its own: an invalid one (an impossible date, say) is refused alone, the others are
 acted on, and the answer lists the refused (``refused``, each a 422); when every alert
 is refused the answer is 422. The answer is 200 once the resulting
@@ -16,20 +17,15 @@ dedupe makes the retry harmless).
 
 from __future__ import annotations
 
+import msgspec
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import ValidationError
 
 from sidecar.actions.forward import HOP_HEADER, ForwardFailed
 from sidecar.actions.receiver import Receiver, parse_payload
-from sidecar.core.errors import (
-    MAX_PROBLEMS,
-    JournalError,
-    clip,
-    problems_message,
-    validation_message,
-)
+from sidecar.core.errors import MAX_PROBLEMS, JournalError, clip, problems_message
+from sidecar.core.validation import json_problem
 from sidecar.web.server import json_error, refuse_non_json
 
 __all__ = ["routes"]
@@ -67,9 +63,10 @@ class _Webhook:
         body = await request.read()  # read and bounded by the server already
         try:
             payload = parse_payload(body)
-        except ValidationError as exc:
-            message = validation_message(exc)
-            log.warning("webhook.invalid", error=clip(message, 500))
+        except msgspec.DecodeError as exc:
+            # The one problem, in our words and without the body's values; bounded.
+            message = clip(json_problem(exc).line())
+            log.warning("webhook.invalid", error=message)
             return json_error(422, f"invalid webhook payload: {message}")
         errors = [r.error for r in payload.refused]
         if payload.refused:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sidecar.core.durable import in_thread
-from sidecar.core.errors import EvidenceError, validation_message
+from sidecar.core.errors import EvidenceError, clip
+from sidecar.core.validation import Model, decode_json, json_problem
 from sidecar.evidence.bundles import BASELINE
 from sidecar.evidence.capture import Evidence, EvidenceDisabled
 from sidecar.web.server import TokenSource, json_error, refuse_non_json
@@ -32,11 +33,10 @@ _TYPES = {
 }
 
 
-class CaptureRequest(BaseModel):
+class CaptureRequest(Model, frozen=True):
     """``POST /v1/evidence``: why the operator asks (logged)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    reason: str = Field("manual capture", min_length=1, max_length=500)
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] = "manual capture"
 
 
 def _refused(request: web.Request, source: str | TokenSource | None) -> web.Response | None:
@@ -105,9 +105,10 @@ def routes(evidence: Evidence, *, token: str | TokenSource | None) -> list[web.R
             if (refused := refuse_non_json(request)) is not None:
                 return refused
             try:
-                reason = CaptureRequest.model_validate_json(body).reason
-            except ValidationError as exc:
-                return json_error(422, f"invalid request body: {validation_message(exc)}")
+                reason = decode_json(body, CaptureRequest).reason
+            except msgspec.DecodeError as exc:
+                problem = clip(json_problem(exc).line())
+                return json_error(422, f"invalid request body: {problem}")
         try:
             meta = await evidence.capture(reason)
         except EvidenceDisabled as exc:

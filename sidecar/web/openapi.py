@@ -8,8 +8,9 @@ middleware can answer. A route that is registered but not described is listed by
 ``document`` (and kept out of the document); the public-surface test fails on it, so
 the description cannot drift from the routes.
 
-Request bodies are the pydantic models' own JSON Schemas (OpenAPI 3.1 speaks JSON
-Schema 2020-12, which pydantic writes); every error is the server's ``json_error`` body.
+Request bodies are the handlers' own msgspec types, as JSON Schema 2020-12 (which
+OpenAPI 3.1 speaks) in ``components.schemas``; every error is the server's
+``json_error`` body.
 HEAD, which aiohttp answers for every GET, is the GET without a body.
 """
 
@@ -19,10 +20,12 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from sidecar import __version__
 from sidecar.actions.receiver import MAX_ALERTS, WEBHOOK_VERSION, WebhookAlert
+from sidecar.core import validation
 from sidecar.evidence.bundles import FILES
 from sidecar.web.actions_api import BreakRequest, FlushRequest, ResetRequest
 from sidecar.web.evidence_api import CaptureRequest
@@ -110,8 +113,21 @@ def _op(
     return out
 
 
-def _model(model: Any) -> Schema:
-    return dict(model.model_json_schema(by_alias=True))
+_TYPES: tuple[type, ...] = (
+    BreakRequest,
+    ResetRequest,
+    FlushRequest,
+    CaptureRequest,
+    WebhookAlert,
+)
+_REFS, _COMPONENTS = msgspec.json.schema_components(
+    _TYPES, schema_hook=validation.schema_hook, ref_template="#/components/schemas/{name}"
+)
+"""Each request body's ``$ref``, and the schemas they refer to."""
+
+
+def _model(model: type) -> Schema:
+    return dict(_REFS[_TYPES.index(model)])
 
 
 _PROBE = _json(
@@ -272,7 +288,7 @@ def _file() -> Schema:
     return op
 
 
-def _manual(summary: str, model: Any) -> Schema:
+def _manual(summary: str, model: type) -> Schema:
     """An operator's action (break, reset, flush): journaled, then called in the background."""
     return _op(summary, (202, _ACCEPTED), [415, 422, 503], auth=True, body=_model(model))
 
@@ -374,7 +390,7 @@ def document(router: web.UrlDispatcher, *, auth: bool) -> tuple[Schema, list[str
         "info": {"title": "leak-sidecar", "version": __version__},
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {"Error": _ERROR, "WebhookAlert": _model(WebhookAlert)},
+            "schemas": {"Error": _ERROR, **copy.deepcopy(_COMPONENTS)},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
