@@ -71,7 +71,7 @@ async def _prometheus() -> AsyncIterator[tuple[_Prometheus, str]]:
 
 
 def _cfg(url: str, **extra: Any) -> FleetConfig:
-    return FleetConfig.model_validate(
+    return FleetConfig.validate(
         {"prometheus_url": url, "workload": {"app": "orders"}, "settle": "10s", **extra}
     )
 

@@ -204,13 +204,13 @@ class ByteSize(Checked, int):
         text = value if isinstance(value, str) else None
         if text is None:
             raise ValueError(expected)
-        try:
-            return int(text)
-        except ValueError:
-            pass
         m = _BYTE_STRING.match(text)
         if m is None:
             raise ValueError(expected)
+        try:
+            return int(text)  # as pydantic: a string that looks like a size and is an int
+        except ValueError:
+            pass
         scalar, unit = m.groups()
         mult = _BYTE_UNITS.get((unit or "b").lower())
         if mult is None:
