@@ -119,7 +119,7 @@ def test_census_query_is_one_query_with_quoted_workload_labels() -> None:
         ),
         (
             {"forward": {"port": 0}},
-            "fleet.forward.port: Input should be greater than or equal to 1, got 0",
+            "fleet.forward.port: expected int >= 1, got 0",
         ),
     ],
 )

@@ -335,7 +335,7 @@ def test_byte_sizes_read_as_before(text: object, size: int) -> None:
     """A size is an int or a number with an SI or IEC unit, in any case, as the config
     has always read it (pydantic's ByteSize, whose reading it keeps)."""
     assert ByteSize.parse(text) == size
-    assert type(ByteSize.parse(text)) is ByteSize
+    assert type(ByteSize.parse(text)) is int  # a plain int, as every encoder writes it
 
 
 @pytest.mark.parametrize(
@@ -396,3 +396,21 @@ def test_strict_types_refuse_lookalikes() -> None:
         with pytest.raises(msgspec.ValidationError) as info:
             Config.validate({**raw, "token": "t"})
         assert Problem.of(info.value, raw).line() == line
+
+
+def test_values_are_plain_builtins_every_encoder_writes(tmp_path: Path) -> None:
+    """A duration is a float, a URL a str, a size an int, a path a Path: a config value
+    can go into a journal entry or a JSON body as it is."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scrape:\n  interval: 30s\n  max_body_bytes: 8MiB\nstate_dir: state\n")
+    loaded = load(cfg, TOKEN_ENV)
+    assert [type(v) for v in (loaded.scrape.interval, loaded.app.base_url)] == [float, str]
+    assert [type(v) for v in (loaded.scrape.max_body_bytes, loaded.state_dir)] == [
+        int,
+        type(Path()),
+    ]
+    assert msgspec.json.decode(msgspec.json.encode(loaded.scrape))["interval"] == 30.0
+    assert msgspec.json.decode(msgspec.json.encode(loaded.actions))["cooldowns"] == {
+        "cache_flush": 300.0,
+        "circuit_break": 0.0,
+    }

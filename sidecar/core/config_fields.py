@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PosixPath
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -25,6 +25,7 @@ __all__ = [
     "ConfigModel",
     "Duration",
     "Listen",
+    "Plain",
     "Positive",
     "PositiveDuration",
     "RetryConfig",
@@ -44,6 +45,33 @@ def expect_str(value: object) -> str:
     raise ValueError(f"expected str, got {clip(repr(value), 80)}")
 
 
+_BUILTINS = (str, float, int, PosixPath)
+
+
+class _PlainType(type):
+    # msgspec checks that a hook's value is an instance of the field's type: any value of
+    # the builtin is (it was made by ``parse``, which checked it).
+    def __instancecheck__(cls, obj: object) -> bool:
+        return isinstance(obj, next(b for b in cls.__mro__ if b in _BUILTINS))
+
+
+class Plain(Checked, metaclass=_PlainType):
+    """A ``Checked`` type whose values are the builtin it refines: ``Url("http://x")`` is
+    the str ``"http://x"``, ``Duration(5.0)`` the float ``5.0``.
+
+    The class converts and checks, and names the field's type; what a config holds is a
+    plain str, float, int or path, as it was under pydantic, which every encoder
+    (msgspec, orjson, YAML) writes as it is wherever the value travels (journal entries,
+    JSON bodies, manifests).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: Any) -> Self:
+        base = next(b for b in cls.__mro__ if b in _BUILTINS)
+        return cast(Self, base(value))
+
+
 def _duration(value: object) -> float:
     # A YAML number is refused: 5 could mean seconds or milliseconds.
     try:
@@ -55,7 +83,7 @@ def _duration(value: object) -> float:
     raise ValueError(f"expected a duration such as 15s, 10m or 1h30m, got {clip(repr(value), 80)}")
 
 
-class Duration(Checked, float):
+class Duration(Plain, float):
     """Seconds, written in Prometheus's duration syntax (``15s``, ``1h30m``, ``0``)."""
 
     __slots__ = ()
@@ -86,7 +114,7 @@ def _url(value: str) -> str:
     return value.rstrip("/")
 
 
-class Url(Checked, str):
+class Url(Plain, str):
     """An http(s) URL with a host; a trailing slash is dropped so that paths join cleanly."""
 
     __slots__ = ()
@@ -124,7 +152,7 @@ class BaseUrl(Url):
         return cls(_url(text))
 
 
-class UrlPath(Checked, str):
+class UrlPath(Plain, str):
     """A path on a server, starting with ``/``."""
 
     __slots__ = ()
@@ -138,7 +166,7 @@ class UrlPath(Checked, str):
         return cls(text)
 
 
-class Listen(Checked, str):
+class Listen(Plain, str):
     """``host:port`` to listen on."""
 
     __slots__ = ()
@@ -153,7 +181,7 @@ class Listen(Checked, str):
         return cls(text)
 
 
-class StateDir(Checked, PosixPath):
+class StateDir(Plain, PosixPath):
     """A directory the sidecar owns; an empty string is refused."""
 
     __slots__ = ()
@@ -181,7 +209,7 @@ _BYTE_UNITS: dict[str, float] = {
 _BYTE_STRING = re.compile(r"^\s*(\d*\.?\d+)\s*(\w+)?", re.IGNORECASE)
 
 
-class ByteSize(Checked, int):
+class ByteSize(Plain, int):
     """A positive number of bytes: an int, or a size with its unit (``16MiB``, ``512KB``)."""
 
     __slots__ = ()

@@ -22,9 +22,8 @@ from typing import Any, ClassVar, Self
 
 from msgspec import field
 
-from sidecar.core.config_fields import ConfigModel, Secret, expect_str
+from sidecar.core.config_fields import ConfigModel, Plain, Secret, expect_str
 from sidecar.core.errors import clip
-from sidecar.core.validation import Checked
 
 __all__ = [
     "AuthorizationConfig",
@@ -64,7 +63,7 @@ def _path(value: object) -> str:
     raise ValueError(f"expected a path, got {clip(repr(value), 80)}")
 
 
-class SecretFile(Checked, PosixPath):
+class SecretFile(Plain, PosixPath):
     """A file holding one secret line, read again whenever it changes."""
 
     __slots__ = ()
@@ -77,7 +76,7 @@ class SecretFile(Checked, PosixPath):
         return path
 
 
-class ReadableFile(Checked, PosixPath):
+class ReadableFile(Plain, PosixPath):
     """A file that can be opened now (a CA bundle, a certificate, a key)."""
 
     __slots__ = ()
@@ -109,7 +108,7 @@ class InlineSecret(Secret):
         return cls(secret)
 
 
-class AuthScheme(Checked, str):
+class AuthScheme(Plain, str):
     """An auth scheme (``Bearer``), as RFC 9110 draws a token; never ``Basic``."""
 
     __slots__ = ()
@@ -126,7 +125,7 @@ class AuthScheme(Checked, str):
         return cls(kind)
 
 
-class UserName(Checked, str):
+class UserName(Plain, str):
     """A basic-auth user: not empty, no ':' (it ends the user) and no line break."""
 
     __slots__ = ()
@@ -142,7 +141,7 @@ class UserName(Checked, str):
         return cls(text)
 
 
-class HostName(Checked, str):
+class HostName(Plain, str):
     """A host name a server certificate names."""
 
     __slots__ = ()

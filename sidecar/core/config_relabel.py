@@ -17,8 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from msgspec import Meta, field
 
-from sidecar.core.config_fields import ConfigModel, expect_str
-from sidecar.core.validation import Checked
+from sidecar.core.config_fields import ConfigModel, Plain, expect_str
 
 __all__ = [
     "ACTIONS",
@@ -93,7 +92,7 @@ def _compile(pattern: str) -> Any:
         raise ValueError(f"error parsing regexp {pattern!r}: {exc}") from exc
 
 
-class ActionName(Checked, str):
+class ActionName(Plain, str):
     """A relabel action, in any case as Prometheus reads it, held in lower case."""
 
     __slots__ = ()
@@ -107,7 +106,7 @@ class ActionName(Checked, str):
         return cls(text.lower())
 
 
-class SourceLabel(Checked, str):
+class SourceLabel(Plain, str):
     """A label name in ``source_labels``: Prometheus checks each as it reads it."""
 
     __slots__ = ()

@@ -102,7 +102,7 @@ def inject(template: Mapping[str, Any], settings: InjectSettings) -> dict[str, A
     if not isinstance(spec, dict):
         raise InjectError("spec", f"expected the pod's spec to be a mapping, got {_kind(spec)}")
     app = _app_container(spec, annotations)
-    rules = annotations.get(ANNOTATION_RULES, str(settings.rules_config_map))
+    rules = annotations.get(ANNOTATION_RULES, settings.rules_config_map)
     try:
         dns_name(rules)
     except ValueError as exc:
@@ -242,9 +242,8 @@ def _container(settings: InjectSettings, flags: list[str]) -> dict[str, Any]:
             "timeoutSeconds": 2,
         },
         "resources": {
-            # Plain strings: a manifest is written by yaml.safe_dump.
-            "requests": {"cpu": str(res.requests.cpu), "memory": str(res.requests.memory)},
-            "limits": {"cpu": str(res.limits.cpu), "memory": str(res.limits.memory)},
+            "requests": {"cpu": res.requests.cpu, "memory": res.requests.memory},
+            "limits": {"cpu": res.limits.cpu, "memory": res.limits.memory},
         },
         # Pod Security "restricted", on the container itself: the pod's own settings are
         # the app's business and are never changed.
@@ -272,7 +271,7 @@ def _volumes(settings: InjectSettings, app: str, rules: str) -> list[dict[str, A
         {
             "name": "leak-sidecar-config",
             "configMap": {
-                "name": str(settings.config_map),
+                "name": settings.config_map,
                 "items": [{"key": "sidecar.yaml", "path": "sidecar.yaml"}],
             },
         },
@@ -282,7 +281,7 @@ def _volumes(settings: InjectSettings, app: str, rules: str) -> list[dict[str, A
         {
             "name": "leak-sidecar-token",
             "secret": {
-                "secretName": str(settings.token_secret),
+                "secretName": settings.token_secret,
                 "items": [{"key": "token", "path": "token"}],
             },
         },

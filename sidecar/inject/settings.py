@@ -18,10 +18,9 @@ import yaml
 from msgspec import Meta, field
 
 from sidecar import __version__
-from sidecar.core.config_fields import ConfigModel, UrlPath, expect_str
+from sidecar.core.config_fields import ConfigModel, Plain, UrlPath, expect_str
 from sidecar.core.config_load import validation_problems, yaml_problem
 from sidecar.core.errors import ConfigError, clip
-from sidecar.core.validation import Checked
 
 __all__ = [
     "ImageSettings",
@@ -58,7 +57,7 @@ def dns_name(value: str) -> str:
     return value
 
 
-class ObjectName(Checked, str):
+class ObjectName(Plain, str):
     """A Kubernetes object name (a ConfigMap's, a Secret's)."""
 
     __slots__ = ()
@@ -69,7 +68,7 @@ class ObjectName(Checked, str):
         return cls(dns_name(expect_str(value)))
 
 
-class Quantity(Checked, str):
+class Quantity(Plain, str):
     """A Kubernetes resource quantity (``20m``, ``64Mi``)."""
 
     __slots__ = ()
@@ -83,7 +82,7 @@ class Quantity(Checked, str):
         return cls(text)
 
 
-class Repository(Checked, str):
+class Repository(Plain, str):
     """An image repository, registry host included."""
 
     __slots__ = ()
@@ -97,7 +96,7 @@ class Repository(Checked, str):
         return cls(text)
 
 
-class Tag(Checked, str):
+class Tag(Plain, str):
     """An image tag."""
 
     __slots__ = ()
