@@ -333,7 +333,7 @@ def test_rules_files_unset_means_the_pack_and_empty_means_none(tmp_path: Path) -
 )
 def test_byte_sizes_read_as_before(text: object, size: int) -> None:
     """A size is an int or a number with an SI or IEC unit, in any case, as the config
-    has always read it (pydantic's ByteSize, whose reading it keeps)."""
+    has always read it."""
     assert ByteSize.parse(text) == size
     assert type(ByteSize.parse(text)) is int  # a plain int, as every encoder writes it
 

@@ -60,7 +60,7 @@ class Plain(Checked, metaclass=_PlainType):
     the str ``"http://x"``, ``Duration(5.0)`` the float ``5.0``.
 
     The class converts and checks, and names the field's type; what a config holds is a
-    plain str, float, int or path, as it was under pydantic, which every encoder
+    plain str, float, int or path, as it always was, which every encoder
     (msgspec, orjson, YAML) writes as it is wherever the value travels (journal entries,
     JSON bodies, manifests).
     """
@@ -195,8 +195,9 @@ class StateDir(Plain, PosixPath):
         return cls(value)
 
 
-# Units as pydantic's ByteSize read them, which the config has always accepted: SI and
-# IEC, in bytes or bits, case-insensitive, and a bare SI letter (k, M, G...).
+# The units the config has always accepted: SI and IEC, in bytes or bits,
+# case-insensitive, and a bare SI letter (k, M, G...); a number, then the unit, and
+# whatever follows the unit is not read.
 _BYTE_UNITS: dict[str, float] = {
     "b": 1,
     **{f"{p}b": 10 ** (3 * i) for i, p in enumerate("kmgtpe", 1)},
@@ -236,7 +237,7 @@ class ByteSize(Plain, int):
         if m is None:
             raise ValueError(expected)
         try:
-            return int(text)  # as pydantic: a string that looks like a size and is an int
+            return int(text)  # a string that looks like a size and is an int: "10", " 10 "
         except ValueError:
             pass
         scalar, unit = m.groups()
