@@ -72,7 +72,7 @@ def _prepare(tmp: Path, hold: str) -> Path:
 
 
 def _sidecar(tmp: Path, app_url: str, interval: str, rules: list[str]) -> Config:
-    return Config.model_validate(
+    return Config.validate(
         {
             "app": {"base_url": app_url},
             "scrape": {"interval": interval, "timeout": "500ms"},

@@ -13,7 +13,7 @@ series, and the steady RSS of `leak-sidecar run` before and after the lazy impor
    checkout as it is; for comparison, as it is in a test install, where structlog also
    finds and loads rich; and one sidecar per process-level knob a container can set
    (``KNOBS``: glibc's arenas and trim threshold, Python's allocator, the default
-   executor's size, pydantic's plugin scan, -OO, and `run`'s own malloc_trim after
+   executor's size, -OO, and `run`'s own malloc_trim after
    start), each differing from "this checkout" in that one thing.
 """
 
@@ -40,7 +40,6 @@ DEPENDENCIES = (
     "aiohttp.web",
     "structlog",
     "prometheus_client",
-    "pydantic",
     "msgspec",
     "orjson",
     "tenacity",
@@ -149,7 +148,6 @@ KNOBS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
         {"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"},
     ),
     ("knob: default executor bounded to 1 thread", ("_bench_one_thread",), {}),
-    ("knob: PYDANTIC_DISABLE_PLUGINS=__all__", (), {"PYDANTIC_DISABLE_PLUGINS": "__all__"}),
     ("knob: PYTHONOPTIMIZE=2 (no asserts, no docstrings)", (), {"PYTHONOPTIMIZE": "2"}),
 )
 

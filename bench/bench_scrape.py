@@ -101,7 +101,7 @@ def _peak_kib() -> int:
 async def child_http(url: str, small_url: str, runs: int, relabel: bool) -> dict[str, Any]:
     def scraper(session: aiohttp.ClientSession, target: str) -> Scraper:
         base, _, path = target.partition("/debug")
-        cfg = Config.model_validate(
+        cfg = Config.validate(
             {
                 "app": {"base_url": base, "expvar_path": "/debug" + path},
                 "scrape": {
@@ -132,7 +132,7 @@ async def child_http(url: str, small_url: str, runs: int, relabel: bool) -> dict
 
 
 def _child_decode(mode: str, body_path: str, runs: int) -> dict[str, Any]:
-    cfg = ScrapeConfig.model_validate({"max_body_bytes": "64MiB", "soft_body_bytes": "64MiB"})
+    cfg = ScrapeConfig.validate({"max_body_bytes": "64MiB", "soft_body_bytes": "64MiB"})
     path = Path(body_path)
     body = bytearray(path.stat().st_size)
     with path.open("rb") as f:
@@ -162,7 +162,7 @@ def _child_decode(mode: str, body_path: str, runs: int) -> dict[str, Any]:
 
 
 def _child_relabel(body: bytearray, runs: int) -> dict[str, Any]:
-    cfg = ScrapeConfig.model_validate(
+    cfg = ScrapeConfig.validate(
         {"max_body_bytes": "64MiB", "soft_body_bytes": "64MiB", "metric_relabel_configs": RELABEL}
     )
     samples = flatten(body, cfg).samples

@@ -106,7 +106,7 @@ def config(state_dir: Path, base_url: str, **sections: Any) -> Config:
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
-    return Config.model_validate(raw)
+    return Config.validate(raw)
 
 
 def ids() -> Iterator[str]:

@@ -8,13 +8,14 @@ import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Protocol, TypeVar
+from typing import Annotated, Protocol, TypeVar, get_args, get_origin
 
 import pytest
 import structlog
 from aiohttp import web
+from msgspec import Struct
+from msgspec.structs import fields
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
 
 from sidecar.core.logs import configure
 
@@ -51,15 +52,15 @@ def free_port() -> int:
         return port
 
 
-def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+def config_keys(model: type[Struct], prefix: str = "") -> list[str]:
     """Every leaf key path of a config model, in declaration order."""
     out = []
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out.extend(config_keys(ann, f"{prefix}{name}."))
+    for field in fields(model):
+        ann = get_args(field.type)[0] if get_origin(field.type) is Annotated else field.type
+        if isinstance(ann, type) and issubclass(ann, Struct):
+            out.extend(config_keys(ann, f"{prefix}{field.encode_name}."))
         else:
-            out.append(f"{prefix}{name}")
+            out.append(f"{prefix}{field.encode_name}")
     return out
 
 

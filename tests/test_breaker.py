@@ -29,7 +29,7 @@ def _alert(name: str = "PoolSaturated", status: str = "firing", minute: int = 0)
 
 def _breaker(view: View | None = None, **cfg: object) -> Breaker:
     return Breaker(
-        BreakerConfig.model_validate(cfg), view or View(), CollectorRegistry(), random=lambda: 0.5
+        BreakerConfig.validate(cfg), view or View(), CollectorRegistry(), random=lambda: 0.5
     )
 
 

@@ -71,7 +71,7 @@ async def _prometheus() -> AsyncIterator[tuple[_Prometheus, str]]:
 
 
 def _cfg(url: str, **extra: Any) -> FleetConfig:
-    return FleetConfig.model_validate(
+    return FleetConfig.validate(
         {"prometheus_url": url, "workload": {"app": "orders"}, "settle": "10s", **extra}
     )
 
@@ -119,7 +119,7 @@ def test_census_query_is_one_query_with_quoted_workload_labels() -> None:
         ),
         (
             {"forward": {"port": 0}},
-            "fleet.forward.port: Input should be greater than or equal to 1, got 0",
+            "fleet.forward.port: expected int >= 1, got 0",
         ),
     ],
 )

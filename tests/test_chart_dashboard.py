@@ -50,7 +50,7 @@ async def test_every_dashboard_query_finds_its_metrics(tmp_path: Path) -> None:
     exprs = queries(dashboard)
     assert len(exprs) == 16
     async with demo_app() as (_, base_url):
-        cfg = Config.model_validate(
+        cfg = Config.validate(
             {
                 "app": {"base_url": base_url, "memory_limit_bytes": 2**28},
                 "scrape": {

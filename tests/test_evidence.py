@@ -85,7 +85,7 @@ def _alert(name: str, **labels: str) -> Alert:
 
 
 def _cfg(url: str, **extra: Any) -> EvidenceConfig:
-    return EvidenceConfig.model_validate(
+    return EvidenceConfig.validate(
         {"pprof_url": url, "warmup": "1h", "alertnames": ["HeapFloorRising"], **extra}
     )
 
@@ -472,7 +472,7 @@ async def test_a_config_route_with_evidence_asks_for_a_capture(
 ) -> None:
     """An alert that only a route with evidence: true names is captured; others are not."""
     router = Router(
-        ActionsConfig.model_validate(
+        ActionsConfig.validate(
             {"routes": [{"match": {"alertname": "FdsGrowing"}, "action": "none", "evidence": True}]}
         )
     )

@@ -162,7 +162,7 @@ async def test_each_forward_carries_the_token_its_source_gives_then(tmp_path: Pa
         assert port is not None
         raw = alert(action="circuit_break", pod="p-1", instance=f"127.0.0.1:{port}")
         theirs = convert(raw, WebhookAlert).to_alert()
-        cfg = ForwardConfig.model_validate({"allow": ["127.0.0.0/8"], "port": port})
+        cfg = ForwardConfig.validate({"allow": ["127.0.0.0/8"], "port": port})
         token = ["before-the-rotation"]
         forwarder = Forwarder(
             cfg, session, CollectorRegistry(), token=lambda: token[0], identity="p-0"

@@ -24,7 +24,6 @@ import pytest
 from actions_support import AUTH, TOKEN, alert, config, rig, until, webhook
 from conftest import running
 from prometheus_client import CollectorRegistry
-from pydantic_support import says
 
 from sidecar.actions import journal as journal_module
 from sidecar.actions.breaker import MAX_HOLDERS
@@ -298,12 +297,12 @@ def _config(tmp_path: Path, text: str) -> list[str]:
     [
         (
             "server: {listen: '127.0.0.1:9120', allow_unauthenticated: 'yes'}",
-            f"server.allow_unauthenticated: {says('bool_type')}, got 'yes'",
+            "server.allow_unauthenticated: expected bool, got 'yes'",
         ),
-        ("breaker: {dry_run: 1}", f"breaker.dry_run: {says('bool_type')}, got 1"),
-        ("breaker: {dry_run: 'true'}", f"breaker.dry_run: {says('bool_type')}"),
-        ("store: {max_series: '100'}", f"store.max_series: {says('int_type')}"),
-        ("breaker: {jitter: '0.1'}", f"breaker.jitter: {says('float_type')}"),
+        ("breaker: {dry_run: 1}", "breaker.dry_run: expected bool, got 1"),
+        ("breaker: {dry_run: 'true'}", "breaker.dry_run: expected bool, got 'true'"),
+        ("store: {max_series: '100'}", "store.max_series: expected int, got '100'"),
+        ("breaker: {jitter: '0.1'}", "breaker.jitter: expected float, got '0.1'"),
         ("state_dir: ''", "state_dir: expected a directory path, got ''"),
         (
             "server: {listen: '127.0.0.1:9120', shutdown_grace: 3s}\nactions: {drain_timeout: 5s}",
@@ -314,8 +313,7 @@ def _config(tmp_path: Path, text: str) -> list[str]:
 def test_config_is_strict(tmp_path: Path, text: str, problem: str) -> None:
     """check-config refuses loose booleans and numbers, an empty state_dir, and a grace
     shorter than the drain it must hold, naming both keys."""
-    problems = _config(tmp_path, text)
-    assert any(p.startswith(problem) for p in problems), problems
+    assert _config(tmp_path, text) == [problem]
 
 
 def test_check_config_exits_2_on_a_loose_boolean(

@@ -59,7 +59,7 @@ def test_native_goes_after_existing_init_containers() -> None:
 
 def test_classic_mode_appends_a_plain_container() -> None:
     """mode: classic adds the same container to containers, without restartPolicy."""
-    after = inject(pod("app"), InjectSettings.model_validate({"mode": "classic"}))
+    after = inject(pod("app"), InjectSettings.validate({"mode": "classic"}))
     assert after["spec"]["containers"][1] == classic(SIDECAR)
     assert "initContainers" not in after["spec"]
     validate_pod(after)
@@ -102,7 +102,7 @@ def test_per_pod_annotations_become_run_flags() -> None:
 
 def test_settings_defaults_give_flags_and_annotations_override_them() -> None:
     """The settings file's expvar port and path apply to every pod that does not say."""
-    settings = InjectSettings.model_validate({"expvar_port": 6060, "expvar_path": "/vars"})
+    settings = InjectSettings.validate({"expvar_port": 6060, "expvar_path": "/vars"})
     plain = inject(pod("app"), settings)["spec"]["initContainers"][0]["args"]
     assert plain[3:] == ["--app.expvar-port=6060", "--app.expvar-path=/vars"]
     own = pod("app", annotations={"leak-sidecar.io/expvar-port": "7070"})
@@ -112,7 +112,7 @@ def test_settings_defaults_give_flags_and_annotations_override_them() -> None:
 def test_the_settings_files_path_is_not_judged_as_an_annotation() -> None:
     """A path the settings file accepted is passed on; only an annotation is checked here
     (a settings path used to be refused with the annotation's words)."""
-    settings = InjectSettings.model_validate({"expvar_path": "/debug/vars?pretty=1"})
+    settings = InjectSettings.validate({"expvar_path": "/debug/vars?pretty=1"})
     args = inject(pod("app"), settings)["spec"]["initContainers"][0]["args"]
     assert args[3:] == ["--app.expvar-path=/debug/vars?pretty=1"]
 
@@ -144,17 +144,24 @@ def test_the_settings_file_shapes_image_resources_and_names(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("text", "problems"),
     [
-        ("mode: sidecar\n", ["mode: Input should be 'native' or 'classic', got 'sidecar'"]),
+        ("mode: sidecar\n", ["mode: invalid enum value 'sidecar'"]),
         ("imagee: {}\n", ["imagee: unknown key"]),
+        # Two problems in one file: the first is reported.
         (
             "config_map: Shop_Config\nresources: {limits: {cpu: lots, memory: 1Gi}}\n",
             [
-                "resources.limits.cpu: expected a Kubernetes quantity such as 20m or 64Mi, "
-                "got 'lots'",
                 "config_map: expected a Kubernetes object name (lower-case letters, digits, "
                 "'-' and '.', at most 253 characters), got 'Shop_Config'",
             ],
         ),
+        (
+            "resources: {limits: {cpu: lots, memory: 1Gi}}\n",
+            [
+                "resources.limits.cpu: expected a Kubernetes quantity such as 20m or 64Mi, "
+                "got 'lots'",
+            ],
+        ),
+        ("expvar_port: '6060'\n", ["expvar_port: expected int | null, got '6060'"]),
         ("expvar_path: vars\n", ["expvar_path: expected a path starting with '/', got 'vars'"]),
         ("- a\n", ["inject.config: {path}: expected a mapping at the top, got list"]),
         (
@@ -169,7 +176,7 @@ def test_the_settings_file_shapes_image_resources_and_names(tmp_path: Path) -> N
 def test_a_bad_settings_file_says_what_is_wrong(
     tmp_path: Path, text: str, problems: list[str]
 ) -> None:
-    """Each problem is one key: problem line."""
+    """The file's first problem is one key: problem line."""
     path = tmp_path / "inject.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:

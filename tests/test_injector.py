@@ -137,7 +137,7 @@ async def test_bad_requests_get_a_clear_answer_and_never_crash_it(
     assert bad[1] == {
         "status": "error",
         "error": "expected an admission.k8s.io/v1 AdmissionReview with a request: apiVersion: "
-        "Input should be 'admission.k8s.io/v1'; request.uid: Field required",
+        "invalid enum value 'admission.k8s.io/v1beta1'",
     }
     assert text == (
         415,
@@ -237,7 +237,7 @@ def test_a_bad_listen_address_or_settings_file_stops_it_at_start(
     settings = tmp_path / "inject.yaml"
     settings.write_text("mode: sidecar\n", encoding="utf-8")
     assert main(["injector", f"--inject.config={settings}", *certs], env={}) == 2
-    assert capsys.readouterr().err == "mode: Input should be 'native' or 'classic', got 'sidecar'\n"
+    assert capsys.readouterr().err == "mode: invalid enum value 'sidecar'\n"
 
 
 INJECTOR_ROUTES = [

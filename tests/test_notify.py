@@ -18,7 +18,7 @@ from sidecar.core.model import Alert, fingerprint
 from sidecar.rules.notify import Notifier, alertmanager_deliver, alertmanager_payload
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-RETRY = RetryConfig.model_validate(
+RETRY = RetryConfig.validate(
     {"attempts": 3, "initial_backoff": "10ms", "max_backoff": "20ms", "max_elapsed": "10s"}
 )
 

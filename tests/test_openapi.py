@@ -37,7 +37,7 @@ MISSING_TOKEN = {
 @pytest.fixture
 async def sidecar(tmp_path: Path, registry: CollectorRegistry) -> AsyncIterator[Sidecar]:
     """The whole sidecar with the shipped pack and a token, listening on loopback."""
-    cfg = Config.model_validate(
+    cfg = Config.validate(
         {
             "app": {"base_url": "http://127.0.0.1:9", "memory_limit_bytes": 2**31},
             "rules": {"files": [str(ROOT / "rules" / "*.yml")]},

@@ -112,7 +112,7 @@ def test_rules_step_by_the_global_evaluation_interval(tmp_path: Path) -> None:
     path = tmp_path / "rules.yml"
     path.write_text(RULES, encoding="utf-8")
     specs = load_rules([str(path)])
-    (group,) = runtime_groups(specs, RulesConfig.model_validate({"evaluation_interval": "15s"}))
+    (group,) = runtime_groups(specs, RulesConfig.validate({"evaluation_interval": "15s"}))
     (explicit,) = build_groups(specs, M, {}, "", restored=True, subquery_step_ms=20 * S)
     got = {}
     for name, g in (("global", group), ("explicit", explicit)):

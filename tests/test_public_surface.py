@@ -174,7 +174,7 @@ def test_cli_commands() -> None:
 
 async def test_routes_and_own_metrics(tmp_path: Path) -> None:
     """A sidecar with the shipped pack serves exactly these routes and own metric families."""
-    cfg = Config.model_validate(
+    cfg = Config.validate(
         {
             "app": {"base_url": "http://127.0.0.1:9", "memory_limit_bytes": 2**31},
             "rules": {"files": [str(ROOT / "rules" / "*.yml")]},

@@ -500,7 +500,7 @@ async def test_token_never_in_logs_or_metrics(tmp_path: Path, registry: Collecto
 
 def test_router_config_routes_override_the_label() -> None:
     """Routes match by equality and anchored regex, first wins, `none` mutes, else the label."""
-    cfg = ActionsConfig.model_validate(
+    cfg = ActionsConfig.validate(
         {
             "routes": [
                 {"match": {"severity": "info"}, "action": "none"},
@@ -528,7 +528,7 @@ def test_router_config_routes_override_the_label() -> None:
 
 def test_router_missing_label_matches_as_empty() -> None:
     """As in Alertmanager, a missing label equals the empty string in match and match_re."""
-    cfg = ActionsConfig.model_validate(
+    cfg = ActionsConfig.validate(
         {"routes": [{"match": {"team": ""}, "match_re": {"env": "|dev"}, "action": "cache_flush"}]}
     )
     router = Router(cfg)

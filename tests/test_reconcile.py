@@ -36,7 +36,7 @@ RESET = Action("r-2", "circuit_reset", "resolved", "breaker", (), NOW)
 
 
 def _breaker() -> Breaker:
-    cfg = BreakerConfig.model_validate({"min_open": "1m", "max_open": "30m", "probation": "10m"})
+    cfg = BreakerConfig.validate({"min_open": "1m", "max_open": "30m", "probation": "10m"})
     return Breaker(cfg, View(), CollectorRegistry(), random=lambda: 1.0)
 
 
@@ -79,7 +79,7 @@ def test_every_call_for_the_app_takes_the_next_generation_and_names_its_call() -
 def test_desired_state_and_generation_are_gauges() -> None:
     """/metrics shows what the app should be (held is open to the app) and its generation."""
     registry = CollectorRegistry()
-    cfg = BreakerConfig.model_validate({})
+    cfg = BreakerConfig.validate({})
     b = Breaker(cfg, View(), registry)
     assert registry.get_sample_value("leak_sidecar_circuit_desired_state") == 0
     b.commit(replace(CircuitState(), state="held").calling("a-1"))
@@ -179,7 +179,7 @@ def h() -> Harness:
         behind.append((action.id, applied))
         return None if action.id == "gone" else applied + 1
 
-    cfg = ReconcileConfig.model_validate({"initial_backoff": "500ms", "max_backoff": "4s"})
+    cfg = ReconcileConfig.validate({"initial_backoff": "500ms", "max_backoff": "4s"})
     reconciler = Reconciler(
         cfg,
         cast(Actuator, app),
@@ -491,4 +491,4 @@ def test_reconcile_backoffs_are_checked_against_each_other() -> None:
     """A cap below the first wait is refused, naming both keys and values."""
     with pytest.raises(ValueError, match=r"actions.reconcile.max_backoff: must not be below "
                        r"actions.reconcile.initial_backoff \(2s\), got 1s"):  # fmt: skip
-        ReconcileConfig.model_validate({"initial_backoff": "2s", "max_backoff": "1s"})
+        ReconcileConfig.validate({"initial_backoff": "2s", "max_backoff": "1s"})

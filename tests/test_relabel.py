@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 import yaml
 from conftest import expvar_app, serving
+from msgspec import ValidationError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
 
 from sidecar.core import config_relabel
 from sidecar.core.config import ENV_TOKEN, Config, ScrapeConfig
@@ -43,7 +43,7 @@ TO_PACK: list[dict[str, Any]] = [
 
 
 def relabeller(*configs: dict[str, Any]) -> Relabeller:
-    return Relabeller([RelabelConfig.model_validate(c) for c in configs])
+    return Relabeller([RelabelConfig.validate(c) for c in configs])
 
 
 def ls(name: str, **labels: str) -> LabelSet:
@@ -53,8 +53,8 @@ def ls(name: str, **labels: str) -> LabelSet:
 def test_defaults_are_prometheus() -> None:
     """An empty config is Prometheus's default: replace, ';', '(.*)' anchored, '$1'."""
     with pytest.raises(ValidationError, match="requires 'target_label' value"):
-        RelabelConfig.model_validate({})
-    cfg = RelabelConfig.model_validate({"target_label": "x"})
+        RelabelConfig.validate({})
+    cfg = RelabelConfig.validate({"target_label": "x"})
     assert (cfg.action, cfg.separator, cfg.regex, cfg.replacement, cfg.modulus) == (
         "replace",
         ";",
@@ -67,17 +67,17 @@ def test_defaults_are_prometheus() -> None:
 
 def test_action_is_case_insensitive_and_unknown_is_named() -> None:
     """'Keep' is keep, as Prometheus lowercases the action; an unknown one is quoted as Go does."""
-    assert RelabelConfig.model_validate({"action": "Keep"}).action == "keep"
+    assert RelabelConfig.validate({"action": "Keep"}).action == "keep"
     with pytest.raises(ValidationError, match='unknown relabel action "explode"'):
-        RelabelConfig.model_validate({"action": "explode"})
+        RelabelConfig.validate({"action": "explode"})
 
 
 def test_regex_error_comes_first_and_is_re2() -> None:
     """A bad regex is refused at load with RE2's reason; backreferences are not RE2."""
     with pytest.raises(ValidationError, match="error parsing regexp"):
-        RelabelConfig.model_validate({"regex": "(a"})
+        RelabelConfig.validate({"regex": "(a"})
     with pytest.raises(ValidationError, match="error parsing regexp"):
-        RelabelConfig.model_validate({"regex": "(a)\\1", "target_label": "x"})
+        RelabelConfig.validate({"regex": "(a)\\1", "target_label": "x"})
 
 
 def test_regexes_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +151,7 @@ async def app_url() -> AsyncIterator[str]:
 
 async def test_store_and_metrics_see_relabelled_names(app_url: str) -> None:
     """After a scrape the store and /metrics hold the pack's names, not the app's."""
-    cfg = Config.model_validate(
+    cfg = Config.validate(
         {
             "app": {"base_url": app_url},
             "scrape": {
@@ -196,7 +196,7 @@ def _doc_examples() -> list[tuple[str, str, str]]:
 def test_doc_examples_map_onto_the_pack(example: tuple[str, str, str]) -> None:
     """Each service in docs/relabel.md, flattened and relabelled, gives the series listed."""
     body, config, series = example
-    scrape = ScrapeConfig.model_validate(yaml.safe_load(config)["scrape"])
+    scrape = ScrapeConfig.validate(yaml.safe_load(config)["scrape"])
     flat = flatten(bytearray(body.encode()), scrape)
     out = Relabeller(scrape.metric_relabel_configs).apply(flat.samples)
     assert out.conflicts == 0
@@ -223,7 +223,7 @@ def test_config_error_names_the_step(tmp_path: Path) -> None:
 def test_two_loads_of_one_config_are_equal() -> None:
     """The compiled regex is not part of equality: a reload sees no change that isn't there."""
     cfg = {"source_labels": ["a"], "regex": "x+", "target_label": "b"}
-    one, two = RelabelConfig.model_validate(cfg), RelabelConfig.model_validate(cfg)
+    one, two = RelabelConfig.validate(cfg), RelabelConfig.validate(cfg)
     two.__dict__["compiled"] = object()  # as if RE2's own cache had been evicted meanwhile
     assert one == two
-    assert one != RelabelConfig.model_validate({**cfg, "regex": "y+"})
+    assert one != RelabelConfig.validate({**cfg, "regex": "y+"})

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 from actions_support import alert, until, webhook
 from conftest import running
@@ -250,11 +251,10 @@ async def test_keys_that_need_a_restart_are_named_leaf_by_leaf(
 def test_changed_keys_walk_nested_models_to_the_leaf() -> None:
     """The diff names leaves (``scrape.interval``), a list or a dict as one key."""
     a = load(None, ENV)
-    b = a.model_copy(
-        update={
-            "scrape": a.scrape.model_copy(update={"interval": 30.0, "maps": []}),
-            "rules": a.rules.model_copy(update={"external_labels": {"pod": "x"}}),
-        }
+    b = msgspec.structs.replace(
+        a,
+        scrape=msgspec.structs.replace(a.scrape, interval=30.0, maps=[]),
+        rules=msgspec.structs.replace(a.rules, external_labels={"pod": "x"}),
     )
     # The default has no maps: ``maps: []`` changes nothing and is not named.
     assert changed_keys(a, b) == ["scrape.interval", "rules.external_labels"]

@@ -232,7 +232,7 @@ async def test_schedule_is_slotted_and_alerts_are_sent(
         sent.append(alerts)
 
     store = Store(retention_ms=3_600_000, max_series=100)
-    cfg = RulesConfig.model_validate(
+    cfg = RulesConfig.validate(
         {"evaluation_interval": "1m", "external_labels": {"cluster": "eu", "region": "r1"},
          "external_url": "https://sidecar.example.com", "resend_delay": "1m"}
     )  # fmt: skip
@@ -292,7 +292,7 @@ async def test_slow_evaluation_never_stacks(tmp_path: Path, registry: CollectorR
             fake.now += 150  # the first hand-off takes 2.5 intervals
 
     store = Store(retention_ms=3_600_000, max_series=100)
-    cfg = RulesConfig.model_validate({"evaluation_interval": "1m"})
+    cfg = RulesConfig.validate({"evaluation_interval": "1m"})
     engine = RuleEngine(runtime_groups(specs(tmp_path, RECORD), cfg), store, cfg,
                         registry=registry, send=slow_send,
                         state_dir=None, clock=fake.clock, monotonic=fake.monotonic,
@@ -323,7 +323,7 @@ async def test_failed_send_and_failed_rule_do_not_stop_the_engine(
 
     store = Store(retention_ms=3_600_000, max_series=100)
     store.ingest(T0, {ls(__name__="a", pod="p"): 1, ls(__name__="b", pod="p"): 1})
-    cfg = RulesConfig.model_validate({"evaluation_interval": "1m"})
+    cfg = RulesConfig.validate({"evaluation_interval": "1m"})
     engine = RuleEngine(runtime_groups(specs(tmp_path, text), cfg), store, cfg,
                         registry=registry, send=broken_send,
                         state_dir=None, clock=fake.clock, monotonic=fake.monotonic,
@@ -374,7 +374,7 @@ async def test_engine_stops_between_evaluations(
     async def send(alerts: list[Alert]) -> None:
         return None
 
-    cfg = RulesConfig.model_validate({"evaluation_interval": "1h"})
+    cfg = RulesConfig.validate({"evaluation_interval": "1h"})
     store = Store(retention_ms=3_600_000, max_series=100)
     engine = RuleEngine(runtime_groups(specs(tmp_path, RECORD), cfg), store, cfg,
                         registry=registry, send=send, state_dir=None)  # fmt: skip
@@ -395,7 +395,7 @@ def engine_for(tmp_path: Path, store: Store, registry: CollectorRegistry, **cfg:
     async def send(alerts: list[Alert]) -> None:
         return None
 
-    config = RulesConfig.model_validate({"evaluation_interval": "1m", **cfg})
+    config = RulesConfig.validate({"evaluation_interval": "1m", **cfg})
     return RuleEngine(runtime_groups(specs(tmp_path, FOR_10M), config), store, config,
                       registry=registry, send=send,
                       state_dir=tmp_path / "state")  # fmt: skip
@@ -602,7 +602,7 @@ async def test_a_0_1_0_for_state_file_restores_what_0_1_0_restored(
     async def send(alerts: list[Alert]) -> None:
         return None
 
-    cfg = RulesConfig.model_validate({"evaluation_interval": "1m", "for_grace_period": "2m"})
+    cfg = RulesConfig.validate({"evaluation_interval": "1m", "for_grace_period": "2m"})
     store = Store(retention_ms=3_600_000, max_series=100)
     engine = RuleEngine(runtime_groups(load_rules(["rules/leaks.yml"]), cfg), store, cfg,
                         registry=CollectorRegistry(), send=send,

@@ -134,7 +134,7 @@ class Rig:
         constants: dict[tuple[tuple[str, str], ...], float] | None = None,
         **scrape: Any,
     ) -> None:
-        self.cfg = Config.model_validate(
+        self.cfg = Config.validate(
             {
                 "app": {"base_url": f"http://127.0.0.1:{port}"},
                 "scrape": scrape,

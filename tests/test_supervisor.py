@@ -23,7 +23,7 @@ BASE = {"server": {"listen": "127.0.0.1:0"}, "rules": {"files": []}}
 
 
 def _cfg(tmp_path: Path, **app: object) -> Config:
-    return Config.model_validate({**BASE, "app": app, "state_dir": str(tmp_path)})
+    return Config.validate({**BASE, "app": app, "state_dir": str(tmp_path)})
 
 
 def test_memory_limit_from_config_or_downward_api_file(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_own_exposition_has_build_info_process_metrics_and_no_created_series(
 ) -> None:
     """/metrics carries leak_sidecar_build_info and process_*, and no _created twins."""
     registry = CollectorRegistry()
-    cfg = Config.model_validate(
+    cfg = Config.validate(
         {
             "rules": {"files": []},
             "state_dir": str(tmp_path / "state"),

@@ -39,7 +39,7 @@ async def app_url() -> AsyncIterator[str]:
 
 
 def _config(relabel: list[dict[str, Any]]) -> Config:
-    return Config.model_validate(
+    return Config.validate(
         {
             "scrape": {"metric_relabel_configs": relabel},
             "server": {"listen": "127.0.0.1:9120"},

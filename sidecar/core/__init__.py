@@ -1,11 +1,12 @@
-"""What every stage shares: values, errors, config, logging, retries, loops, durations, times.
+"""What every stage shares: values, errors, validation, config, logging, retries, loops, times.
 
 Owns: the typed values stages hand each other (``model``), the exception tree
-(``errors``), the validated config (``config``: its sections and ``Config``;
+(``errors``), strict validation of every input with msgspec and its one problem in our
+words (``validation``), the validated config (``config``: its sections and ``Config``;
 ``config_actions``: the action path's sections; ``config_evidence`` and
-``config_fleet``: theirs; ``config_http``: calls to the app;
-``config_fields``: value types and the section base; ``config_load``: reading the file
-and environment), structlog set-up (``logs``), every retry policy (``retry``), the loop
+``config_fleet``: theirs; ``config_http``: calls to the app; ``config_fields``: value
+types (durations, URLs, sizes, secrets) and the section base; ``config_load``: reading
+the file and environment), structlog set-up (``logs``), every retry policy (``retry``), the loop
 contract and its interruptible sleep (``loops``), atomic durable writes (``durable``),
 the app's outbound credentials (``outbound``), and one home each for durations
 (``durations``) and times (``times``).

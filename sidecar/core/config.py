@@ -1,11 +1,12 @@
-"""Configuration: the sections of the one YAML file, as frozen pydantic models.
+"""Configuration: the sections of the one YAML file, as frozen msgspec structs.
 
-Each section is a frozen model with ``extra="forbid"``; each field's description says
-why its default is what it is; a cross-field check names both values. The action
-path's sections are in ``config_actions``, ``evidence`` in ``config_evidence``, ``fleet``
-in ``config_fleet``, the app's ``http_config`` in ``config_http``; the field types
-(durations, URLs, paths) and their checks in ``config_fields``; reading the file, the
-environment and the token, and printing one ``key.path: problem`` line per problem, in
+Each section is a frozen ``core.validation.Model`` refusing unknown keys, converted
+strictly; each field's docstring says why its default is what it is; a cross-field
+check (``__post_init__``) names both values. The action path's sections are in
+``config_actions``, ``evidence`` in ``config_evidence``, ``fleet`` in ``config_fleet``,
+the app's ``http_config`` in ``config_http``; the field types (durations, URLs, paths,
+sizes, secrets) and their checks in ``config_fields``; reading the file, the
+environment and the token, and printing the first problem as ``key.path: problem``, in
 ``config_load``, which returns the ``Config`` that is then passed down.
 """
 
@@ -14,22 +15,23 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ByteSize, Field, SecretStr, model_validator
+from msgspec import Meta, field
 
 from sidecar.core.config_actions import ActionsConfig, BreakerConfig
 from sidecar.core.config_evidence import EvidenceConfig
 from sidecar.core.config_fields import (
     BaseUrl,
+    ByteSize,
     ConfigModel,
     Duration,
     Listen,
-    LocalPath,
     Positive,
     PositiveDuration,
     RetryConfig,
+    Secret,
     StateDir,
     Url,
     UrlPath,
@@ -60,20 +62,17 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
-class MapConfig(ConfigModel):
+class MapConfig(ConfigModel, frozen=True):
     """An expvar map exported as one metric with its keys as label values."""
 
-    path: str = Field(
-        min_length=1, description="Dotted path of the map in /debug/vars, e.g. 'caches'."
-    )
-    labels: list[str] = Field(
-        min_length=1,
-        description="Label name for each nesting level, as client_golang's expvar collector.",
-    )
-    name: str | None = Field(None, description="Metric name; defaults to the sanitized path.")
+    path: Annotated[str, Meta(min_length=1)]
+    """Dotted path of the map in /debug/vars, e.g. 'caches'."""
+    labels: Annotated[list[str], Meta(min_length=1)]
+    """Label name for each nesting level, as client_golang's expvar collector."""
+    name: str | None = None
+    """Metric name; defaults to the sanitized path."""
 
-    @model_validator(mode="after")
-    def _check(self) -> MapConfig:
+    def __post_init__(self) -> None:
         for label in self.labels:
             if not _LABEL_NAME.match(label) or label.startswith("__"):
                 raise ValueError(
@@ -87,45 +86,33 @@ class MapConfig(ConfigModel):
                 f"expected a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*) for name, "
                 f"got {self.name!r}"
             )
-        return self
 
 
-class AppConfig(ConfigModel):
+class AppConfig(ConfigModel, frozen=True):
     """The Go service next to the sidecar: where to read it and which endpoints to call."""
 
-    base_url: BaseUrl = Field(
-        "http://127.0.0.1:8080",
-        description="Containers of a pod share loopback. No credentials in it (they would "
-        "show wherever the URL does): they go in http_config.",
-    )
-    expvar_path: UrlPath = Field("/debug/vars", description="Go's expvar handler default.")
-    expvar_port: int | None = Field(
-        None,
-        ge=1,
-        le=65535,
-        description="None: base_url's port, where Go's default mux serves expvar; set "
-        "when the app serves it on a debug listener of its own.",
-    )
-    break_path: UrlPath = "/v1/circuit/break"
-    reset_path: UrlPath = "/v1/circuit/reset"
-    flush_path: UrlPath = "/v1/cache/flush"
-    state_path: UrlPath | None = Field(
-        None,
-        description="The app's own view of its circuit (e.g. /v1/circuit), read every "
-        "actions.reconcile.interval; none by default: an app need not offer one, and "
-        "without it the sidecar trusts the app's answers to its calls.",
-    )
-    memory_limit_bytes: int | None = Field(
-        None, ge=0, description="The app container's memory limit, if known without a file."
-    )
-    memory_limit_file: LocalPath | None = Field(
-        None, description="Downward API file holding the app container's memory limit."
-    )
-    http_config: HttpClientConfig = Field(
-        default_factory=HttpClientConfig,
-        description="Credentials and TLS for every call to the app (core.config_http); "
-        "none by default: an app on the pod's loopback usually trusts it.",
-    )
+    base_url: BaseUrl = BaseUrl("http://127.0.0.1:8080")
+    """Containers of a pod share loopback. No credentials in it (they would show wherever
+    the URL does): they go in http_config."""
+    expvar_path: UrlPath = UrlPath("/debug/vars")
+    """Go's expvar handler default."""
+    expvar_port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    """None: base_url's port, where Go's default mux serves expvar; set when the app
+    serves it on a debug listener of its own."""
+    break_path: UrlPath = UrlPath("/v1/circuit/break")
+    reset_path: UrlPath = UrlPath("/v1/circuit/reset")
+    flush_path: UrlPath = UrlPath("/v1/cache/flush")
+    state_path: UrlPath | None = None
+    """The app's own view of its circuit (e.g. /v1/circuit), read every
+    actions.reconcile.interval; none by default: an app need not offer one, and without
+    it the sidecar trusts the app's answers to its calls."""
+    memory_limit_bytes: Annotated[int, Meta(ge=0)] | None = None
+    """The app container's memory limit, if known without a file."""
+    memory_limit_file: Path | None = None
+    """Downward API file holding the app container's memory limit."""
+    http_config: HttpClientConfig = field(default_factory=HttpClientConfig)
+    """Credentials and TLS for every call to the app (core.config_http); none by default:
+    an app on the pod's loopback usually trusts it."""
 
     @property
     def expvar_url(self) -> str:
@@ -137,67 +124,54 @@ class AppConfig(ConfigModel):
         host = f"[{host}]" if ":" in host else host
         return f"{parts.scheme}://{host}:{self.expvar_port}{parts.path}{self.expvar_path}"
 
-    @model_validator(mode="after")
-    def _check(self) -> AppConfig:
+    def __post_init__(self) -> None:
         if self.http_config.tls_config.configured and not self.base_url.startswith("https:"):
             raise ValueError(
                 f"app.http_config.tls_config: set, but app.base_url is not https "
                 f"({self.base_url}): the calls would go in plain text"
             )
-        return self
 
 
-class ScrapeConfig(ConfigModel):
+class ScrapeConfig(ConfigModel, frozen=True):
     """How the expvar endpoint is read."""
 
-    interval: PositiveDuration = Field(15.0, description="Prometheus's default scrape interval.")
-    timeout: PositiveDuration = Field(5.0, description="Covers the whole body; below the interval.")
-    max_interval: PositiveDuration = Field(
-        120.0, description="The interval may stretch up to this when scrapes cost the app."
-    )
-    cost_fraction: float = Field(
-        0.05, gt=0, le=1, description="Stretch when a scrape takes more than this share."
-    )
-    max_body_bytes: ByteSize = Field(
-        ByteSize(16 * 1024 * 1024),
-        gt=0,
-        description="Counted while streaming; a body this large is a leak, not data, "
-        "and decoding it must not cost the sidecar its memory limit.",
-    )
-    soft_body_bytes: ByteSize = Field(
-        ByteSize(4 * 1024 * 1024),
-        gt=0,
-        description="Past this the interval stretches: rendering such a body costs the "
-        "app a stop-the-world pause and tenths of a second of CPU per scrape.",
-    )
-    max_object_keys: Positive = Field(1000, description="Larger objects become <name>_keys.")
-    max_depth: Positive = Field(8, description="Deeper nesting is not expanded.")
-    max_series: Positive = Field(10000, description="Samples kept from one scrape.")
-    strings: Literal["skip", "info"] = Field(
-        "skip", description="Strings carry no number; 'info' exports <name>_info{value=...}."
-    )
-    max_text_length: Positive = Field(
-        256,
-        description="Longer expvar keys and string values are not exported: each becomes "
-        "part of a series held in memory, and no real name or label value is this long.",
-    )
-    maps: list[MapConfig] = Field(
-        default_factory=list,
-        description="None by default: which expvar maps are keyed families only the app knows.",
-    )
-    metric_relabel_configs: list[RelabelConfig] = Field(
-        default_factory=list,
-        description="None by default: names are the app's own until mapped onto the pack's.",
-    )
-    retry: RetryConfig = Field(
-        default_factory=lambda: RetryConfig.model_validate(
+    interval: PositiveDuration = PositiveDuration(15.0)
+    """Prometheus's default scrape interval."""
+    timeout: PositiveDuration = PositiveDuration(5.0)
+    """Covers the whole body; below the interval."""
+    max_interval: PositiveDuration = PositiveDuration(120.0)
+    """The interval may stretch up to this when scrapes cost the app."""
+    cost_fraction: Annotated[float, Meta(gt=0, le=1)] = 0.05
+    """Stretch when a scrape takes more than this share."""
+    max_body_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
+    """Counted while streaming; a body this large is a leak, not data, and decoding it
+    must not cost the sidecar its memory limit."""
+    soft_body_bytes: ByteSize = ByteSize(4 * 1024 * 1024)
+    """Past this the interval stretches: rendering such a body costs the app a
+    stop-the-world pause and tenths of a second of CPU per scrape."""
+    max_object_keys: Positive = 1000
+    """Larger objects become <name>_keys."""
+    max_depth: Positive = 8
+    """Deeper nesting is not expanded."""
+    max_series: Positive = 10000
+    """Samples kept from one scrape."""
+    strings: Literal["skip", "info"] = "skip"
+    """Strings carry no number; 'info' exports <name>_info{value=...}."""
+    max_text_length: Positive = 256
+    """Longer expvar keys and string values are not exported: each becomes part of a
+    series held in memory, and no real name or label value is this long."""
+    maps: list[MapConfig] = field(default_factory=list)
+    """None by default: which expvar maps are keyed families only the app knows."""
+    metric_relabel_configs: list[RelabelConfig] = field(default_factory=list)
+    """None by default: names are the app's own until mapped onto the pack's."""
+    retry: RetryConfig = field(
+        default_factory=lambda: RetryConfig.validate(
             {"attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s", "max_elapsed": "4s"}
-        ),
-        description="Short: all retries fit well inside one interval.",
+        )
     )
+    """Short: all retries fit well inside one interval."""
 
-    @model_validator(mode="after")
-    def _check(self) -> ScrapeConfig:
+    def __post_init__(self) -> None:
         if self.timeout >= self.interval:
             raise ValueError(
                 f"scrape.timeout: must be below scrape.interval "
@@ -216,122 +190,98 @@ class ScrapeConfig(ConfigModel):
                 f"scrape.soft_body_bytes: must not exceed scrape.max_body_bytes "
                 f"({int(self.max_body_bytes)}), got {int(self.soft_body_bytes)}"
             )
-        return self
 
 
-class StoreConfig(ConfigModel):
+class StoreConfig(ConfigModel, frozen=True):
     """Bounds on the history the rules read."""
 
-    max_retention: PositiveDuration = Field(
-        3600.0 + 300.0, description="Cap on longest rule range + 5m lookback."
-    )
-    max_series: Positive = Field(20000, description="All origins together.")
+    max_retention: PositiveDuration = PositiveDuration(3600.0 + 300.0)
+    """Cap on longest rule range + 5m lookback."""
+    max_series: Positive = 20000
+    """All origins together."""
 
 
-class RulesConfig(ConfigModel):
+class RulesConfig(ConfigModel, frozen=True):
     """The embedded rule engine."""
 
-    files: list[str] | None = Field(
-        None,
-        description="Globs of Prometheus rule files, relative to the config file's directory "
-        "(as Prometheus's rule_files); unset means the pack shipped in the package, so that "
-        "a sidecar run from any directory watches something. [] on purpose is fleet mode: "
-        "no embedded rules, the sidecar is only an actuator.",
-    )
-    evaluation_interval: PositiveDuration = Field(15.0, description="Prometheus's default.")
-    external_labels: dict[str, str] = Field(
-        default_factory=dict,
-        description="Added to every alert sent, as Prometheus's global external_labels; "
-        "none by default, a pod name or namespace is the usual choice. They are also the "
-        "sidecar's identity: a delivered alert carrying one of them with another value is "
-        "about another pod and is never acted on.",
-    )
-    resend_delay: PositiveDuration = Field(
-        60.0, description="Prometheus's --rules.alert.resend-delay."
-    )
-    alertmanager_url: Url | None = Field(
-        None, description="Send alerts to Alertmanager's v2 API instead of in process."
-    )
-    external_url: Url | None = Field(
-        None,
-        description="Prefix of each alert's generator URL (Prometheus's --web.external-url); "
-        "none by default: the sidecar has no query UI to link to.",
-    )
-    outage_tolerance: Duration = Field(
-        3600.0,
-        description="Prometheus's --rules.alert.for-outage-tolerance default: 'for' state "
-        "older than this is not restored after a restart.",
-    )
-    for_grace_period: Duration = Field(
-        600.0,
-        description="Prometheus's --rules.alert.for-grace-period default: a restored alert "
-        "waits at least this long before firing.",
-    )
+    files: list[str] | None = None
+    """Globs of Prometheus rule files, relative to the config file's directory (as
+    Prometheus's rule_files); unset means the pack shipped in the package, so that a
+    sidecar run from any directory watches something. [] on purpose is fleet mode: no
+    embedded rules, the sidecar is only an actuator."""
+    evaluation_interval: PositiveDuration = PositiveDuration(15.0)
+    """Prometheus's default."""
+    external_labels: dict[str, str] = field(default_factory=dict)
+    """Added to every alert sent, as Prometheus's global external_labels; none by default,
+    a pod name or namespace is the usual choice. They are also the sidecar's identity: a
+    delivered alert carrying one of them with another value is about another pod and is
+    never acted on."""
+    resend_delay: PositiveDuration = PositiveDuration(60.0)
+    """Prometheus's --rules.alert.resend-delay."""
+    alertmanager_url: Url | None = None
+    """Send alerts to Alertmanager's v2 API instead of in process."""
+    external_url: Url | None = None
+    """Prefix of each alert's generator URL (Prometheus's --web.external-url); none by
+    default: the sidecar has no query UI to link to."""
+    outage_tolerance: Duration = Duration(3600.0)
+    """Prometheus's --rules.alert.for-outage-tolerance default: 'for' state older than
+    this is not restored after a restart."""
+    for_grace_period: Duration = Duration(600.0)
+    """Prometheus's --rules.alert.for-grace-period default: a restored alert waits at
+    least this long before firing."""
 
-    @model_validator(mode="after")
-    def _check(self) -> RulesConfig:
+    def __post_init__(self) -> None:
         for name in self.external_labels:
             label_name(name, "rules.external_labels")
-        return self
 
 
-class ServerConfig(ConfigModel):
+class ServerConfig(ConfigModel, frozen=True):
     """The sidecar's own HTTP server."""
 
-    listen: Listen = "0.0.0.0:9120"
-    token_file: LocalPath | None = None
-    allow_unauthenticated: bool = Field(
-        False, description="Must be said in so many words to listen beyond loopback."
-    )
-    max_body_bytes: ByteSize = Field(
-        ByteSize(1024 * 1024),
-        gt=0,
-        description="Checked against Content-Length before a byte is read: a notification "
-        "of a pod's alerts is a few kilobytes.",
-    )
-    header_timeout: PositiveDuration = Field(
-        30.0,
-        description="A connection must send a request's headers this soon after it opens "
-        "or after its last answer, or it is closed: above Prometheus's 15s scrape interval, "
-        "so that its keep-alive connection is reused.",
-    )
-    body_timeout: PositiveDuration = Field(
-        10.0, description="A request's body must arrive whole this soon: a megabyte takes ms."
-    )
-    max_connections: Positive = Field(
-        256,
-        description="Past this, the oldest connection without a request in progress is "
-        "closed for the new one, so that idle clients never starve the probes; lowered to "
-        "half the process's file descriptor limit.",
-    )
-    shutdown_grace: Duration = Field(10.0, description="Below Kubernetes' default 30s.")
+    listen: Listen = Listen("0.0.0.0:9120")
+    token_file: Path | None = None
+    allow_unauthenticated: bool = False
+    """Must be said in so many words to listen beyond loopback."""
+    max_body_bytes: ByteSize = ByteSize(1024 * 1024)
+    """Checked against Content-Length before a byte is read: a notification of a pod's
+    alerts is a few kilobytes."""
+    header_timeout: PositiveDuration = PositiveDuration(30.0)
+    """A connection must send a request's headers this soon after it opens or after its
+    last answer, or it is closed: above Prometheus's 15s scrape interval, so that its
+    keep-alive connection is reused."""
+    body_timeout: PositiveDuration = PositiveDuration(10.0)
+    """A request's body must arrive whole this soon: a megabyte takes ms."""
+    max_connections: Positive = 256
+    """Past this, the oldest connection without a request in progress is closed for the
+    new one, so that idle clients never starve the probes; lowered to half the process's
+    file descriptor limit."""
+    shutdown_grace: Duration = Duration(10.0)
+    """Below Kubernetes' default 30s."""
 
 
-class LogConfig(ConfigModel):
+class LogConfig(ConfigModel, frozen=True):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class Config(ConfigModel):
+class Config(ConfigModel, frozen=True):
     """The whole configuration. ``token`` comes from the environment or ``token_file``."""
 
-    app: AppConfig = Field(default_factory=AppConfig)
-    scrape: ScrapeConfig = Field(default_factory=ScrapeConfig)
-    store: StoreConfig = Field(default_factory=StoreConfig)
-    rules: RulesConfig = Field(default_factory=RulesConfig)
-    actions: ActionsConfig = Field(default_factory=ActionsConfig)
-    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
-    fleet: FleetConfig = Field(default_factory=FleetConfig)
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    log: LogConfig = Field(default_factory=LogConfig)
-    state_dir: StateDir = Field(
-        Path("/var/lib/leak-sidecar"), description="Journal and alert state; an emptyDir."
-    )
-    token: SecretStr | None = None
+    app: AppConfig = field(default_factory=AppConfig)
+    scrape: ScrapeConfig = field(default_factory=ScrapeConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    state_dir: StateDir = StateDir("/var/lib/leak-sidecar")
+    """Journal and alert state; an emptyDir."""
+    token: Secret | None = None
 
-    @model_validator(mode="after")
-    def _check(self) -> Config:
+    def __post_init__(self) -> None:
         # Every cross-field problem, one line each: fixing one must not reveal the next.
         problems = []
         host = self.server.listen.rpartition(":")[0].strip("[]")
@@ -349,7 +299,6 @@ class Config(ConfigModel):
             )
         if problems:
             raise ValueError("\n".join(problems))
-        return self
 
 
 def _loopback(host: str) -> bool:

@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import re
 import ssl
-from pathlib import Path
-from typing import Annotated
+from pathlib import Path, PosixPath
+from typing import Any, ClassVar, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    Strict,
-    field_validator,
-    model_validator,
-)
+from msgspec import field
+
+from sidecar.core.config_fields import ConfigModel, Plain, Secret, expect_str
+from sidecar.core.errors import clip
 
 __all__ = [
     "AuthorizationConfig",
@@ -63,130 +57,161 @@ def read_secret(path: Path) -> str:
     return text
 
 
-def _secret_file(path: Path) -> Path:
-    read_secret(path)
-    return path
+def _path(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a path, got {clip(repr(value), 80)}")
 
 
-def _readable(path: Path) -> Path:
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    return path
+class SecretFile(Plain, PosixPath):
+    """A file holding one secret line, read again whenever it changes."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        path = cls(_path(value))
+        read_secret(path)
+        return path
 
 
-def _one_line(value: SecretStr) -> SecretStr:
-    secret = value.get_secret_value()
-    if not secret.strip():
-        raise ValueError("expected a secret, got an empty string")
-    if "\n" in secret or "\r" in secret:
-        raise ValueError("expected one line, got several")  # the value is not echoed
-    return value
+class ReadableFile(Plain, PosixPath):
+    """A file that can be opened now (a CA bundle, a certificate, a key)."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        path = cls(_path(value))
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        return path
 
 
-SecretFile = Annotated[Path, AfterValidator(_secret_file)]
-"""A file holding one secret line, read again whenever it changes."""
-ReadableFile = Annotated[Path, AfterValidator(_readable)]
-Secret = Annotated[SecretStr, AfterValidator(_one_line)]
-StrictBool = Annotated[bool, Strict()]
+class InlineSecret(Secret):
+    """A secret written in the config itself: one line, not blank; never echoed."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        secret = super().parse(value).get_secret_value()
+        if not secret.strip():
+            raise ValueError("expected a secret, got an empty string")
+        if "\n" in secret or "\r" in secret:
+            raise ValueError("expected one line, got several")  # the value is not echoed
+        return cls(secret)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class AuthScheme(Plain, str):
+    """An auth scheme (``Bearer``), as RFC 9110 draws a token; never ``Basic``."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        kind = text.strip()
+        if not _TOKEN.match(kind):
+            raise ValueError(f"expected an auth scheme such as Bearer, got {text!r}")
+        if kind.lower() == "basic":
+            raise ValueError(f"cannot be {text!r}, use basic_auth instead (as Prometheus)")
+        return cls(kind)
 
 
-class AuthorizationConfig(_Model):
+class UserName(Plain, str):
+    """A basic-auth user: not empty, no ':' (it ends the user) and no line break."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "minLength": 1}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        if not text:
+            raise ValueError("expected str of length >= 1, got ''")
+        if ":" in text or "\n" in text or "\r" in text:
+            raise ValueError(f"expected no ':' or line break, got {text!r}")
+        return cls(text)
+
+
+class HostName(Plain, str):
+    """A host name a server certificate names."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        if not re.fullmatch(r"[A-Za-z0-9.-]+", text):
+            raise ValueError(f"expected a host name, got {text!r}")
+        return cls(text)
+
+
+class AuthorizationConfig(ConfigModel, frozen=True):
     """``Authorization: <type> <credentials>`` on every call, as Prometheus's ``authorization``."""
 
-    type: str = Field("Bearer", description="Prometheus's default; the app decides the scheme.")
-    credentials: Secret | None = Field(
-        None, description="Inline secret; prefer credentials_file, which can rotate."
-    )
-    credentials_file: SecretFile | None = Field(
-        None, description="Read again when it changes: a rotated token needs no restart."
-    )
+    type: AuthScheme = AuthScheme("Bearer")
+    """Prometheus's default; the app decides the scheme."""
+    credentials: InlineSecret | None = None
+    """Inline secret; prefer credentials_file, which can rotate."""
+    credentials_file: SecretFile | None = None
+    """Read again when it changes: a rotated token needs no restart."""
 
-    @field_validator("type")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        kind = value.strip()
-        if not _TOKEN.match(kind):
-            raise ValueError(f"expected an auth scheme such as Bearer, got {value!r}")
-        if kind.lower() == "basic":
-            raise ValueError(f"cannot be {value!r}, use basic_auth instead (as Prometheus)")
-        return kind
-
-    @model_validator(mode="after")
-    def _check(self) -> AuthorizationConfig:
+    def __post_init__(self) -> None:
         if self.credentials is not None and self.credentials_file is not None:
             raise ValueError(
                 "at most one of credentials & credentials_file must be configured, got both"
             )
         if self.credentials is None and self.credentials_file is None:
             raise ValueError("one of credentials & credentials_file must be configured")
-        return self
 
 
-class BasicAuthConfig(_Model):
+class BasicAuthConfig(ConfigModel, frozen=True):
     """HTTP basic authentication on every call, as Prometheus's ``basic_auth``."""
 
-    username: str = Field(min_length=1, description="No default: the app decides its users.")
-    password: Secret | None = Field(
-        None, description="Inline secret; prefer password_file, which can rotate."
-    )
-    password_file: SecretFile | None = Field(
-        None, description="Read again when it changes: a rotated password needs no restart."
-    )
+    username: UserName
+    """No default: the app decides its users."""
+    password: InlineSecret | None = None
+    """Inline secret; prefer password_file, which can rotate."""
+    password_file: SecretFile | None = None
+    """Read again when it changes: a rotated password needs no restart."""
 
-    @field_validator("username")
-    @classmethod
-    def _user(cls, value: str) -> str:
-        if ":" in value or "\n" in value or "\r" in value:
-            raise ValueError(f"expected no ':' or line break, got {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> BasicAuthConfig:
+    def __post_init__(self) -> None:
         if self.password is not None and self.password_file is not None:
             raise ValueError("at most one of password & password_file must be configured, got both")
         if self.password is None and self.password_file is None:
             raise ValueError("one of password & password_file must be configured")
-        return self
 
 
-class TlsConfig(_Model):
+class TlsConfig(ConfigModel, frozen=True):
     """TLS to an ``https://`` app, as Prometheus's ``tls_config``."""
 
-    ca_file: ReadableFile | None = Field(
-        None, description="None: the system's trust store, as Prometheus."
-    )
-    cert_file: ReadableFile | None = Field(None, description="Client certificate, for mTLS.")
-    key_file: ReadableFile | None = Field(None, description="Its private key; with cert_file.")
-    server_name: str | None = Field(
-        None, description="None: the host of app.base_url is what the certificate must name."
-    )
-    insecure_skip_verify: StrictBool = Field(
-        False, description="Never by default: a break sent to an impostor protects nothing."
-    )
+    ca_file: ReadableFile | None = None
+    """None: the system's trust store, as Prometheus."""
+    cert_file: ReadableFile | None = None
+    """Client certificate, for mTLS."""
+    key_file: ReadableFile | None = None
+    """Its private key; with cert_file."""
+    server_name: HostName | None = None
+    """None: the host of app.base_url is what the certificate must name."""
+    insecure_skip_verify: bool = False
+    """Never by default: a break sent to an impostor protects nothing."""
 
-    @field_validator("server_name")
-    @classmethod
-    def _host(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9.-]+", value):
-            raise ValueError(f"expected a host name, got {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> TlsConfig:
+    def __post_init__(self) -> None:
         if self.cert_file is not None and self.key_file is None:
             raise ValueError(f"cert_file {str(self.cert_file)!r} is set without key_file")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError(f"key_file {str(self.key_file)!r} is set without cert_file")
         if self.ca_file is not None or self.cert_file is not None:
             ssl_context(self)  # a certificate that does not match its key is found now
-        return self
 
     @property
     def configured(self) -> bool:
@@ -223,21 +248,18 @@ def _why(exc: OSError | ssl.SSLError) -> str:
     return str(getattr(exc, "reason", None) or exc.strerror or exc)
 
 
-class HttpClientConfig(_Model):
+class HttpClientConfig(ConfigModel, frozen=True):
     """Credentials and TLS for every call to the app: the scrape and the actions."""
 
-    authorization: AuthorizationConfig | None = Field(
-        None, description="None: a pod's loopback is usually trusted; the app decides."
-    )
-    basic_auth: BasicAuthConfig | None = Field(None, description="None, as authorization.")
-    tls_config: TlsConfig = Field(
-        default_factory=TlsConfig, description="Used only for an https:// app.base_url."
-    )
+    authorization: AuthorizationConfig | None = None
+    """None: a pod's loopback is usually trusted; the app decides."""
+    basic_auth: BasicAuthConfig | None = None
+    """None, as authorization."""
+    tls_config: TlsConfig = field(default_factory=TlsConfig)
+    """Used only for an https:// app.base_url."""
 
-    @model_validator(mode="after")
-    def _check(self) -> HttpClientConfig:
+    def __post_init__(self) -> None:
         if self.authorization is not None and self.basic_auth is not None:
             raise ValueError(
                 "at most one of basic_auth & authorization must be configured, got both"
             )
-        return self

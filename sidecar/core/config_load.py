@@ -1,8 +1,9 @@
 """Loading the configuration: the YAML file, ``${NAME}`` references, the token, error lines.
 
 ``load`` is called once, at start; what it returns is passed down and nothing else
-reads ``os.environ``. Every problem found is reported as one ``key.path: problem`` line
-in a ``ConfigError`` (the command then exits 2). String values may name environment
+reads ``os.environ``. A problem is reported as a ``key.path: problem`` line in a
+``ConfigError`` (the command then exits 2): the file's first problem, as Prometheus
+reports its own config's. String values may name environment
 variables as ``${NAME}`` (as Prometheus's ``expand-external-labels`` does), so that the
 pod and namespace from the Downward API can become external labels; an unset variable
 is an error. The token comes from ``LEAK_SIDECAR_TOKEN`` or ``server.token_file``,
@@ -18,11 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
-from pydantic import ValidationError
 
 from sidecar.core.config import ENV_TOKEN, Config
 from sidecar.core.errors import ConfigError, clip
+from sidecar.core.validation import Problem
 
 __all__ = ["ENV_CONFIG", "load", "validation_problems", "yaml_problem"]
 
@@ -54,23 +56,19 @@ def _expand(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -
 _OWN_KEY = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
 
 
-def validation_problems(exc: ValidationError, root: str = "config") -> list[str]:
-    """One ``key.path: problem`` line per problem of a config-like model (``root`` for a
-    problem of the whole file); also the injection settings'."""
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or root
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif "got " not in msg and err["type"] != "value_error":
-            msg = f"{msg}, got {clip(repr(err['input']), 80)}"
-        # Cross-field checks name their own key path, both values included, one
-        # problem a line.
-        lines.extend(msg.splitlines() if _OWN_KEY.match(msg) else [f"{key}: {msg}"])
-    return lines
+def validation_problems(
+    exc: msgspec.ValidationError, raw: object, root: str = "config"
+) -> list[str]:
+    """The ``key.path: problem`` line of a config-like model's problem (``root`` for a
+    problem of the whole file), from ``raw``, what was validated; also the injection
+    settings'. msgspec stops at the first problem, so there is one, but a cross-field
+    check that names its own key paths may give several lines."""
+    problem = Problem.of(exc, raw)
+    # Cross-field checks name their own key path, both values included, one problem a
+    # line.
+    if _OWN_KEY.match(problem.message):
+        return problem.message.splitlines()
+    return [problem.line(root)]
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -128,9 +126,9 @@ def load(
     if token is not None:
         raw["token"] = token
     try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(validation_problems(exc)) from exc
+        return Config.validate(raw)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(validation_problems(exc, raw)) from exc
 
 
 # Every key naming a file or directory: relative values are relative to the config file's

@@ -13,13 +13,20 @@ from __future__ import annotations
 import json
 import re
 from functools import cache, cached_property
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
-from pydantic import Field, field_validator, model_validator
+from msgspec import Meta, field
 
-from sidecar.core.config_fields import ConfigModel
+from sidecar.core.config_fields import ConfigModel, Plain, expect_str
 
-__all__ = ["ACTIONS", "RegexError", "RelabelAction", "RelabelConfig", "compile_anchored"]
+__all__ = [
+    "ACTIONS",
+    "ActionName",
+    "RegexError",
+    "RelabelAction",
+    "RelabelConfig",
+    "compile_anchored",
+]
 
 RelabelAction = Literal[
     "replace",
@@ -85,43 +92,53 @@ def _compile(pattern: str) -> Any:
         raise ValueError(f"error parsing regexp {pattern!r}: {exc}") from exc
 
 
-class RelabelConfig(ConfigModel):
+class ActionName(Plain, str):
+    """A relabel action, in any case as Prometheus reads it, held in lower case."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"enum": list(ACTIONS)}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        if text.lower() not in ACTIONS:
+            raise ValueError(f"unknown relabel action {_q(text)}")
+        return cls(text.lower())
+
+
+class SourceLabel(Plain, str):
+    """A label name in ``source_labels``: Prometheus checks each as it reads it."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        name = expect_str(value)
+        if not _LABEL_NAME.match(name):
+            raise ValueError(f"{_q(name)} is not a valid label name")
+        return cls(name)
+
+
+class RelabelConfig(ConfigModel, dict=True, frozen=True):
     """One step of ``metric_relabel_configs``, as in ``prometheus.yml``."""
 
-    source_labels: list[str] = Field(
-        default_factory=list,
-        description="Prometheus's default: none, so the regex sees the empty string.",
-    )
-    separator: str = Field(_DEFAULT_SEPARATOR, description="Prometheus's default.")
-    regex: str = Field(
-        _DEFAULT_REGEX, description="Prometheus's default; anchored at both ends, RE2 syntax."
-    )
-    modulus: int = Field(0, ge=0, description="Only hashmod uses it, and must set it.")
-    target_label: str = Field("", description="Required by the actions that write one label.")
-    replacement: str = Field(
-        _DEFAULT_REPLACEMENT, description="Prometheus's default: the first capture group."
-    )
-    action: RelabelAction = Field("replace", description="Prometheus's default.")
+    source_labels: list[SourceLabel] = field(default_factory=list)
+    """Prometheus's default: none, so the regex sees the empty string."""
+    separator: str = _DEFAULT_SEPARATOR
+    """Prometheus's default."""
+    regex: str = _DEFAULT_REGEX
+    """Prometheus's default; anchored at both ends, RE2 syntax."""
+    modulus: Annotated[int, Meta(ge=0)] = 0
+    """Only hashmod uses it, and must set it."""
+    target_label: str = ""
+    """Required by the actions that write one label."""
+    replacement: str = _DEFAULT_REPLACEMENT
+    """Prometheus's default: the first capture group."""
+    action: ActionName = ActionName("replace")
+    """Prometheus's default; any case."""
 
-    @field_validator("action", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        if isinstance(value, str):
-            if value.lower() not in ACTIONS:
-                raise ValueError(f"unknown relabel action {_q(value)}")
-            return value.lower()
-        return value
-
-    @field_validator("source_labels")
-    @classmethod
-    def _names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not _LABEL_NAME.match(name):
-                raise ValueError(f"{_q(name)} is not a valid label name")
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> RelabelConfig:
+    def __post_init__(self) -> None:
         # Prometheus decodes the regex before it validates the rest: its error comes first.
         self.compiled  # noqa: B018 -- compiles (and keeps) the regex, or raises
         act, target = self.action, self.target_label
@@ -158,13 +175,12 @@ class RelabelConfig(ConfigModel):
             or self.replacement != _DEFAULT_REPLACEMENT
         ):
             raise ValueError(f"{act} action requires only 'regex', and no other fields")
-        return self
 
     @cached_property
     def compiled(self) -> Any:
         """The anchored RE2 regex, compiled once when the config was validated.
 
-        A cached property, not a private attribute: pydantic compares fields only, so two
-        loads of one config stay equal (a reload must not see a change that is not there).
+        A cached property, not a field: structs compare fields only, so two loads of one
+        config stay equal (a reload must not see a change that is not there).
         """
         return _compile(self.regex)

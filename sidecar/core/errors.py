@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pydantic import ValidationError
-
 __all__ = [
     "MAX_PROBLEMS",
     "ActionError",
@@ -50,7 +48,6 @@ __all__ = [
     "SidecarError",
     "clip",
     "problems_message",
-    "validation_message",
 ]
 
 _CLIP = 300
@@ -65,24 +62,6 @@ def clip(text: object, limit: int = _CLIP) -> str:
 MAX_PROBLEMS = 10
 """Problems listed in one validation message; the rest are counted, not listed, so that
 a hostile body cannot make its own answer (or a log line) megabytes long."""
-
-
-def validation_message(exc: ValidationError, *, prefix: str = "", limit: int = MAX_PROBLEMS) -> str:
-    """pydantic's errors as one line: ``where: what`` per problem, ``; ``-joined.
-
-    At most ``limit`` problems are listed, each cut to a few hundred characters, then
-    ``(and N more problems)``; ``prefix`` goes before every location (``alerts.3.``).
-    """
-    parts: list[str] = []
-    total = exc.error_count()
-    # errors() builds every problem's dict: ask only for what is shown.
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        if len(parts) == limit:
-            break
-        msg = err["msg"].removeprefix("Value error, ")
-        loc = prefix + ".".join(str(p) for p in err["loc"])
-        parts.append(clip(f"{loc}: {msg}" if loc else msg))
-    return problems_message(parts, total)
 
 
 def problems_message(parts: list[str], total: int) -> str:

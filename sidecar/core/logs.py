@@ -1,7 +1,7 @@
 """structlog, configured once: JSON lines in a container, console on a TTY, ISO UTC times.
 
 Event names are stable dotted ids (``scrape.failed``); facts go in key-values. Secrets
-never reach a log: the token is a ``SecretStr`` and is never passed to a logger, and
+never reach a log: the token is a ``config_fields.Secret`` and is never passed to a logger, and
 any key named like a secret is masked here as a last line of defence.
 """
 

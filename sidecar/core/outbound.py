@@ -33,8 +33,8 @@ from typing import Any
 
 import aiohttp
 import structlog
-from pydantic import SecretStr
 
+from sidecar.core.config_fields import Secret
 from sidecar.core.config_http import HttpClientConfig, TlsConfig, read_secret, ssl_context
 from sidecar.core.errors import CredentialsError
 
@@ -244,7 +244,7 @@ class Outbound:
         return value
 
 
-def _inline(secret: SecretStr | None) -> str:
+def _inline(secret: Secret | None) -> str:
     # Validated at load: exactly one of the inline value and the file is set.
     assert secret is not None
     return secret.get_secret_value()

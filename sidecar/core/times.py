@@ -15,7 +15,7 @@ is RFC 3339 in UTC with a ``Z``, in the form its reader expects:
 - ``go_time``: Go's ``time.Time.String``, as alert templates print a time.
 
 What comes in is parsed by ``parse_iso`` (the journal reading back ``iso``/``rfc3339``);
-Alertmanager's webhook times are validated by pydantic at the receiver.
+Alertmanager's webhook times are checked by the receiver as they are decoded.
 """
 
 from __future__ import annotations

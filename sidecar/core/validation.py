@@ -82,6 +82,8 @@ def _enc_hook(value: object) -> object:
         for base in (str, float, int):
             if isinstance(value, base):
                 return base(value)
+        if not isinstance(value, Path):
+            return str(value)  # a value of its own kind (a secret) writes as its str
     if isinstance(value, Path):
         return str(value)
     raise NotImplementedError(f"no conversion of {type(value)!r}")

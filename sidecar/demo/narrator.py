@@ -44,10 +44,11 @@ from pathlib import Path
 from typing import TextIO
 
 import aiohttp
-from pydantic import SecretStr
+import msgspec
 
 from sidecar.core import logs
 from sidecar.core.config import Config
+from sidecar.core.config_fields import Secret
 from sidecar.core.durations import format_duration
 from sidecar.core.loops import wait_any
 from sidecar.demo.app import DemoApp, serve
@@ -138,7 +139,7 @@ class _Narrator:
 
 
 def _config(app_url: str, rules: Path, state_dir: Path) -> Config:
-    return Config.model_validate(
+    return Config.validate(
         {
             "app": {"base_url": app_url, "memory_limit_bytes": _MEMORY_LIMIT},
             # A scrape's real cost is multiplied by the compression on the sidecar's clock:
@@ -181,7 +182,7 @@ async def run_demo(
         app_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         cfg = _config(app_url, Path(pack), Path(tmp))
         # A real token: the sidecar's POST routes are as locked as in production.
-        cfg = cfg.model_copy(update={"token": SecretStr(token)})
+        cfg = msgspec.structs.replace(cfg, token=Secret(token))
         sidecar = Sidecar(cfg, clock=clock.wall, monotonic=clock.monotonic, sleep=clock.sleep)
         stop = asyncio.Event()
         task = asyncio.create_task(sidecar.run(stop), name="sidecar")

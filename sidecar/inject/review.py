@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import jsonpatch
+import msgspec
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import Meta
 
-from sidecar.core.errors import InjectError, clip, validation_message
+from sidecar.core.errors import InjectError, clip
+from sidecar.core.validation import Problem, convert
 from sidecar.inject.pod import ANNOTATION_INJECT, inject, injected, wants
 from sidecar.inject.settings import InjectSettings
 
@@ -42,35 +44,34 @@ class ReviewInvalid(ValueError):
     """The body is not an AdmissionReview this webhook can answer; says why."""
 
 
-class _Model(BaseModel):
-    # The API server's, not ours: the fields read are checked, new ones are tolerated.
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+class _Model(msgspec.Struct, frozen=True, kw_only=True):
+    """The API server's, not ours: the fields read are checked, new ones are tolerated."""
 
 
-class _Kind(_Model):
+class _Kind(_Model, frozen=True):
     group: str
     version: str
     kind: str
 
 
-class _Resource(_Model):
+class _Resource(_Model, frozen=True):
     group: str
     version: str
     resource: str
 
 
-class _Request(_Model):
-    uid: str = Field(min_length=1, max_length=256)
+class _Request(_Model, kw_only=True, frozen=True):
+    uid: Annotated[str, Meta(min_length=1, max_length=256)]
     kind: _Kind
     resource: _Resource
-    sub_resource: str | None = Field(None, alias="subResource")
+    sub_resource: str | None = msgspec.field(default=None, name="subResource")
     operation: str
     namespace: str | None = None
     object: dict[str, Any] | None = None
 
 
-class _Review(_Model):
-    api_version: Literal["admission.k8s.io/v1"] = Field(alias="apiVersion")
+class _Review(_Model, kw_only=True, frozen=True):
+    api_version: Literal["admission.k8s.io/v1"] = msgspec.field(name="apiVersion")
     kind: Literal["AdmissionReview"]
     request: _Request
 
@@ -101,9 +102,9 @@ def review(body: bytes, settings: InjectSettings, *, default: bool) -> Outcome:
     if not isinstance(raw, dict):
         raise ReviewInvalid(f"{expected}, got a JSON {type(raw).__name__}")
     try:
-        req = _Review.model_validate(raw).request
-    except ValidationError as exc:
-        raise ReviewInvalid(f"{expected}: {validation_message(exc)}") from None
+        req = convert(raw, _Review).request
+    except msgspec.ValidationError as exc:
+        raise ReviewInvalid(f"{expected}: {clip(Problem.of(exc, raw).line())}") from None
     pod = req.object
     name = _name(pod)
 

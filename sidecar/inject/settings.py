@@ -4,27 +4,30 @@
 --inject.config=PATH`` read the same file; without one, the defaults below are what the
 Helm chart installs (image ``leak-sidecar:<version>``, the ConfigMaps
 ``leak-sidecar-config`` and ``leak-sidecar-rules``, the Secret ``leak-sidecar-token``).
-Every problem is one ``key: problem`` line in a ``ConfigError`` (the command exits 2).
+The first problem is a ``key: problem`` line in a ``ConfigError`` (the command exits 2).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
+import msgspec
 import yaml
-from pydantic import AfterValidator, Field, ValidationError
+from msgspec import Meta, field
 
 from sidecar import __version__
-from sidecar.core.config_fields import ConfigModel, UrlPath
+from sidecar.core.config_fields import ConfigModel, Plain, UrlPath, expect_str
 from sidecar.core.config_load import validation_problems, yaml_problem
 from sidecar.core.errors import ConfigError, clip
 
 __all__ = [
     "ImageSettings",
     "InjectSettings",
+    "ObjectName",
     "Quantities",
+    "Quantity",
     "ResourceSettings",
     "dns_name",
     "load_settings",
@@ -54,97 +57,114 @@ def dns_name(value: str) -> str:
     return value
 
 
-def _quantity(value: str) -> str:
-    if not _QUANTITY.match(value):
-        raise ValueError(f"expected a Kubernetes quantity such as 20m or 64Mi, got {value!r}")
-    return value
+class ObjectName(Plain, str):
+    """A Kubernetes object name (a ConfigMap's, a Secret's)."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "maxLength": 253}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        return cls(dns_name(expect_str(value)))
 
 
-def _repository(value: str) -> str:
-    if not _REPOSITORY.match(value):
-        raise ValueError(f"expected an image repository such as ghcr.io/org/name, got {value!r}")
-    return value
+class Quantity(Plain, str):
+    """A Kubernetes resource quantity (``20m``, ``64Mi``)."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        if not _QUANTITY.match(text):
+            raise ValueError(f"expected a Kubernetes quantity such as 20m or 64Mi, got {text!r}")
+        return cls(text)
 
 
-def _tag(value: str) -> str:
-    if not _TAG.match(value):
-        raise ValueError(f"expected an image tag such as 0.1.0, got {value!r}")
-    return value
+class Repository(Plain, str):
+    """An image repository, registry host included."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        if not _REPOSITORY.match(text):
+            raise ValueError(f"expected an image repository such as ghcr.io/org/name, got {text!r}")
+        return cls(text)
 
 
-ObjectName = Annotated[str, AfterValidator(dns_name)]
-Quantity = Annotated[str, AfterValidator(_quantity)]
+class Tag(Plain, str):
+    """An image tag."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        if not _TAG.match(text):
+            raise ValueError(f"expected an image tag such as 0.1.0, got {text!r}")
+        return cls(text)
 
 
-class ImageSettings(ConfigModel):
+class ImageSettings(ConfigModel, frozen=True):
     """The sidecar's image."""
 
-    repository: Annotated[str, AfterValidator(_repository)] = Field(
-        "leak-sidecar", description="The chart's default; a registry prefix in production."
-    )
-    tag: Annotated[str, AfterValidator(_tag)] = Field(
-        __version__, description="This release: the injector and the sidecar agree."
-    )
-    pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
-        "IfNotPresent", description="A tagged release does not change: no pull per pod."
-    )
+    repository: Repository = Repository("leak-sidecar")
+    """The chart's default; a registry prefix in production."""
+    tag: Tag = Tag(__version__)
+    """This release: the injector and the sidecar agree."""
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    """A tagged release does not change: no pull per pod."""
 
 
-class Quantities(ConfigModel):
+class Quantities(ConfigModel, frozen=True):
     cpu: Quantity
     memory: Quantity
 
 
-class ResourceSettings(ConfigModel):
+class ResourceSettings(ConfigModel, frozen=True):
     """The sidecar container's requests and limits: a cost multiplied by the fleet."""
 
-    requests: Quantities = Field(
-        default_factory=lambda: Quantities(cpu="20m", memory="64Mi"),
-        description="What a sidecar with the packaged rules uses at rest, with headroom.",
+    requests: Quantities = field(
+        default_factory=lambda: Quantities(cpu=Quantity("20m"), memory=Quantity("64Mi"))
     )
-    limits: Quantities = Field(
-        default_factory=lambda: Quantities(cpu="200m", memory="128Mi"),
-        description="Bounded: a sidecar must never be the pod's leak.",
+    """What a sidecar with the packaged rules uses at rest, with headroom."""
+    limits: Quantities = field(
+        default_factory=lambda: Quantities(cpu=Quantity("200m"), memory=Quantity("128Mi"))
     )
+    """Bounded: a sidecar must never be the pod's leak."""
 
 
-class InjectSettings(ConfigModel):
+class InjectSettings(ConfigModel, frozen=True):
     """The settings file of ``leak-sidecar inject`` and ``leak-sidecar injector``."""
 
-    image: ImageSettings = Field(default_factory=ImageSettings)
-    resources: ResourceSettings = Field(default_factory=ResourceSettings)
-    mode: Literal["native", "classic"] = Field(
-        "native",
-        description="A native sidecar (an init container with restartPolicy: Always, "
-        "Kubernetes >= 1.29) starts before the app and stops after it, and does not keep "
-        "a Job from completing; 'classic' appends a plain container for older clusters.",
-    )
-    config_map: ObjectName = Field(
-        "leak-sidecar-config", description="The chart's name for the sidecar.yaml ConfigMap."
-    )
-    rules_config_map: ObjectName = Field(
-        "leak-sidecar-rules",
-        description="The chart's rule pack; a pod's leak-sidecar.io/rules-configmap names another.",
-    )
-    token_secret: ObjectName = Field(
-        "leak-sidecar-token", description="The chart's Secret; its key 'token' is mounted."
-    )
-    expvar_port: int | None = Field(
-        None,
-        ge=1,
-        le=65535,
-        description="None: the port of app.base_url in the shared config; a pod's "
-        "leak-sidecar.io/expvar-port overrides it.",
-    )
-    expvar_path: UrlPath | None = Field(
-        None,
-        description="None: app.expvar_path in the shared config; a pod's "
-        "leak-sidecar.io/expvar-path overrides it.",
-    )
+    image: ImageSettings = field(default_factory=ImageSettings)
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
+    mode: Literal["native", "classic"] = "native"
+    """A native sidecar (an init container with restartPolicy: Always, Kubernetes >=
+    1.29) starts before the app and stops after it, and does not keep a Job from
+    completing; 'classic' appends a plain container for older clusters."""
+    config_map: ObjectName = ObjectName("leak-sidecar-config")
+    """The chart's name for the sidecar.yaml ConfigMap."""
+    rules_config_map: ObjectName = ObjectName("leak-sidecar-rules")
+    """The chart's rule pack; a pod's leak-sidecar.io/rules-configmap names another."""
+    token_secret: ObjectName = ObjectName("leak-sidecar-token")
+    """The chart's Secret; its key 'token' is mounted."""
+    expvar_port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    """None: the port of app.base_url in the shared config; a pod's
+    leak-sidecar.io/expvar-port overrides it."""
+    expvar_path: UrlPath | None = None
+    """None: app.expvar_path in the shared config; a pod's leak-sidecar.io/expvar-path
+    overrides it."""
 
 
 def load_settings(path: Path | None) -> InjectSettings:
-    """The settings in ``path`` (the defaults when None); ``ConfigError`` listing problems."""
+    """The settings in ``path`` (the defaults when None); ``ConfigError`` naming the
+    first problem."""
     if path is None:
         return InjectSettings()
     where = f"inject.config: {path}"
@@ -163,6 +183,6 @@ def load_settings(path: Path | None) -> InjectSettings:
     if not isinstance(raw, dict):
         raise ConfigError([f"{where}: expected a mapping at the top, got {type(raw).__name__}"])
     try:
-        return InjectSettings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(validation_problems(exc, "inject.config")) from None
+        return InjectSettings.validate(raw)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(validation_problems(exc, raw, "inject.config")) from None

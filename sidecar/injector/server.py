@@ -20,7 +20,6 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import TypeAdapter, ValidationError
 
 from sidecar.core import logs
 from sidecar.core.config_fields import Listen
@@ -146,10 +145,9 @@ def run_injector(
     crash, 2 when the settings, the certificate or the listen address are wrong."""
     logs.configure(log_format, log_level)
     try:
-        TypeAdapter(Listen).validate_python(listen)
-    except ValidationError as exc:
-        msg = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
-        print(f"--web.listen-address: {msg}", file=sys.stderr)
+        Listen.parse(listen)
+    except ValueError as exc:
+        print(f"--web.listen-address: {exc}", file=sys.stderr)
         return 2
     try:
         settings = load_settings(settings_path)

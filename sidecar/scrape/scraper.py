@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import aiohttp
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
 from tenacity import RetryCallState
@@ -102,7 +103,7 @@ class Scraper:
         self._monotonic = monotonic
         self._sleep = sleep
         self.url = config.app.expvar_url
-        self.interval = self._cfg.interval
+        self.interval: float = self._cfg.interval
         """The effective interval, stretched while scrapes are costly."""
         self.snapshot: Snapshot | None = None
         """The last successful scrape."""
@@ -190,7 +191,7 @@ class Scraper:
         # Retries fit in the interval: the last one can still time out before the next tick.
         budget = max(0.0, min(policy.max_elapsed, self.interval - self._cfg.timeout))
         attempts = 1 if self.last.up is False else policy.attempts
-        policy = policy.model_copy(update={"max_elapsed": budget, "attempts": attempts})
+        policy = msgspec.structs.replace(policy, max_elapsed=budget, attempts=attempts)
         async for attempt in retrying(
             policy,
             (ScrapeTransient,),

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
-from pydantic import BaseModel
 
 from sidecar.actions.path import ActionPath, build_router
 from sidecar.actions.routing import Router
@@ -86,32 +86,32 @@ def _applies(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in APPLIED)
 
 
-def changed_keys(old: BaseModel, new: BaseModel, prefix: str = "") -> list[str]:
+def changed_keys(old: msgspec.Struct, new: msgspec.Struct, prefix: str = "") -> list[str]:
     """The dotted keys whose values differ, leaf by leaf within nested config models."""
     out: list[str] = []
-    for name in type(old).model_fields:
+    for name in old.__struct_fields__:
         a, b = getattr(old, name), getattr(new, name)
         if a == b:
             continue
         key = f"{prefix}{name}"
-        if isinstance(a, BaseModel) and type(a) is type(b):
+        if isinstance(a, msgspec.Struct) and type(a) is type(b):
             out.extend(changed_keys(a, b, key + "."))
         else:
             out.append(key)
     return out
 
 
-def _get(model: BaseModel, key: str) -> Any:
+def _get(model: msgspec.Struct, key: str) -> Any:
     value: Any = model
     for part in key.split("."):
         value = getattr(value, part)
     return value
 
 
-def _put(model: BaseModel, parts: Sequence[str], value: Any) -> Any:
+def _put(model: msgspec.Struct, parts: Sequence[str], value: Any) -> Any:
     head, *rest = parts
     inner = value if not rest else _put(getattr(model, head), rest, value)
-    return model.model_copy(update={head: inner})
+    return msgspec.structs.replace(model, **{head: inner})
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,15 @@ import aiohttp
 import pytest
 from actions_support import firing_action, until
 from conftest import running
+from msgspec import ValidationError
 from outbound_support import AuthApp, Pki, make_pki, serving
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 
 from sidecar.actions.actuator import Actuator
 from sidecar.core.config import Config
 from sidecar.core.errors import ScrapeError
 from sidecar.core.outbound import Outbound
+from sidecar.core.validation import Problem, builtins
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
 from sidecar.supervisor import Sidecar
@@ -62,7 +63,7 @@ class Rig:
 
 
 def _config(tmp_path: Path, base_url: str, http_config: dict[str, Any]) -> Config:
-    return Config.model_validate(
+    return Config.validate(
         {
             "app": {"base_url": base_url, "http_config": http_config},
             "server": {"listen": "127.0.0.1:0"},
@@ -290,7 +291,7 @@ async def test_no_secret_in_logs_metrics_status_page_or_error_bodies(
         async with running(Sidecar(cfg, registry=CollectorRegistry())) as sidecar:
             base = f"http://127.0.0.1:{sidecar.port}"
             async with aiohttp.ClientSession() as client:
-                answers = [repr(cfg), str(cfg.model_dump())]
+                answers = [repr(cfg), str(builtins(cfg))]
                 async with client.post(f"{base}/v1/circuit/break", json={"reason": "test"}) as r:
                     answers.append(await r.text())
                 for path in ("/metrics", "/", "/v1/circuit", "/readyz"):
@@ -318,8 +319,8 @@ def test_a_certificate_and_a_key_that_do_not_match_are_a_config_error(
     http = {"tls_config": {"cert_file": str(pki.client_cert), "key_file": str(pki.server_key)}}
     with pytest.raises(ValidationError) as info:
         _config(tmp_path, "https://127.0.0.1:1", http)
-    assert [e["msg"] for e in info.value.errors()] == [
-        f"Value error, cert_file '{pki.client_cert}' and key_file '{pki.server_key}': "
-        "not a certificate and its private key: KEY_VALUES_MISMATCH"
-    ]
-    assert [e["loc"] for e in info.value.errors()] == [("app", "http_config", "tls_config")]
+    assert Problem.of(info.value) == Problem(
+        ("app", "http_config", "tls_config"),
+        f"cert_file '{pki.client_cert}' and key_file '{pki.server_key}': "
+        "not a certificate and its private key: KEY_VALUES_MISMATCH",
+    )

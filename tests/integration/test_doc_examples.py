@@ -75,7 +75,7 @@ async def test_every_curl_example_works_as_written(leakapp_binary: Path, tmp_pat
     app = f"127.0.0.1:{runner.addresses[0][1]}"
     try:
         async with leakapp(leakapp_binary) as addr:
-            cfg = Config.model_validate(
+            cfg = Config.validate(
                 {
                     "app": {"base_url": f"http://{app}"},
                     "scrape": {"interval": "1s", "timeout": "500ms"},

@@ -83,7 +83,7 @@ async def test_detection_latency_is_within_scrape_eval_and_for(tmp_path: Path) -
     clock = CompressedClock(SPEED)
     demo = DemoApp(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep)
     runner = await serve("127.0.0.1", 0, demo)
-    cfg = Config.model_validate(
+    cfg = Config.validate(
         {
             "app": {"base_url": f"http://127.0.0.1:{runner.addresses[0][1]}"},
             "scrape": {"interval": "15s", "timeout": "5s"},

@@ -49,7 +49,7 @@ def leakapp_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config(app: str, pprof: str, tmp_path: Path, **evidence: Any) -> Config:
     rules = tmp_path / "leak.yml"
     rules.write_text(RULES)
-    return Config.model_validate(
+    return Config.validate(
         {
             "app": {"base_url": app},
             "scrape": {"interval": "1s", "timeout": "500ms", "retry": {"attempts": 1}},

@@ -58,7 +58,7 @@ def _config(
     **fleet: Any,
 ) -> Config:
     rules = [str(rule_file(tmp_path / "rules.yml", CACHE_KEYS_BREAK))] if engine else []
-    return Config.model_validate(
+    return Config.validate(
         {
             "app": {"base_url": app.url, "state_path": "/v1/circuit"},
             "scrape": {"interval": "1s", "timeout": "500ms"},

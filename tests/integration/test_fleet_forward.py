@@ -73,7 +73,7 @@ class _Service:
 
 
 def _sidecar(tmp_path: Path, i: int, port: int, app: GoService) -> Config:
-    return Config.model_validate(
+    return Config.validate(
         {
             "app": {"base_url": app.url, "state_path": "/v1/circuit"},
             "scrape": {"interval": "1s", "timeout": "500ms"},

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 GOAPP = Path(__file__).parent.parent / "fixtures" / "goapp"
 BODIES = ("vars.json", "vars_wrapped.json", "vars_nonfinite.json")
-CONFIG = ScrapeConfig.model_validate(
+CONFIG = ScrapeConfig.validate(
     {
         "maps": [
             {"path": "caches", "labels": ["cache"]},

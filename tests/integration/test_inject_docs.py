@@ -191,7 +191,7 @@ def test_the_example_settings_are_the_defaults_each_key_explained() -> None:
     assert load_settings(path) == InjectSettings()
     lines = path.read_text(encoding="utf-8").splitlines()
     keys = [(m.group(1), n) for n, line in enumerate(lines) if (m := _KEY.match(line))]
-    assert set(InjectSettings.model_fields) <= {key for key, _ in keys}
+    assert set(InjectSettings.__struct_fields__) <= {key for key, _ in keys}
     for key, at in keys:
         # Keys of one group may share the comment above the first of them.
         n = at

@@ -23,12 +23,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from fleet_support import WAIT, get_json
+from msgspec import ValidationError
 from procs import binary, prometheus
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
 
 from sidecar.core.config_relabel import ACTIONS, RelabelConfig
 from sidecar.core.model import LabelSet, labelset
+from sidecar.core.validation import Problem
 from sidecar.scrape.relabel import Relabeller
 
 pytestmark = pytest.mark.integration
@@ -196,7 +197,7 @@ def _exposed_samples() -> dict[LabelSet, float]:
 
 
 def _sidecar_series(case: str, target: str) -> set[tuple[LabelSet, float]]:
-    relabeller = Relabeller([RelabelConfig.model_validate(c) for c in CASES[case]])
+    relabeller = Relabeller([RelabelConfig.validate(c) for c in CASES[case]])
     attached = {"job": case, "instance": target, "case": case}
     samples = {labelset({**dict(ls), **attached}): v for ls, v in _exposed_samples().items()}
     out = relabeller.apply(samples)
@@ -249,8 +250,8 @@ async def test_same_series_as_prometheus(tmp_path: Path) -> None:
 def test_invalid_config_fails_as_in_promtool(tmp_path: Path, cfg: dict[str, Any]) -> None:
     """A config Prometheus refuses is refused too, with the text promtool prints."""
     with pytest.raises(ValidationError) as caught:
-        RelabelConfig.model_validate(cfg)
-    ours = caught.value.errors()[0]["msg"].removeprefix("Value error, ")
+        RelabelConfig.validate(cfg)
+    ours = Problem.of(caught.value).message
     path = tmp_path / "prometheus.yml"
     job = {"job_name": "x", "static_configs": [{"targets": ["127.0.0.1:1"]}]}
     path.write_text(json.dumps({"scrape_configs": [{**job, "metric_relabel_configs": [cfg]}]}))

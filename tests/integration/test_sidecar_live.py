@@ -46,7 +46,7 @@ def _config(app_port: int, state_dir: Path, **extra: Any) -> Config:
     }
     for key, value in extra.items():
         raw[key] = {**raw.get(key, {}), **value}
-    return Config.model_validate(raw)
+    return Config.validate(raw)
 
 
 @pytest.fixture
