@@ -149,7 +149,7 @@ LOG_EVENTS = [
     "notify.failed", "notify.queue_overflow", "notify.rejected", "notify.retry_scheduled",
     "outbound.reload_failed", "outbound.reloaded",
     "reconcile.app_restarted", "reconcile.bug", "reconcile.check_failed",
-    "reconcile.confirmed", "reconcile.retry_scheduled",
+    "reconcile.confirmed", "reconcile.generation_behind", "reconcile.retry_scheduled",
     "reconcile.state_mismatch", "reconcile.superseded", "reconcile.waiting",
     "scrape.target_restarted",
     "rules.evaluation_crashed", "rules.evaluation_failed", "rules.for_state_invalid",

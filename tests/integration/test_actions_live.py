@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -44,31 +45,34 @@ async def test_flush_faults_are_retried_bounded_and_recorded_while_serving(
     sidecar keeps answering."""
     demo = DemoApp()
     sections: dict[str, Any] = {"actions": {"timeout": "300ms"}}
-    if fault is None:
-        async with demo_app() as (_, closed):
-            pass
-        sections["app"] = {"base_url": closed}
-    else:
-        demo.faults.add(fault)
-    async with rig(tmp_path, registry, demo=demo, **sections) as r:
-        started = time.monotonic()
-        status, _ = await r.post("/alerts", webhook(alert("MapGrowing", action="cache_flush")))
-        assert status == 200
-        # While the call struggles, the sidecar answers at once.
-        assert (await r.client.get("/healthz")).status == 200
-        circuit = await (await r.client.get("/v1/circuit")).json()
-        if fault is not None and fault.delay:
-            assert [a["id"] for a in circuit["pending_actions"]] == ["a-1"]
-        assert time.monotonic() - started < 1.0
-        await r.settle()
-        assert len(r.calls(FLUSH)) == recorded
-        assert (
-            r.metric("leak_sidecar_actions_total", action="cache_flush", outcome="unavailable") == 3
-        )
-        assert r.metric("leak_sidecar_action_retries_total", action="cache_flush") == 2
-        assert r.metric("leak_sidecar_actions_given_up_total", action="cache_flush") == 1
-        assert _outcomes(r.path.journal.path) == ["gave_up"]
-        assert r.path.dispatcher.pending == {}
+    # A port bound and never listening refuses connections, and no server started
+    # meanwhile (the rig's own app) can be given it, as a port just closed could be.
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        if fault is None:
+            sections["app"] = {"base_url": f"http://127.0.0.1:{refusing.getsockname()[1]}"}
+        else:
+            demo.faults.add(fault)
+        async with rig(tmp_path, registry, demo=demo, **sections) as r:
+            started = time.monotonic()
+            status, _ = await r.post("/alerts", webhook(alert("MapGrowing", action="cache_flush")))
+            assert status == 200
+            # While the call struggles, the sidecar answers at once.
+            assert (await r.client.get("/healthz")).status == 200
+            circuit = await (await r.client.get("/v1/circuit")).json()
+            if fault is not None and fault.delay:
+                assert [a["id"] for a in circuit["pending_actions"]] == ["a-1"]
+            assert time.monotonic() - started < 1.0
+            await r.settle()
+            assert len(r.calls(FLUSH)) == recorded
+            assert (
+                r.metric("leak_sidecar_actions_total", action="cache_flush", outcome="unavailable")
+                == 3
+            )
+            assert r.metric("leak_sidecar_action_retries_total", action="cache_flush") == 2
+            assert r.metric("leak_sidecar_actions_given_up_total", action="cache_flush") == 1
+            assert _outcomes(r.path.journal.path) == ["gave_up"]
+            assert r.path.dispatcher.pending == {}
 
 
 BREAK_FAULTS = [
