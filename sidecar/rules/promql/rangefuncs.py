@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from math import isnan
+from math import fsum, isnan
 from operator import lt, ne
 from typing import Any
 
-from sidecar.rules.promql.regression import NEUMAIER_SUM, kahan_sum, linear_regression
+from sidecar.rules.promql.kahan import NEUMAIER_SUM, fsum_is_kahan, kahan_sum, one_signed_bounds
+from sidecar.rules.promql.regression import linear_regression
 from sidecar.rules.promql.values import PromQLError, go_sqrt
 
 __all__ = ["RANGE_KERNELS", "Env", "Kernel", "quantile", "range_seconds"]
@@ -168,7 +169,8 @@ def _avg_over_time(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
                 continue
         inc = v / count - mean / count
         s = mean + inc
-        if abs(mean) >= abs(inc):
+        # abs(mean) >= abs(inc) without two calls to abs(): the same for every float.
+        if (inc <= mean and -inc <= mean) or (inc >= mean and -inc >= mean):
             c += (mean - s) + inc
         else:
             c += (inc - s) + mean
@@ -179,9 +181,13 @@ def _avg_over_time(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
 
 
 def _sum_over_time(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
+    w = vs[i:j]
     if NEUMAIER_SUM:
-        return float(sum(vs[i:j]))
-    total, c = kahan_sum(vs[i:j])
+        return float(sum(w))
+    b = one_signed_bounds(w)
+    if b is not None and fsum_is_kahan(j - i, b[1], abs(b[2])):
+        return fsum(w)
+    total, c = kahan_sum(w)
     if math.isinf(total):
         return total
     return total + c

@@ -22,45 +22,44 @@ bits are the same (tests/test_promql_paths.py checks them against a plain transc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from math import isnan
-from operator import mul
+from itertools import repeat
+from math import fsum
+from operator import mul, sub, truediv
 from typing import Any
 
+from sidecar.rules.promql.kahan import (
+    NEUMAIER_SUM,
+    fsum_is_kahan,
+    kahan_dot,
+    kahan_sum,
+    one_signed_bounds,
+)
 from sidecar.rules.promql.values import go_div
 
-__all__ = ["NEUMAIER_SUM", "XSums", "kahan_sum", "linear_regression"]
+__all__ = ["XSums", "linear_regression"]
 
-NEUMAIER_SUM = sum([1.0, 1e100, 1.0, -1e100]) == 2.0
-"""True when ``sum()`` of floats is Neumaier's compensated sum (CPython 3.12+): the same
-operations as Prometheus's ``kahanSum``. Probed, not inferred from the version."""
-
-_PER_SECOND = (1e3).__rtruediv__  # d -> d / 1e3, as Go's float64(d) / 1e3
-
-XSums = tuple[list[float], float, float, int]
-"""x values, their compensated sum, the compensated sum of their squares, and their sign
-(1: all >= 0, -1: all <= 0, 0: mixed)."""
-
-
-def kahan_sum(values: Iterable[float]) -> tuple[float, float]:
-    """``kahanSumInc`` over ``values``: the running sum and its compensation, apart (Go
-    returns their total, or the sum alone where it guards against an infinity)."""
-    s = c = 0.0
-    for v in values:
-        t = s + v
-        if abs(s) >= abs(v):
-            c += (s - t) + v
-        else:
-            c += (v - t) + s
-        s = t
-    return s, c
+XSums = tuple[list[float], float, float, int, tuple[float, float] | None]
+"""x values, their compensated sum, the compensated sum of their squares, their sign
+(1: all >= 0, -1: all <= 0, 0: mixed), and for ``kahan_dot`` their smallest nonzero
+magnitude and plain sum (``None`` when x has both signs)."""
 
 
 def _x_sums(tw: Any, t0: int) -> XSums:
-    xs = list(map(_PER_SECOND, map(t0.__rsub__, tw)))
+    # float64(t - t0) / 1e3 in Go; operator functions map at C speed, bound methods don't.
+    xs = list(map(truediv, map(sub, tw, repeat(t0)), repeat(1e3)))
     sign = 1 if tw[0] >= t0 else -1 if tw[-1] <= t0 else 0
     if NEUMAIER_SUM:
-        return xs, sum(xs), sum(map(mul, xs, xs)), sign
+        return xs, sum(xs), sum(map(mul, xs, xs)), sign, None
+    dot = None
+    if sign and len(xs) > 1:
+        # Timestamps ascend, so x does: its smallest nonzero magnitude is at an end (or
+        # next to it, after an x of 0), and x has one sign throughout.
+        small = (xs[0] or xs[1]) if sign > 0 else -(xs[-1] or xs[-2])
+        total = sum(xs, 0.0)
+        dot = small, total
+        sx2 = kahan_dot(xs, xs, dot, dot)
+        if sx2 is not None and fsum_is_kahan(len(xs), small, abs(total)):
+            return xs, fsum(xs), sx2, sign, dot
     sx = cx = sx2 = cx2 = 0.0
     for x in xs:
         s = sx + x
@@ -76,7 +75,7 @@ def _x_sums(tw: Any, t0: int) -> XSums:
         else:
             cx2 += (p - s) + sx2
         sx2 = s
-    return xs, sx + cx, sx2 + cx2, sign
+    return xs, sx + cx, sx2 + cx2, sign, dot
 
 
 def linear_regression(
@@ -88,7 +87,8 @@ def linear_regression(
     """
     init_y = vs[i]
     w = vs[i:j]
-    if not isnan(init_y) and w.count(init_y) == len(w):
+    # A last value unlike the first settles it without counting (NaN is unlike itself).
+    if init_y == vs[j - 1] and w.count(init_y) == len(w):
         # Every y equals the first (NaN never does): Prometheus's constY shortcut.
         if math.isinf(init_y):
             return math.nan, math.nan
@@ -100,7 +100,7 @@ def linear_regression(
         xsums = _x_sums(tw, t0)
         if key is not None:
             cache[key] = xsums
-    xs, sx, sx2, sign = xsums
+    xs, sx, sx2, sign, x_dot = xsums
     n = float(j - i)
     if NEUMAIER_SUM:
         sy = sum(w)
@@ -109,8 +109,14 @@ def linear_regression(
             return _fit(n, sx, sy, sxy, sx2)
         # Infinities: sum() skips a non-finite compensation, Go adds it; do it Go's way.
         sy, sxy = _y_sums(xs, w, 0, False)
-    else:
-        sy, sxy = _y_sums(xs, w, sign, min(w) >= 0)
+        return _fit(n, sx, sy, sxy, sx2)
+    y = one_signed_bounds(w) if x_dot is not None else None
+    if x_dot is not None and y is not None and fsum_is_kahan(j - i, y[1], abs(y[2])):
+        # Both sums at C speed where that is provably Go's result (see ``kahan``).
+        sxy = kahan_dot(xs, w, x_dot, (y[1], y[2]))
+        if sxy is not None:
+            return _fit(n, sx, fsum(w), sxy, sx2)
+    sy, sxy = _y_sums(xs, w, sign, min(w) >= 0)
     return _fit(n, sx, sy, sxy, sx2)
 
 
