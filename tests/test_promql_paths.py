@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sidecar.core.model import STALE_NAN
 from sidecar.rules.promql import compile_expr
-from sidecar.rules.promql.kahan import fsum_is_kahan, kahan_dot, one_signed_bounds
+from sidecar.rules.promql.kahan import fsum_is_kahan, kahan_dot, one_signed_fsum
 from sidecar.rules.promql.rangefuncs import RANGE_KERNELS, Env
 from sidecar.rules.promql.regression import linear_regression
 from sidecar.store import Store
@@ -237,18 +237,17 @@ def test_fsum_paths_are_taken_where_the_compensation_matters() -> None:
     ts = array("q", [1_700_000_000_000 + k * 1_000 + (k * 7) % 13 for k in range(900)])
     vs = array("d", [1.1 + math.sin(k) ** 2 * 1e3 / 7 for k in range(900)])
     assert _plain(list(vs)) != _kahan_ref(list(vs))  # the compensation changes the result
-    bounds = one_signed_bounds(vs)
-    assert bounds is not None
-    assert bounds[0] == 1
-    assert fsum_is_kahan(900, bounds[1], abs(bounds[2]))
+    y = one_signed_fsum(vs)
+    assert y == (_kahan_ref(list(vs)), min(vs))
     env = Env(0, 0, 0, 1.0, [])
     assert RANGE_KERNELS["sum_over_time"](ts, vs, 0, 900, env) == _kahan_ref(list(vs))
     for t0 in (ts[0], ts[-1] + 250):
         xs = [(t - t0) / 1e3 for t in ts]
-        x = (min(abs(v) for v in xs if v), sum(xs))
+        x = one_signed_fsum(xs)
+        assert x is not None
         products = [a * b for a, b in zip(xs, vs, strict=True)]
         assert _plain(products) != _kahan_ref(products)
-        assert kahan_dot(xs, vs, x, (bounds[1], bounds[2])) == _kahan_ref(products)
+        assert kahan_dot(xs, vs, x, y) == _kahan_ref(products)
         got = linear_regression(ts, vs, 0, 900, t0, cache={})
         assert got == _ref_regression(list(ts), list(vs), t0)
 
@@ -262,12 +261,15 @@ def test_fsum_is_kahan_refuses_what_it_cannot_vouch_for() -> None:
     assert not fsum_is_kahan(2, 1.0, 2.0**53)
     assert not fsum_is_kahan(2, 5e-324, 1e-300)
     assert not fsum_is_kahan(2, 1.0, 1e305)
-    assert one_signed_bounds([1.0, -1.0]) is None
-    assert one_signed_bounds([1.0, math.nan]) is None
-    assert one_signed_bounds([math.inf, 1.0]) is None
-    assert one_signed_bounds([0.0, -0.0]) == (0, 0.0, 0.0)
-    assert one_signed_bounds([0.0, 3.0, 2.0]) == (1, 2.0, 5.0)
-    assert one_signed_bounds([-0.0, -3.0, -2.0]) == (-1, 2.0, -5.0)
+    assert one_signed_fsum([1.0, -1.0]) is None
+    assert one_signed_fsum([1.0, math.nan]) is None
+    assert one_signed_fsum([math.inf, 1.0]) is None
+    assert one_signed_fsum([math.inf, -math.inf]) is None
+    assert one_signed_fsum([1e308, 1e308, 1e308]) is None
+    assert one_signed_fsum([0.0, -0.0]) is None
+    assert one_signed_fsum([1.0, 2.0**-60]) is None
+    assert one_signed_fsum([0.0, 3.0, 2.0]) == (5.0, 2.0)
+    assert one_signed_fsum([-0.0, -3.0, -2.0]) == (-5.0, 2.0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -293,3 +295,20 @@ def test_one_signed_windows_match_the_go_transcription(
     avg = RANGE_KERNELS["avg_over_time"](ts, vs, 0, len(vs), env)
     assert avg is not None
     assert _same(avg, _ref_avg(values))
+
+
+def test_x_sums_are_shared_only_by_identical_timestamps() -> None:
+    """Rules over other metrics of the same scrape reuse the x sums of a window; a window
+    differing in one inner timestamp (same ends, same length, same t0) does not."""
+    stamps = [1_700_000_000_000 + k * 1_000 for k in range(300)]
+    moved = list(stamps)
+    moved[150] += 400
+    t0 = stamps[-1] + 100
+    for ts_list, values in (
+        (stamps, [5e3 + 7.0 * math.sin(k) for k in range(300)]),
+        (stamps, [2e6 + 3.0 * k + math.cos(k) for k in range(300)]),
+        (moved, [2e6 + 3.0 * k + math.cos(k) for k in range(300)]),
+    ):
+        ts, vs = array("q", ts_list), array("d", values)
+        got = linear_regression(ts, vs, 0, len(ts), t0, cache={})
+        assert got == _ref_regression(ts_list, values, t0)

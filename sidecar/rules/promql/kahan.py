@@ -29,9 +29,9 @@ checked from two numbers known in advance (``fsum_is_kahan``):
    Go's ``+``): what ``math.fsum`` returns. Neither side can be -0.0 (both start at +0.0).
 
 So ``fsum_is_kahan(n, small, bound)`` is ``n < 2**(k - K + 54)``, with ``small`` kept in
-the normal range and ``bound`` far from overflow. For samples of one sign the running
-sums only grow in magnitude, so ``bound`` is the plain ``sum()`` of the terms (or twice
-the ``fsum`` of them). Windows that miss the test (mixed signs, magnitudes more than
+the normal range and ``bound`` far from overflow. For terms of one sign the running sums
+only grow in magnitude, up to their total give or take ``n`` roundings, so ``bound`` is
+known once the sum is. Windows that miss the test (mixed signs, magnitudes more than
 ~2**30 apart, NaN, infinities) take the step-by-step loops, which are Go's code as is.
 """
 
@@ -42,7 +42,7 @@ from math import frexp, fsum
 from operator import mul
 from typing import Any
 
-__all__ = ["NEUMAIER_SUM", "fsum_is_kahan", "kahan_dot", "kahan_sum", "one_signed_bounds"]
+__all__ = ["NEUMAIER_SUM", "fsum_is_kahan", "kahan_dot", "kahan_sum", "one_signed_fsum"]
 
 NEUMAIER_SUM = sum([1.0, 1e100, 1.0, -1e100]) == 2.0
 """True when ``sum()`` of floats is Neumaier's compensated sum (CPython 3.12+): the same
@@ -78,39 +78,49 @@ def fsum_is_kahan(n: int, small: float, bound: float) -> bool:
     return n.bit_length() <= frexp(small)[1] - frexp(bound)[1] + 54
 
 
-def one_signed_bounds(w: Sequence[float] | Any) -> tuple[int, float, float] | None:
-    """For finite values of one sign (zeros allowed): the sign (1 or -1; 0 when every
-    value is zero), the smallest nonzero magnitude and the plain sum, which is the
-    running sum of the largest magnitude. ``None`` for mixed signs, NaN or infinities."""
-    total = sum(w, 0.0)
-    if total - total != 0.0:
-        return None  # NaN or an infinity among the values, or an overflow
+def one_signed_fsum(w: Sequence[float] | Any) -> tuple[float, float] | None:
+    """``kahanSumInc``'s ``sum + c`` over ``w`` by ``math.fsum``, with the smallest
+    nonzero magnitude of ``w`` (what ``kahan_dot`` needs), for finite values of one sign
+    (zeros allowed) that pass ``fsum_is_kahan``; ``None`` otherwise.
+
+    The running sums of terms of one sign only grow in magnitude, to the plain sum, which
+    is within ``n`` roundings of the correctly rounded one: ``4 * |fsum|`` bounds them.
+    """
+    try:
+        total = fsum(w)
+    except (OverflowError, ValueError):
+        return None  # an intermediate overflow, or infinities of both signs
+    if total - total != 0.0 or total == 0.0:
+        return None  # NaN or an infinity among the values; or nothing but zeros
     lo = min(w)
     if lo > 0.0:
-        return 1, lo, total
-    if lo == 0.0:
-        small = min(filter(None, w), default=0.0)
-        return (1 if small else 0), small, total
-    hi = max(w)
-    if hi < 0.0:
-        return -1, -hi, total
-    if hi == 0.0:
-        return -1, -max(filter(None, w)), total
-    return None
+        small = lo
+    elif lo == 0.0:
+        small = min(filter(None, w))
+    else:
+        hi = max(w)
+        if hi < 0.0:
+            small = -hi
+        elif hi == 0.0:
+            small = -max(filter(None, w))
+        else:
+            return None  # both signs
+    if not fsum_is_kahan(len(w), small, 4.0 * abs(total)):
+        return None
+    return total, small
 
 
 def kahan_dot(
     xs: Sequence[float], ys: Sequence[float] | Any, x: tuple[float, float], y: tuple[float, float]
 ) -> float | None:
     """``kahanSumInc``'s ``sum + c`` over the products ``x * y``, by ``math.fsum``, or
-    ``None`` when that is not provably the same. ``x`` and ``y`` are the smallest nonzero
-    magnitude and the plain sum of two sequences of one sign each (``one_signed_bounds``),
+    ``None`` when that is not provably the same. ``x`` and ``y`` are the sum and the
+    smallest nonzero magnitude of two sequences of one sign each (``one_signed_fsum``),
     so the products have one sign too: their running sums grow in magnitude up to about
     their total, and no nonzero product is below half the product of the smallest."""
-    small_x, total_x = x
-    small_y, total_y = y
+    total_x, small_x = x
+    total_y, small_y = y
     if not abs(total_x * total_y) <= _LARGEST:
         return None  # the products' sum could overflow
     r = fsum(map(mul, xs, ys))
-    # 4 * |r| covers the running sums' own roundings (at most n ulps over |r|).
     return r if fsum_is_kahan(len(xs), small_x * small_y * 0.5, 4.0 * abs(r)) else None

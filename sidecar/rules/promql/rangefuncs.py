@@ -9,18 +9,19 @@ of ``extrapolatedRate``. Python floats are IEEE doubles with the same rounding a
 amd64, so the same sequence of operations yields the same bits.
 
 Where a shortcut is provably identical (``sum()`` on Python 3.12+, see ``regression``;
-``min``/``max`` of finite values), the kernel takes it.
+``math.fsum`` for values of one sign, see ``kahan``; ``min``/``max`` of finite values), the
+kernel takes it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from math import fsum, isnan
+from math import isnan
 from operator import lt, ne
 from typing import Any
 
-from sidecar.rules.promql.kahan import NEUMAIER_SUM, fsum_is_kahan, kahan_sum, one_signed_bounds
+from sidecar.rules.promql.kahan import NEUMAIER_SUM, kahan_sum, one_signed_fsum
 from sidecar.rules.promql.regression import linear_regression
 from sidecar.rules.promql.values import PromQLError, go_sqrt
 
@@ -184,9 +185,9 @@ def _sum_over_time(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
     w = vs[i:j]
     if NEUMAIER_SUM:
         return float(sum(w))
-    b = one_signed_bounds(w)
-    if b is not None and fsum_is_kahan(j - i, b[1], abs(b[2])):
-        return fsum(w)
+    exact = one_signed_fsum(w)
+    if exact is not None:
+        return exact[0]
     total, c = kahan_sum(w)
     if math.isinf(total):
         return total
