@@ -26,7 +26,8 @@ checked from two numbers known in advance (``fsum_is_kahan``):
    partial sum is a multiple of ``q`` with at most 53 bits: representable, so ``c`` is
    added up without rounding and equals the exact ``(sum of the terms) - sum``.
 4. Then ``sum + c`` is one rounding of the exact sum of the terms (ties to even, as
-   Go's ``+``): what ``math.fsum`` returns. Neither side can be -0.0 (both start at +0.0).
+   Go's ``+``): what ``math.fsum`` returns. (A sum of exactly zero, whose sign could
+   differ, never comes here: the callers sum terms of one sign, not all zero.)
 
 So ``fsum_is_kahan(n, small, bound)`` is ``n < 2**(k - K + 54)``, with ``small`` kept in
 the normal range and ``bound`` far from overflow. For terms of one sign the running sums
