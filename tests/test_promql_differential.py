@@ -140,3 +140,59 @@ def test_promtool_agrees_with_the_evaluator_on_random_data(seed: int, tmp_path: 
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+LONG_EXPRS = [
+    f"{fn}({name}[{rng}]{arg})"
+    for name in ("heap", "gauge", "tiny", "neg")
+    for fn, rng, arg in (
+        ("deriv", "15m", ""),
+        ("predict_linear", "10m", ", 3600"),
+        ("avg_over_time", "15m", ""),
+        ("sum_over_time", "15m", ""),
+    )
+]
+
+
+@pytest.mark.integration
+def test_promtool_agrees_on_long_windows_of_1s_samples(tmp_path: Path) -> None:
+    """Windows of 600 to 900 samples of one sign, the evaluator's math.fsum paths, match
+    promtool to the last bit (large, small and negative magnitudes; eval times off the
+    sample grid, so predict_linear's x are not whole seconds)."""
+    rng = random.Random(14)
+    n = 1_000
+    series = {
+        'heap{i="1"}': [5e8 + 1234.5 * k + 5e4 * math.sin(k / 7) for k in range(n)],
+        'gauge{i="1"}': [1e3 + 0.5 * k + 10 * math.sin(k / 13) for k in range(n)],
+        'tiny{i="1"}': [1e-3 * (1 + rng.random()) for _ in range(n)],
+        'neg{i="1"}': [-(2e3 + rng.uniform(0, 500)) for _ in range(n)],
+    }
+    text = {name: " ".join(repr(v) for v in vals) for name, vals in series.items()}
+    store = load(text, 1_000)
+    lines = ["rule_files: []", "evaluation_interval: 1s", "tests:", "  - interval: 1s"]
+    lines.append("    input_series:")
+    for name, values in text.items():
+        lines += [f"      - series: '{name}'", f"        values: '{values}'"]
+    lines.append("    promql_expr_test:")
+    for expr in LONG_EXPRS:
+        for t in (950_250, 999_000):
+            vec = query_vector(expr, store, t)
+            assert len(vec) == 1
+            lines += [
+                f"      - expr: '{expr}'",
+                f"        eval_time: {t}ms",
+                "        exp_samples:",
+                f"          - labels: '{_labels(vec[0].labels)}'",
+                f"            value: {_yaml_float(vec[0].value)}",
+            ]
+    path = tmp_path / "long.yml"
+    path.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        ["promtool", "test", "rules", path.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

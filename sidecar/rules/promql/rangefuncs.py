@@ -9,7 +9,8 @@ of ``extrapolatedRate``. Python floats are IEEE doubles with the same rounding a
 amd64, so the same sequence of operations yields the same bits.
 
 Where a shortcut is provably identical (``sum()`` on Python 3.12+, see ``regression``;
-``min``/``max`` of finite values), the kernel takes it.
+``math.fsum`` for values of one sign, see ``kahan``; ``min``/``max`` of finite values), the
+kernel takes it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from math import isnan
 from operator import lt, ne
 from typing import Any
 
-from sidecar.rules.promql.regression import NEUMAIER_SUM, kahan_sum, linear_regression
+from sidecar.rules.promql.kahan import NEUMAIER_SUM, kahan_sum, one_signed_fsum
+from sidecar.rules.promql.regression import linear_regression
 from sidecar.rules.promql.values import PromQLError, go_sqrt
 
 __all__ = ["RANGE_KERNELS", "Env", "Kernel", "quantile", "range_seconds"]
@@ -168,7 +170,8 @@ def _avg_over_time(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
                 continue
         inc = v / count - mean / count
         s = mean + inc
-        if abs(mean) >= abs(inc):
+        # abs(mean) >= abs(inc) without two calls to abs(): the same for every float.
+        if (inc <= mean and -inc <= mean) or (inc >= mean and -inc >= mean):
             c += (mean - s) + inc
         else:
             c += (inc - s) + mean
@@ -179,9 +182,13 @@ def _avg_over_time(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
 
 
 def _sum_over_time(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
+    w = vs[i:j]
     if NEUMAIER_SUM:
-        return float(sum(vs[i:j]))
-    total, c = kahan_sum(vs[i:j])
+        return float(sum(w))
+    exact = one_signed_fsum(w)
+    if exact is not None:
+        return exact[0]
+    total, c = kahan_sum(w)
     if math.isinf(total):
         return total
     return total + c

@@ -1,66 +1,88 @@
 """Least squares as Prometheus 2.42's ``linearRegression`` (``deriv``, ``predict_linear``).
 
 Four Kahan-Neumaier sums (x, y, xy, x², with x in seconds from an intercept time), then
-slope and intercept from them. The result must be bit-identical, so the sums are
-computed step by step as Go does; how fast that goes is what the rule loop pays for:
+slope and intercept from them. The result must be bit-identical; how fast the sums go is
+what the rule loop pays for:
 
 * the x sums depend only on the timestamps, and the series of one scrape share their
-  timestamps: they are computed once per distinct window and reused (``cache``);
+  timestamps: they are computed once per distinct window and reused, by the series of
+  one evaluation (``cache``) and by the rules evaluated at the same time (``_RECENT``);
 * on Python 3.12+ ``sum()`` of floats *is* this compensated sum, at C speed;
-* otherwise Python loops. Where the signs are known (x has one sign throughout a
-  window; y is often never negative), ``kahanSumInc``'s ``abs()`` comparisons become plain
-  ones, which take the same branches in less time; the rest goes through ``kahan_sum``.
+* on 3.11, ``math.fsum`` wherever it provably returns Go's bits (``kahan``: x has one
+  sign in a window, and so have most gauges), each sum one C pass;
+* otherwise Python loops. Where the signs are known, ``kahanSumInc``'s ``abs()``
+  comparisons become plain ones, which take the same branches in less time; the rest
+  goes through ``kahan_sum``.
 
-Why the fast loops are written out rather than calls to ``kahan_sum``, measured with
-bench/bench_promql.py's heavier workload (20 rules over 160 series of 1 s samples,
-Python 3.11, median ms per cycle): 12.3 as written; 15.2 with the y and x*y sums as two
-``kahan_sum`` passes; 12.8 even with a ``kahan_sum`` specialised by sign; the x sums
-through ``kahan_sum`` cost 2-4% more. Every loop takes ``kahanSumInc``'s branches, so the
-bits are the same (tests/test_promql_paths.py checks them against a plain transcription).
+Measured with ``python bench/bench_promql.py --prometheus``, 20 rules over 160 series of
+1 s samples (20 min kept), Python 3.11, on a shared 2-core machine, two runs each, ms
+per cycle as median / best of 20, Prometheus 2.42 in the same run beside it:
+
+* Python loops only: 10.28 / 8.85 against 9.81 / 5.72 (1.05x / 1.55x by the best);
+* ``math.fsum`` paths: 7.13 / 6.22 against 9.82 / 6.52 (0.73x / 0.95x), and
+  6.08 / 5.71 against 10.45 / 6.29 (0.58x / 0.91x).
+
+A regression over 900 samples went from about 100-200 us to 60 us (the y and x*y sums:
+one ``min()``, two ``fsum()``). What did not pay: the compensation done with C-level
+iterators, i.e. the running sums by ``itertools.accumulate``, the two candidate terms by
+``map(operator.sub/add)``, the branch by ``map(operator.ge, map(abs, ...))`` and the
+compensation by ``sum()``: the same IEEE operations in the same order, but 110-160 ns a
+sample against 55-70 for the loop (each mapped operation allocates a float). The loops
+are written out rather than calls to ``kahan_sum`` for the same reason: 12.3 ms per
+cycle as written, 15.2 with the y and x*y sums as two ``kahan_sum`` passes. Every path
+takes ``kahanSumInc``'s branches or provably has its result, so the bits are the same
+(tests/test_promql_paths.py checks them against a plain transcription).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from math import isnan
-from operator import mul
+from itertools import repeat
+from math import fsum
+from operator import mul, sub, truediv
 from typing import Any
 
+from sidecar.rules.promql.kahan import (
+    NEUMAIER_SUM,
+    fsum_is_kahan,
+    kahan_dot,
+    kahan_sum,
+    one_signed_fsum,
+)
 from sidecar.rules.promql.values import go_div
 
-__all__ = ["NEUMAIER_SUM", "XSums", "kahan_sum", "linear_regression"]
+__all__ = ["XSums", "linear_regression"]
 
-NEUMAIER_SUM = sum([1.0, 1e100, 1.0, -1e100]) == 2.0
-"""True when ``sum()`` of floats is Neumaier's compensated sum (CPython 3.12+): the same
-operations as Prometheus's ``kahanSum``. Probed, not inferred from the version."""
-
-_PER_SECOND = (1e3).__rtruediv__  # d -> d / 1e3, as Go's float64(d) / 1e3
-
-XSums = tuple[list[float], float, float, int]
-"""x values, their compensated sum, the compensated sum of their squares, and their sign
-(1: all >= 0, -1: all <= 0, 0: mixed)."""
+XSums = tuple[list[float], float, float, int, tuple[float, float] | None]
+"""x values, their compensated sum, the compensated sum of their squares, their sign
+(1: all >= 0, -1: all <= 0, 0: mixed), and for ``kahan_dot`` their sum and smallest
+nonzero magnitude (``None`` when x has both signs)."""
 
 
-def kahan_sum(values: Iterable[float]) -> tuple[float, float]:
-    """``kahanSumInc`` over ``values``: the running sum and its compensation, apart (Go
-    returns their total, or the sum alone where it guards against an infinity)."""
-    s = c = 0.0
-    for v in values:
-        t = s + v
-        if abs(s) >= abs(v):
-            c += (s - t) + v
-        else:
-            c += (v - t) + s
-        s = t
-    return s, c
+_RECENT: dict[tuple[int, bytes], XSums] = {}
+_RECENT_MAX = 8
+"""The x sums of the last few windows, whatever rule asked: the metrics of one scrape
+share their timestamps, so ``deriv(a[10m])`` and ``deriv(b[10m])`` evaluated at the same
+time have the same x (as have the ``predict_linear`` of one range). Keyed by the exact
+timestamps, so a stale entry can only miss; bounded, as each holds a window of floats."""
 
 
 def _x_sums(tw: Any, t0: int) -> XSums:
-    xs = list(map(_PER_SECOND, map(t0.__rsub__, tw)))
+    # float64(t - t0) / 1e3 in Go; operator functions map at C speed, bound methods don't.
+    xs = list(map(truediv, map(sub, tw, repeat(t0)), repeat(1e3)))
     sign = 1 if tw[0] >= t0 else -1 if tw[-1] <= t0 else 0
     if NEUMAIER_SUM:
-        return xs, sum(xs), sum(map(mul, xs, xs)), sign
+        return xs, sum(xs), sum(map(mul, xs, xs)), sign, None
+    dot = None
+    if sign and len(xs) > 1:
+        # Timestamps ascend, so x does: its smallest nonzero magnitude is at an end (or
+        # next to it, after an x of 0), and x has one sign throughout.
+        small = (xs[0] or xs[1]) if sign > 0 else -(xs[-1] or xs[-2])
+        sx = fsum(xs)
+        dot = sx, small
+        sx2 = kahan_dot(xs, xs, dot, dot)
+        if sx2 is not None and fsum_is_kahan(len(xs), small, 4.0 * abs(sx)):
+            return xs, sx, sx2, sign, dot
     sx = cx = sx2 = cx2 = 0.0
     for x in xs:
         s = sx + x
@@ -76,7 +98,7 @@ def _x_sums(tw: Any, t0: int) -> XSums:
         else:
             cx2 += (p - s) + sx2
         sx2 = s
-    return xs, sx + cx, sx2 + cx2, sign
+    return xs, sx + cx, sx2 + cx2, sign, dot
 
 
 def linear_regression(
@@ -88,19 +110,23 @@ def linear_regression(
     """
     init_y = vs[i]
     w = vs[i:j]
-    if not isnan(init_y) and w.count(init_y) == len(w):
+    # A last value unlike the first settles it without counting (NaN is unlike itself).
+    if init_y == vs[j - 1] and w.count(init_y) == len(w):
         # Every y equals the first (NaN never does): Prometheus's constY shortcut.
         if math.isinf(init_y):
             return math.nan, math.nan
         return 0.0, init_y
     tw = ts[i:j]
     key = (t0, tw.tobytes()) if hasattr(tw, "tobytes") else None
-    xsums = cache.get(key) if key is not None else None
+    xsums = (cache.get(key) or _RECENT.get(key)) if key is not None else None
     if xsums is None:
         xsums = _x_sums(tw, t0)
         if key is not None:
             cache[key] = xsums
-    xs, sx, sx2, sign = xsums
+            if len(_RECENT) >= _RECENT_MAX:
+                del _RECENT[next(iter(_RECENT))]  # the oldest
+            _RECENT[key] = xsums
+    xs, sx, sx2, sign, x_dot = xsums
     n = float(j - i)
     if NEUMAIER_SUM:
         sy = sum(w)
@@ -109,8 +135,14 @@ def linear_regression(
             return _fit(n, sx, sy, sxy, sx2)
         # Infinities: sum() skips a non-finite compensation, Go adds it; do it Go's way.
         sy, sxy = _y_sums(xs, w, 0, False)
-    else:
-        sy, sxy = _y_sums(xs, w, sign, min(w) >= 0)
+        return _fit(n, sx, sy, sxy, sx2)
+    y = one_signed_fsum(w) if x_dot is not None else None
+    if x_dot is not None and y is not None:
+        # Both sums at C speed where that is provably Go's result (see ``kahan``).
+        sxy = kahan_dot(xs, w, x_dot, y)
+        if sxy is not None:
+            return _fit(n, sx, y[0], sxy, sx2)
+    sy, sxy = _y_sums(xs, w, sign, min(w) >= 0)
     return _fit(n, sx, sy, sxy, sx2)
 
 
