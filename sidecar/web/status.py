@@ -31,7 +31,6 @@ from sidecar.rules.alerting import AlertingRule, AlertState, Rule
 from sidecar.rules.condition import ScrapeView
 from sidecar.rules.groups import Group
 from sidecar.store import Store
-from sidecar.web.status_render import render_page
 from sidecar.web.status_view import (
     ActionRecord,
     ActiveAlert,
@@ -107,6 +106,10 @@ def routes(source: StatusSource, *, refresh_s: int = 10) -> list[web.RouteDef]:
                 window_ms = parse_window(request.query["window"], source.retention_ms)
             except ValueError as exc:
                 return web.Response(status=400, text=f"{exc}\n", headers=_HEADERS)
+        # Loaded by the first view of the page, not at start: the HTML and SVG renderers
+        # (about 0.5 MiB) are resident in every pod only once someone looks.
+        from sidecar.web.status_render import render_page  # noqa: PLC0415
+
         body = render_page(source.status(window_ms), refresh_s=refresh_s)
         return web.Response(text=body, content_type="text/html", charset="utf-8", headers=_HEADERS)
 
