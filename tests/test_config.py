@@ -12,10 +12,12 @@ from conftest import config_keys
 from sidecar import __version__
 from sidecar.cli import main
 from sidecar.core.config import Config
-from sidecar.core.config_fields import ByteSize, Duration, Secret
+from sidecar.core.config_fields import ByteSize, Duration, Matching, Secret
+from sidecar.core.config_http import HostName
 from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
 from sidecar.core.validation import Problem
+from sidecar.inject.settings import Quantity, Tag
 
 TOKEN_ENV = {"LEAK_SIDECAR_TOKEN": "s3cret"}
 
@@ -414,3 +416,21 @@ def test_values_are_plain_builtins_every_encoder_writes(tmp_path: Path) -> None:
         "cache_flush": 300.0,
         "circuit_break": 0.0,
     }
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "problem"),
+    [
+        (HostName, "app.internal\n", "expected a host name, got 'app.internal\\n'"),
+        (Tag, "0.1.0\n", "expected an image tag such as 0.1.0, got '0.1.0\\n'"),
+        (Quantity, "64Mi\n", "expected a Kubernetes quantity such as 20m or 64Mi, got '64Mi\\n'"),
+    ],
+)
+def test_a_pattern_type_matches_the_whole_value(
+    kind: type[Matching], text: str, problem: str
+) -> None:
+    """A value that matches but for a trailing newline is refused, with what was expected."""
+    assert kind.parse(text.rstrip("\n")) == text.rstrip("\n")
+    with pytest.raises(ValueError) as caught:
+        kind.parse(text)
+    assert str(caught.value) == problem

@@ -25,6 +25,7 @@ __all__ = [
     "ConfigModel",
     "Duration",
     "Listen",
+    "Matching",
     "Plain",
     "Positive",
     "PositiveDuration",
@@ -70,6 +71,24 @@ class Plain(Checked, metaclass=_PlainType):
     def __new__(cls, value: Any) -> Self:
         base = next(b for b in cls.__mro__ if b in _BUILTINS)
         return cast(Self, base(value))
+
+
+class Matching(Plain, str):
+    """A string ``pattern`` matches whole (no trailing newline), else ``expected <what>, got '...'``: the types that
+    are one regular expression and an example of it."""
+
+    __slots__ = ()
+    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+    pattern: ClassVar[re.Pattern[str]]
+    what: ClassVar[str]
+    """What was expected, with an example (``a host name``)."""
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        text = expect_str(value)
+        if not cls.pattern.fullmatch(text):
+            raise ValueError(f"expected {cls.what}, got {text!r}")
+        return cls(text)
 
 
 def _duration(value: object) -> float:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Self
 
 from msgspec import field
 
-from sidecar.core.config_fields import ConfigModel, Plain, Secret, expect_str
+from sidecar.core.config_fields import ConfigModel, Matching, Plain, Secret, expect_str
 from sidecar.core.errors import clip
 
 __all__ = [
@@ -141,18 +141,12 @@ class UserName(Plain, str):
         return cls(text)
 
 
-class HostName(Plain, str):
+class HostName(Matching):
     """A host name a server certificate names."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
-
-    @classmethod
-    def parse(cls, value: object) -> Self:
-        text = expect_str(value)
-        if not re.fullmatch(r"[A-Za-z0-9.-]+", text):
-            raise ValueError(f"expected a host name, got {text!r}")
-        return cls(text)
+    pattern = re.compile(r"[A-Za-z0-9.-]+")
+    what = "a host name"
 
 
 class AuthorizationConfig(ConfigModel, frozen=True):

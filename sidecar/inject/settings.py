@@ -18,7 +18,7 @@ import yaml
 from msgspec import Meta, field
 
 from sidecar import __version__
-from sidecar.core.config_fields import ConfigModel, Plain, UrlPath, expect_str
+from sidecar.core.config_fields import ConfigModel, Matching, Plain, UrlPath, expect_str
 from sidecar.core.config_load import validation_problems, yaml_problem
 from sidecar.core.errors import ConfigError, clip
 
@@ -68,46 +68,28 @@ class ObjectName(Plain, str):
         return cls(dns_name(expect_str(value)))
 
 
-class Quantity(Plain, str):
+class Quantity(Matching):
     """A Kubernetes resource quantity (``20m``, ``64Mi``)."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
-
-    @classmethod
-    def parse(cls, value: object) -> Self:
-        text = expect_str(value)
-        if not _QUANTITY.match(text):
-            raise ValueError(f"expected a Kubernetes quantity such as 20m or 64Mi, got {text!r}")
-        return cls(text)
+    pattern = _QUANTITY
+    what = "a Kubernetes quantity such as 20m or 64Mi"
 
 
-class Repository(Plain, str):
+class Repository(Matching):
     """An image repository, registry host included."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
-
-    @classmethod
-    def parse(cls, value: object) -> Self:
-        text = expect_str(value)
-        if not _REPOSITORY.match(text):
-            raise ValueError(f"expected an image repository such as ghcr.io/org/name, got {text!r}")
-        return cls(text)
+    pattern = _REPOSITORY
+    what = "an image repository such as ghcr.io/org/name"
 
 
-class Tag(Plain, str):
+class Tag(Matching):
     """An image tag."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
-
-    @classmethod
-    def parse(cls, value: object) -> Self:
-        text = expect_str(value)
-        if not _TAG.match(text):
-            raise ValueError(f"expected an image tag such as 0.1.0, got {text!r}")
-        return cls(text)
+    pattern = _TAG
+    what = "an image tag such as 0.1.0"
 
 
 class ImageSettings(ConfigModel, frozen=True):
