@@ -109,7 +109,6 @@ class Scraper:
         """The last successful scrape."""
         self.last = ScrapeFacts(url=self.url, interval_s=self.interval)
         self.timeout_s = self._cfg.timeout
-        self._timeout = aiohttp.ClientTimeout(total=self._cfg.timeout)
         self._cheap = 0
         self._attempt_s = 0.0
         self._seen_bytes: int | None = None
@@ -129,7 +128,6 @@ class Scraper:
         self.interval = scrape.interval
         self._m.interval.set(self.interval)
         self.timeout_s = scrape.timeout
-        self._timeout = aiohttp.ClientTimeout(total=scrape.timeout)
         self._cheap = 0
 
     @property
@@ -225,7 +223,6 @@ class Scraper:
                 self._session,
                 self.url,
                 within=self._cfg.timeout,
-                client_timeout=self._timeout,
                 limit=int(self._cfg.max_body_bytes),
                 outbound=self._outbound,
             )
