@@ -174,6 +174,11 @@ class _Flattener:
 
     def _family(self, name: str, owner: Owner, meta: MetricMeta, extra: Iterable[str] = ()) -> bool:
         """Claim ``name`` (and the sample names ``extra``) for ``owner``; False on a collision."""
+        owners = self.owners
+        if not extra and name not in owners and not name.startswith(OWN_PREFIX):
+            owners[name] = owner  # the common case: a name nobody holds
+            self.meta[name] = meta
+            return True
         for n in (name, *extra):
             holder = _SIDECAR if n.startswith(OWN_PREFIX) else self.owners.get(n)
             if holder is not None and holder != owner:

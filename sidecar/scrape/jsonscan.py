@@ -123,6 +123,13 @@ def decode(body: bytes | bytearray, max_object_keys: int) -> dict[str, msgspec.R
     Raises ``ScrapeError`` with reason ``invalid_json``, ``not_object``, ``too_deep`` or
     ``too_many_keys``.
     """
+    if len(body) <= MIN_MEMBER_BYTES * (max_object_keys + 1):
+        # Too short to hold more keys than the cap: split in one pass when it is an
+        # object. Anything else takes the long way below, which names the problem.
+        try:
+            return _OBJECT.decode(body)
+        except (*BAD_JSON, RecursionError):
+            pass
     try:
         raw = _RAW.decode(body)
     except RecursionError as exc:
