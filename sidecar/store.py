@@ -31,6 +31,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from math import isnan
 from typing import Protocol, TypeAlias
 
 import structlog
@@ -134,7 +135,8 @@ class Series:
             return
         self.ts.append(t)
         self.vs.append(v)
-        self.stale = is_stale(v)
+        # Only a NaN can be the marker: most samples skip the bit check.
+        self.stale = isnan(v) and is_stale(v)
 
     def cut(self, t: int) -> int:
         """Drop samples at ``t`` and later; return how many."""
@@ -146,16 +148,17 @@ class Series:
             self.stale = len(self.ts) > self.head and is_stale(self.vs[-1])
         return dropped
 
-    def trim(self, min_t: int) -> None:
-        """Drop samples older than ``min_t``."""
+    def trim(self, min_t: int) -> bool:
+        """Drop samples older than ``min_t``; return whether none is left."""
         cut = bisect_left(self.ts, min_t, self.head)
         if cut == self.head:
-            return
+            return cut == len(self.ts)
         self.head = cut
         if self.head >= _COMPACT_AT and self.head * 2 >= len(self.ts):
             del self.ts[: self.head]
             del self.vs[: self.head]
             self.head = 0
+        return self.head == len(self.ts)
 
     def window(self, lo: int, hi: int) -> SampleWindow:
         """The live arrays and the bounds ``[i, j)`` of the samples with ``lo <= t <= hi``."""
@@ -233,21 +236,26 @@ class Store:
         Series of ``origin`` missing from ``samples`` get a staleness marker at ``t``.
         """
         self._check_clock(t, origin)
-        written = refused = 0
+        written = refused = mine = 0
+        series = self._series
         for labels, value in samples.items():
-            s = self._series.get(labels)
+            s = series.get(labels)
             if s is None:
-                if len(self._series) >= self.max_series:
+                if len(series) >= self.max_series:
                     refused += 1
                     continue
                 s = self._add(labels, origin)
             s.append(t, value)
             written += 1
+            mine += s.origin == origin
         staled = 0
-        for s in self._by_origin.get(origin, {}).values():
-            if not s.stale and s.labels not in samples:
-                s.append(t, STALE_NAN)
-                staled += 1
+        group = self._by_origin.get(origin, {})
+        # When every series of the origin was just written, none vanished: no pass.
+        if mine != len(group):
+            for s in group.values():
+                if not s.stale and s.labels not in samples:
+                    s.append(t, STALE_NAN)
+                    staled += 1
         if origin == SCRAPE:
             # Once per scrape is often enough; rule outputs expire on the same sweep.
             self.expire(t)
@@ -285,12 +293,12 @@ class Store:
     def expire(self, now: int) -> None:
         """Drop samples past retention, and series with nothing left in it."""
         min_t = now - self.retention_ms
-        for s in self._series.values():
-            s.trim(min_t)
-        self._drop_empty()
+        self._drop([s for s in self._series.values() if s.trim(min_t)])
 
     def _drop_empty(self) -> None:
-        dead = [s for s in self._series.values() if not s]
+        self._drop([s for s in self._series.values() if not s])
+
+    def _drop(self, dead: list[Series]) -> None:
         for s in dead:
             del self._series[s.labels]
             for index, key in ((self._by_name, s.name), (self._by_origin, s.origin)):

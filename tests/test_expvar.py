@@ -259,6 +259,32 @@ def test_huge_numbers() -> None:
     }
 
 
+def test_numbers_read_alike_whatever_their_length() -> None:
+    """Short values are read from a copy, long ones peeked at: the same values either way."""
+    n64, n65 = "1" + "0" * 63, "1" + "0" * 64  # 64 and 65 bytes
+    raw = (
+        f'{{"a": {n64}, "b": {n65}, "c": -0.5, "d": true, "e": false, "f": "7", '
+        f'"g": "{"7" * 70}", "h": null}}'
+    ).encode()
+    assert samples(flat(raw)) == {
+        ("a", ()): float(n64),
+        ("b", ()): float(n65),
+        ("c", ()): -0.5,
+        ("d", ()): 1.0,
+        ("e", ()): 0.0,
+    }
+
+
+def test_memstats_negative_pause_is_not_gos_ring() -> None:
+    """A negative duration in PauseNs is not Go's ring: no pause metrics, one warning."""
+    ring = [5, -1] + [0] * 254
+    f = flat({"memstats": {"NumGC": 2, "PauseNs": ring, "PauseTotalNs": 4}})
+    assert samples(f) == {("go_gc_cycles_total", ()): 2.0}
+    assert f.warnings == (
+        "memstats: PauseNs or PauseTotalNs missing or not Go's: GC pauses not exported",
+    )
+
+
 def test_sanitize() -> None:
     """Names keep [a-zA-Z0-9_]; anything else, colons included, becomes _; no leading digit."""
     assert sanitize("http.requests-by-code") == "http_requests_by_code"

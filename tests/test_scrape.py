@@ -330,6 +330,26 @@ async def test_refused_connection_then_no_retries_while_down(
     assert rig.value("leak_sidecar_scrape_retries_total", reason="refused") == 2.0
 
 
+async def test_retries_resume_once_the_target_is_back_up(
+    target: Target, session: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    """Down: one attempt per interval; up again: the whole retry policy again."""
+    rig = Rig(target.port, session, registry)
+    target.default = status(503)
+    await rig.fail()
+    assert target.requests == 3
+    await rig.fail()
+    assert target.requests == 4  # known down: a single attempt
+    target.default = ok()
+    await rig.scraper.scrape_once()
+    assert target.requests == 5
+    target.default = status(503)
+    await rig.fail()
+    assert target.requests == 8
+    assert len(rig.sleeps.calls) == 4
+    assert rig.value("leak_sidecar_scrape_retries_total", reason="http_5xx") == 4.0
+
+
 async def test_trickling_server_times_out(
     target: Target, session: aiohttp.ClientSession, registry: CollectorRegistry
 ) -> None:

@@ -9,6 +9,7 @@ from sidecar.store import MAX_T, MIN_T, SCRAPE, Store
 
 A = labelset({"__name__": "a"})
 B = labelset({"__name__": "b", "x": "1"})
+C = labelset({"__name__": "c"})
 
 
 def test_ingest_appends_and_latest_returns_newest() -> None:
@@ -48,6 +49,21 @@ def test_staleness_is_per_origin() -> None:
     st.ingest(2000, {}, origin="rule:g/0")
     assert b.stale
     assert dict(st.latest(origin="rule:g/0")) == {}
+
+
+def test_vanished_series_is_staled_when_another_origins_series_is_written() -> None:
+    """An ingest holding as many series as the origin has, one of them another origin's,
+    still stales the origin's series that vanished."""
+    st = Store(retention_ms=60_000, max_series=10)
+    st.ingest(1000, {B: 5.0}, origin="rule:g/0")
+    st.ingest(1000, {A: 1.0, C: 2.0})
+    result = st.ingest(2000, {A: 1.5, B: 6.0})
+    assert result.staled == 1
+    c = st.get(C)
+    assert c is not None
+    assert c.stale
+    assert dict(st.latest()) == {A: 1.5}
+    assert dict(st.latest(origin="rule:g/0")) == {B: 6.0}
 
 
 def test_mark_stale_ends_every_live_series_of_the_origin() -> None:

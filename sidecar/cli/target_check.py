@@ -71,7 +71,6 @@ async def _scrape(cfg: Config, url: str) -> set[str]:
             session,
             url,
             within=scrape.timeout,
-            client_timeout=aiohttp.ClientTimeout(total=scrape.timeout),
             limit=int(scrape.max_body_bytes),
             outbound=Outbound(cfg.app.http_config),
         )

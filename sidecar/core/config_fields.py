@@ -74,8 +74,8 @@ class Plain(Checked, metaclass=_PlainType):
 
 
 class Matching(Plain, str):
-    """A string ``pattern`` matches whole (no trailing newline), else ``expected <what>, got '...'``: the types that
-    are one regular expression and an example of it."""
+    """A string ``pattern`` matches whole (a trailing newline included), else ``expected
+    <what>, got '...'``: the types that are one regular expression and an example."""
 
     __slots__ = ()
     json_schema: ClassVar[dict[str, Any]] = {"type": "string"}

@@ -12,7 +12,8 @@ that does not verify is ``tls`` and not retried, a credentials file unusable rig
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import math
 
 import aiohttp
 
@@ -54,6 +55,7 @@ TRANSIENT_REASONS = (
 """The reasons a retry is tried for (429 is a 4xx that asks for one)."""
 
 _CHUNK = 64 * 1024
+_HEADERS = {"Accept": "application/json"}  # never mutated: Outbound merges into a new dict
 _PLAIN = Outbound(HttpClientConfig())
 
 
@@ -65,33 +67,41 @@ class BodyTooLarge(ScrapeError):
         self.seen_bytes = seen_bytes
 
 
+@functools.lru_cache(maxsize=8)
+def _timeout(within: float) -> aiohttp.ClientTimeout:
+    """``within`` seconds for the whole exchange, exactly.
+
+    aiohttp's total timeout runs from the request until the connection is released, so
+    it covers connecting, the headers and every byte of the body; it also keeps the
+    shared session's own timeout out of the scrape. Only its rounding must go: by
+    default a total of 5s or more is rounded up to the next whole second. (An outer
+    ``asyncio.timeout`` did the same job at about 9% more instructions per GET.)
+    """
+    return aiohttp.ClientTimeout(total=within, ceil_threshold=math.inf)
+
+
 async def fetch(
     session: aiohttp.ClientSession,
     url: str,
     *,
     within: float,
-    client_timeout: aiohttp.ClientTimeout,
     limit: int,
     outbound: Outbound | None = None,
 ) -> bytearray:
     """GET ``url`` and return its body within ``within`` seconds, or raise a
     ``ScrapeError`` naming the reason."""
     try:
-        # The ClientTimeout keeps the shared session's settings out of the scrape, but
-        # aiohttp rounds a total of 5s or more up to the next whole second: the outer
-        # asyncio.timeout holds scrape.timeout exactly.
-        async with asyncio.timeout(within):
-            async with (outbound or _PLAIN).request(
-                session,
-                "GET",
-                url,
-                timeout=client_timeout,
-                allow_redirects=False,
-                headers={"Accept": "application/json"},
-            ) as resp:
-                if resp.status != 200:
-                    raise _status_error(url, resp.status, resp.reason)
-                return await _read(url, resp, limit)
+        async with (outbound or _PLAIN).request(
+            session,
+            "GET",
+            url,
+            timeout=_timeout(within),
+            allow_redirects=False,
+            headers=_HEADERS,
+        ) as resp:
+            if resp.status != 200:
+                raise _status_error(url, resp.status, resp.reason)
+            return await _read(url, resp, limit)
     except TimeoutError as exc:
         raise ScrapeTransient(
             "timeout",

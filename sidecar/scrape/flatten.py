@@ -174,6 +174,11 @@ class _Flattener:
 
     def _family(self, name: str, owner: Owner, meta: MetricMeta, extra: Iterable[str] = ()) -> bool:
         """Claim ``name`` (and the sample names ``extra``) for ``owner``; False on a collision."""
+        owners = self.owners
+        if not extra and name not in owners and not name.startswith(OWN_PREFIX):
+            owners[name] = owner  # the common case: a name nobody holds
+            self.meta[name] = meta
+            return True
         for n in (name, *extra):
             holder = _SIDECAR if n.startswith(OWN_PREFIX) else self.owners.get(n)
             if holder is not None and holder != owner:
@@ -188,10 +193,14 @@ class _Flattener:
         return True
 
     def _add(self, name: str, labels: tuple[tuple[str, str], ...], value: float) -> None:
+        self._put(tuple(sorted((("__name__", name), *labels))), value)
+
+    def _put(self, series: LabelSet, value: float) -> None:
+        """Keep one sample of an already sorted label set, within ``max_series``."""
         if len(self.samples) >= self.c.max_series:
             self.dropped["max_series"] += 1
             return
-        self.samples[tuple(sorted((("__name__", name), *labels)))] = value
+        self.samples[series] = value
 
     def _too_long(self, owner: Owner, what: str) -> None:
         self.dropped["max_text_length"] += 1
@@ -385,11 +394,12 @@ class _Flattener:
         if problem:
             self._warn(problem)
         claimed: dict[str, bool] = {}
-        for family, sample, labels, value in samples:
-            if family not in claimed:
+        for family, series, value in samples:
+            ok = claimed.get(family)
+            if ok is None:
                 extra = (family + "_sum", family + "_count") if family == ms.GC_SUMMARY else ()
-                claimed[family] = self._family(family, _MEMSTATS, ms.META[family], extra)
-            if claimed[family]:
-                self._add(sample, labels, value)
+                ok = claimed[family] = self._family(family, _MEMSTATS, ms.META[family], extra)
+            if ok:
+                self._put(series, value)
         rest = {k: v for k, v in fields.items() if k not in ms.USED}
         self._members(rest, ("memstats",), "memstats", 2)

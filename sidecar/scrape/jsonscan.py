@@ -78,6 +78,10 @@ NONFINITE: dict[bytes, float] = {
 }
 """Sentinel JSON strings standing for Go's bare non-finite tokens, and their values."""
 _LONGEST_SENTINEL = max(map(len, NONFINITE))
+_NUMBER_START = frozenset(b"-0123456789")
+"""The first bytes of a JSON number."""
+_SHORT = 64
+"""Values up to this many bytes are copied whole to be read; longer ones are peeked at."""
 
 
 def first_byte(raw: bytes | bytearray | memoryview | msgspec.Raw) -> int:
@@ -119,6 +123,13 @@ def decode(body: bytes | bytearray, max_object_keys: int) -> dict[str, msgspec.R
     Raises ``ScrapeError`` with reason ``invalid_json``, ``not_object``, ``too_deep`` or
     ``too_many_keys``.
     """
+    if len(body) <= MIN_MEMBER_BYTES * (max_object_keys + 1):
+        # Too short to hold more keys than the cap: split in one pass when it is an
+        # object. Anything else takes the long way below, which names the problem.
+        try:
+            return _OBJECT.decode(body)
+        except (*BAD_JSON, RecursionError):
+            pass
     try:
         raw = _RAW.decode(body)
     except RecursionError as exc:
@@ -161,7 +172,14 @@ def decode_object(raw: msgspec.Raw) -> dict[str, msgspec.Raw]:
 
 def number(raw: msgspec.Raw) -> float | None:
     """A JSON number, bool or non-finite sentinel as a float; None for anything else."""
-    b = first_byte(raw)
+    if len(raw) <= _SHORT:
+        # The common case, a short number, from one small copy: no memoryview.
+        text = bytes(raw)
+        b = text[0] if text else 0
+        if b in _NUMBER_START:
+            return float(text)
+    else:
+        b = first_byte(raw)
     if b == _TRUE:
         return 1.0
     if b == _FALSE:

@@ -34,9 +34,10 @@ import aiohttp
 import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
-from tenacity import RetryCallState
+from tenacity import AsyncRetrying, RetryCallState
 
 from sidecar.core.config import Config, ScrapeConfig
+from sidecar.core.config_fields import RetryConfig
 from sidecar.core.errors import ScrapeError, ScrapeTransient, clip
 from sidecar.core.loops import Sleep, pause
 from sidecar.core.model import LabelSet, MetricMeta, ScrapeFacts, Snapshot, labelset
@@ -109,11 +110,12 @@ class Scraper:
         """The last successful scrape."""
         self.last = ScrapeFacts(url=self.url, interval_s=self.interval)
         self.timeout_s = self._cfg.timeout
-        self._timeout = aiohttp.ClientTimeout(total=self._cfg.timeout)
         self._cheap = 0
         self._attempt_s = 0.0
         self._seen_bytes: int | None = None
         self._warnings: tuple[str, ...] = ()
+        # The retry policy and the terms it was built for: one scrape at a time uses it.
+        self._retry: tuple[tuple[RetryConfig, float, int], AsyncRetrying] | None = None
         # Compiled with the config; applied after flattening, before the store.
         self._relabel = Relabeller(self._cfg.metric_relabel_configs)
         self._m = ScrapeMetrics(registry)
@@ -127,7 +129,6 @@ class Scraper:
         self.interval = scrape.interval
         self._m.interval.set(self.interval)
         self.timeout_s = scrape.timeout
-        self._timeout = aiohttp.ClientTimeout(total=scrape.timeout)
         self._cheap = 0
 
     @property
@@ -187,22 +188,30 @@ class Scraper:
     # -- HTTP -----------------------------------------------------------------------------
 
     async def _fetch(self) -> bytearray:
+        async for attempt in self._retrying():
+            with attempt:
+                return await self._get()
+        raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
+
+    def _retrying(self) -> AsyncRetrying:
+        """The retry policy of this scrape, built again only when its terms changed."""
         policy = self._cfg.retry
         # Retries fit in the interval: the last one can still time out before the next tick.
         budget = max(0.0, min(policy.max_elapsed, self.interval - self._cfg.timeout))
         attempts = 1 if self.last.up is False else policy.attempts
-        policy = msgspec.structs.replace(policy, max_elapsed=budget, attempts=attempts)
-        async for attempt in retrying(
-            policy,
-            (ScrapeTransient,),
-            event="scrape.retry_scheduled",
-            on_retry=self._on_retry,
-            sleep=self._sleep,
-            url=self.url,
-        ):
-            with attempt:
-                return await self._get()
-        raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
+        key = (policy, budget, attempts)
+        if self._retry is None or key != self._retry[0]:
+            policy = msgspec.structs.replace(policy, max_elapsed=budget, attempts=attempts)
+            retry = retrying(
+                policy,
+                (ScrapeTransient,),
+                event="scrape.retry_scheduled",
+                on_retry=self._on_retry,
+                sleep=self._sleep,
+                url=self.url,
+            )
+            self._retry = (key, retry)
+        return self._retry[1]
 
     def _on_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -215,7 +224,6 @@ class Scraper:
                 self._session,
                 self.url,
                 within=self._cfg.timeout,
-                client_timeout=self._timeout,
                 limit=int(self._cfg.max_body_bytes),
                 outbound=self._outbound,
             )
@@ -236,27 +244,32 @@ class Scraper:
         self._m.duration.set(duration)
         self._m.body.set(snap.body_bytes)
         self._m.series.set(len(snap.samples))
+        # Counted only when there is something to count: a healthy scrape has nothing.
         for reason, n in flat.collapsed.items():
-            self._m.collapsed.labels(reason).inc(n)
-        self._m.collisions.inc(flat.collisions)
+            if n:
+                self._m.collapsed.labels(reason).inc(n)
+        if flat.collisions:
+            self._m.collisions.inc(flat.collisions)
         for reason, n in flat.dropped.items():
-            self._m.dropped.labels(reason).inc(n)
-        self._m.dropped.labels("store_full").inc(result.refused)
+            if n:
+                self._m.dropped.labels(reason).inc(n)
+        if result.refused:
+            self._m.dropped.labels("store_full").inc(result.refused)
         if self.last.up is not True:
             log.info("scrape.target_up", url=self.url, series=len(snap.samples))
         if flat.warnings != self._warnings:
             if flat.warnings:
                 log.warning("scrape.warnings", url=self.url, warnings=list(flat.warnings))
             self._warnings = flat.warnings
-        self.last = replace(
-            self.last,
+        # Every field but the URL and the interval is new (built, not replace()d: cheaper).
+        self.last = ScrapeFacts(
+            self.last.url,
+            self.last.interval_s,
             up=True,
             time_ms=snap.timestamp_ms,
             duration_s=duration,
             body_bytes=snap.body_bytes,
             series=len(snap.samples),
-            reason="",
-            error="",
         )
         self._adapt(cost, snap.body_bytes)
         self._ingest_own(snap.timestamp_ms, 1.0, duration, snap.body_bytes)
