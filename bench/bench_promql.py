@@ -10,7 +10,9 @@ Run: ``python bench/bench_promql.py [--cycles N] [--prometheus]``. Prints millis
 per cycle (median and best of N) and the share of each kind of rule. With
 ``--prometheus`` the same rules and data also go to a real Prometheus on 127.0.0.1
 (backfilled with ``promtool tsdb create-blocks-from openmetrics``), and its
-``prometheus_rule_group_last_duration_seconds`` is printed beside ours.
+``prometheus_rule_group_last_duration_seconds`` is printed beside ours timed in the same
+seconds (``side_by_side``): back-to-back figures from another half minute differ by
+more than the gap between the two on a shared machine.
 """
 
 from __future__ import annotations
@@ -89,32 +91,51 @@ def cycle(queries: list[Query], store: Store, t: int) -> int:
     return n
 
 
-def measure(label: str, step_ms: int, steps: int, cycles: int) -> tuple[float, float]:
-    """Print the per-cycle time for one workload; return the median and the best, in ms."""
-    store = build_store(step_ms, steps)
-    queries = [compile_expr(expr) for _, expr in RULES]
-    t_end = 1_700_000_000_000 + (steps - 1) * step_ms
-    cycle(queries, store, t_end)  # warm the selector caches, as a running engine has them
-    times = []
-    for i in range(cycles):
-        t = t_end - (cycles - 1 - i) * step_ms
+class Cycles:
+    """One workload's store and compiled rules, and the time of each cycle run so far."""
+
+    def __init__(self, step_ms: int, steps: int) -> None:
+        self.step_ms = step_ms
+        self.store = build_store(step_ms, steps)
+        self.queries = [compile_expr(expr) for _, expr in RULES]
+        self.t_end = 1_700_000_000_000 + (steps - 1) * step_ms
+        # Warm the selector caches, as a running engine has them.
+        cycle(self.queries, self.store, self.t_end)
+        self.times: list[float] = []
+
+    def tick(self) -> None:
+        """Time one cycle, each at the next evaluation time of a sliding window."""
+        t = self.t_end - (len(self.times) % 20) * self.step_ms
         start = time.perf_counter()
-        cycle(queries, store, t)
-        times.append((time.perf_counter() - start) * 1000)
+        cycle(self.queries, self.store, t)
+        self.times.append((time.perf_counter() - start) * 1000)
+
+    def summary(self) -> tuple[float, float]:
+        """Median and best, in ms."""
+        return statistics.median(self.times), min(self.times)
+
+
+def measure(label: str, step_ms: int, steps: int, cycles: int) -> tuple[float, float]:
+    """Print the per-cycle time for one workload, cycles back to back; return the median
+    and the best, in ms."""
+    run = Cycles(step_ms, steps)
+    for _ in range(cycles):
+        run.tick()
+    median, best = run.summary()
     print(
-        f"{label}: {len(queries)} rules, {len(RULES) * SERIES_PER_METRIC} series, "
-        f"median {statistics.median(times):.2f} ms, best {min(times):.2f} ms per cycle"
+        f"{label}: {len(run.queries)} rules, {len(RULES) * SERIES_PER_METRIC} series, "
+        f"median {median:.2f} ms, best {best:.2f} ms per cycle"
     )
     per_kind: dict[str, float] = {}
-    for q in queries:
+    for q in run.queries:
         kind = q.text.split("(")[0]
         start = time.perf_counter()
         for _ in range(5):
-            q.evaluate(store, t_end)
+            q.evaluate(run.store, run.t_end)
         per_kind[kind] = per_kind.get(kind, 0.0) + (time.perf_counter() - start) * 200
     shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1]))
     print(f"  ms per cycle by function: {shares}")
-    return statistics.median(times), min(times)
+    return median, best
 
 
 def _openmetrics(step_ms: int, steps: int, t0: int) -> str:
@@ -146,11 +167,17 @@ def _group_duration(port: int) -> float | None:
 
 
 def measure_prometheus(
-    label: str, step_ms: int, steps: int, cycles: int
+    label: str, step_ms: int, steps: int, cycles: int, alongside: Cycles | None = None
 ) -> tuple[float, float] | None:
     """Backfill the workload ending now, run Prometheus with the rules at a 1s interval,
     and print (and return) the median and the best of its last-duration gauge over
-    ``cycles`` evaluations, in ms."""
+    ``cycles`` evaluations, in ms.
+
+    With ``alongside``, one of its cycles is timed at each read of the gauge (twice a
+    second), so that both are measured over the same seconds of a shared machine, whose
+    speed drifts from one half minute to the next by more than the gap being measured;
+    on two cores they do not compete (Prometheus evaluates about 1% of each second).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         t0 = (int(time.time()) - 2) * 1000 - (steps - 1) * step_ms
@@ -184,6 +211,8 @@ def measure_prometheus(
             last = None
             while len(seen) < cycles and time.monotonic() < deadline:
                 time.sleep(0.5)
+                if alongside is not None and seen:
+                    alongside.tick()
                 try:
                     value = _group_duration(port)
                 except OSError:
@@ -215,7 +244,23 @@ def main() -> None:
     for label, step_ms, steps in WORKLOADS:
         measure(label, step_ms, steps, args.cycles)
         if args.prometheus:
-            measure_prometheus(label, step_ms, steps, args.cycles)
+            side_by_side(label, step_ms, steps, args.cycles)
+
+
+def side_by_side(
+    label: str, step_ms: int, steps: int, cycles: int
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Ours and Prometheus's (median, best) in ms, over the same seconds; printed."""
+    ours = Cycles(step_ms, steps)
+    peer = measure_prometheus(label, step_ms, steps, cycles, alongside=ours)
+    if peer is None or not ours.times:
+        return None
+    median, best = ours.summary()
+    print(
+        f"{label}: ours in the same seconds, {len(ours.times)} cycles, "
+        f"median {median:.2f} ms, best {best:.2f} ms per cycle"
+    )
+    return (median, best), peer
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Rows (the peers run on the same machine, at the same time or interleaved, on the
 
 * rule evaluation: bench_promql.py's 20 rules on 160 series, ours per cycle against
   Prometheus's own ``prometheus_rule_group_last_duration_seconds`` on the same backfilled
-  data (needs ``prometheus`` and ``promtool``);
+  data, in the same seconds (``bench_promql.side_by_side``: one of our cycles at each
+  read of Prometheus's gauge; needs ``prometheus`` and ``promtool``);
 * scrape: a real Go app's default /debug/vars, fetch to stored, ours (``Scraper.scrape_once``)
   against client_golang's expvar collector reading the same app over HTTP, fetch to
   gathered (bench/goexpvar, built with Debian's golang-github-prometheus-client-golang-dev);
@@ -197,15 +198,17 @@ def table() -> None:
     rows, notes = [], []
     cycles = 20
     for label, step_ms, steps in bench_promql.WORKLOADS:
-        ours, ours_best = bench_promql.measure(label, step_ms, steps, cycles)
-        peer = bench_promql.measure_prometheus(label, step_ms, steps, cycles)
+        both = bench_promql.side_by_side(label, step_ms, steps, cycles)
         what = f"20 leak rules, 160 series, {label}, median evaluation"
-        rows.append(_row(what, ours, "Prometheus", peer[0] if peer else None, "ms", 1.0))
-        if peer:
-            notes.append(
-                f"{label}, best of {cycles}: ours {ours_best:.2f} ms, Prometheus "
-                f"{peer[1]:.2f} ms ({ours_best / peer[1]:.2f}x)"
-            )
+        if both is None:
+            rows.append(f"| {what} | no figure | Prometheus: no figure | - | <= 1x | ? |")
+            continue
+        (ours, ours_best), (peer, peer_best) = both
+        rows.append(_row(what, ours, "Prometheus", peer, "ms", 1.0))
+        notes.append(
+            f"{label}, best cycle in the same seconds: ours {ours_best:.2f} ms, Prometheus "
+            f"{peer_best:.2f} ms ({ours_best / peer_best:.2f}x)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         ours, peer = scrape_row(Path(tmp))
         what = "scrape of a real Go app's default /debug/vars, fetch to stored"
