@@ -100,7 +100,7 @@ def test_series_cap_refuses_new_series() -> None:
 
 def test_out_of_order_sample_is_ignored() -> None:
     """A sample not newer than the last one is dropped, as Prometheus drops it (an
-    ingest before the origin's last one is a clock step: tests/test_clock_step.py)."""
+    ingest before the origin's last one is a clock step: tests/test_hostile.py, finding 10)."""
     st = Store(retention_ms=60_000, max_series=10)
     st.ingest(2000, {A: 1.0})
     st.ingest(2000, {A: 9.0})
