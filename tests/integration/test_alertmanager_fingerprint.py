@@ -167,13 +167,15 @@ async def test_two_real_alertmanagers_deliver_into_the_receiver_once(
         ):
             for am in (am1, am2):
                 await _post(session, am.url, firing)
-            # Both replicas deliver all three alerts (in two or more requests).
-            await until(lambda: _firing_alerts(r) == 2 * len(ALERTS))
+            # Both replicas deliver all three alerts (in two or more requests). A replica
+            # may send an alert twice: a group that changed within group_interval (its
+            # alerts ingested apart, on a loaded machine) is sent again whole.
+            await until(lambda: _firing_alerts(r) >= 2 * len(ALERTS))
         await r.settle()
-        # Each instance acted on once; a replica's repeat is a duplicate, or, when a
-        # replica split the CacheGrowing group, the flush cooldown skips the second.
+        # Each instance acted on once; every later delivery of it is a duplicate, or, when
+        # a replica split the CacheGrowing group, the flush cooldown skips the second.
         handled = r.metric("leak_sidecar_dedupe_total") or 0.0
         cooled = r.metric("leak_sidecar_cooldown_skipped_total", action="cache_flush") or 0.0
-        assert handled + cooled == len(ALERTS)
+        assert handled + cooled == _firing_alerts(r) - len(ALERTS)
         assert sorted(c.path for c in r.calls()) == ["/v1/cache/flush", "/v1/circuit/break"]
         assert r.path.breaker.state.state == "open"
