@@ -22,11 +22,11 @@ from sidecar.actions.action import Action
 from sidecar.actions.breaker import CircuitState
 from sidecar.actions.dispatch import Dispatcher
 from sidecar.actions.path import ActionPath
-from sidecar.core.errors import JournalError, clip
+from sidecar.core.errors import JournalError
 from sidecar.core.times import iso
-from sidecar.core.validation import Model, decode_json, json_problem
+from sidecar.core.validation import Model
 from sidecar.web import alerts_api
-from sidecar.web.server import json_error, refuse_non_json
+from sidecar.web.server import json_error, read_body
 
 __all__ = ["BreakRequest", "FlushRequest", "ResetRequest", "path_routes", "routes"]
 
@@ -59,26 +59,11 @@ _R = TypeVar("_R", bound=Model)
 _Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-async def _body(request: web.Request, model: type[_R]) -> _R | web.Response:
-    """The request body as ``model``, or the 415/422 answer that refuses it."""
-    body = await request.read()
-    if not body.strip():
-        return model()
-    refused = refuse_non_json(request)
-    if refused is not None:
-        return refused
-    try:
-        # Strict: "yes" or 1 must not pass for true, nor 5 for a reason.
-        return decode_json(body, model)
-    except msgspec.DecodeError as exc:
-        return json_error(422, f"invalid request body: {clip(json_problem(exc).line())}")
-
-
 def _accepting(model: type[_R], act: Callable[[_R], Awaitable[dict[str, Any]]]) -> _Handler:
     """A POST handler: validate the body, ``act`` on it, answer 202 with what it returns."""
 
     async def handle(request: web.Request) -> web.Response:
-        req = await _body(request, model)
+        req = await read_body(request, model)
         if isinstance(req, web.Response):
             return req
         try:

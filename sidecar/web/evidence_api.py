@@ -18,11 +18,11 @@ import msgspec
 from aiohttp import web
 
 from sidecar.core.durable import in_thread
-from sidecar.core.errors import EvidenceError, clip
-from sidecar.core.validation import Model, decode_json, json_problem
+from sidecar.core.errors import EvidenceError
+from sidecar.core.validation import Model
 from sidecar.evidence.bundles import BASELINE
 from sidecar.evidence.capture import Evidence, EvidenceDisabled
-from sidecar.web.server import TokenSource, json_error, refuse_non_json
+from sidecar.web.server import TokenSource, json_error, read_body
 
 __all__ = ["routes"]
 
@@ -99,18 +99,11 @@ def routes(evidence: Evidence, *, token: str | TokenSource | None) -> list[web.R
         return web.FileResponse(path, headers=headers)
 
     async def capture(request: web.Request) -> web.Response:
-        body = await request.read()
-        reason = "manual capture"
-        if body.strip():
-            if (refused := refuse_non_json(request)) is not None:
-                return refused
-            try:
-                reason = decode_json(body, CaptureRequest).reason
-            except msgspec.DecodeError as exc:
-                problem = clip(json_problem(exc).line())
-                return json_error(422, f"invalid request body: {problem}")
+        req = await read_body(request, CaptureRequest)
+        if isinstance(req, web.Response):
+            return req
         try:
-            meta = await evidence.capture(reason)
+            meta = await evidence.capture(req.reason)
         except EvidenceDisabled as exc:
             return json_error(409, str(exc))
         except EvidenceError as exc:

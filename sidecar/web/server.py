@@ -26,8 +26,9 @@ import ssl
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
+import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -35,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from sidecar.core.durations import format_duration
 from sidecar.core.errors import ConfigError, clip
+from sidecar.core.validation import Model, decode_json, json_problem
 
 __all__ = [
     "Limits",
@@ -44,6 +46,7 @@ __all__ = [
     "TokenSource",
     "build_app",
     "json_error",
+    "read_body",
     "refuse_non_json",
 ]
 
@@ -86,6 +89,7 @@ class Observed(Protocol):
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _JSON = "application/json"
+_M = TypeVar("_M", bound=Model)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,6 +104,22 @@ def refuse_non_json(request: web.Request) -> web.Response | None:
     if request.content_type == _JSON:
         return None
     return json_error(415, f"unsupported content type {request.content_type!r}, expected {_JSON!r}")
+
+
+async def read_body(request: web.Request, model: type[_M]) -> _M | web.Response:
+    """The request body as ``model`` (its defaults when empty), or the 415/422 answer that
+    refuses it; a 422 names the one problem, never the body's values."""
+    body = await request.read()
+    if not body.strip():
+        return model()
+    refused = refuse_non_json(request)
+    if refused is not None:
+        return refused
+    try:
+        # Strict: "yes" or 1 must not pass for true, nor 5 for a reason.
+        return decode_json(body, model)
+    except msgspec.DecodeError as exc:
+        return json_error(422, f"invalid request body: {clip(json_problem(exc).line())}")
 
 
 @web.middleware
