@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import itertools
+import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -18,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from sidecar.actions import journal as journal_module
 from sidecar.actions.action import Action
 from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.core.config import Config
@@ -263,3 +267,28 @@ def firing_action(action_id: str, labels: dict[str, str]) -> Action:
         ),
         created_ms=1,
     )
+
+
+class Disk:
+    """``append_durably`` that can hold a commit on the disk, and fail the next one."""
+
+    def __init__(self) -> None:
+        self.real = journal_module.append_durably
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.hold_call = 0
+        """The number of the call held until ``release`` (0: none)."""
+        self.fail_call = 0
+        """The number of the call that fails (0: none)."""
+        self.calls = 0
+
+    def __call__(self, fd: int, data: bytes) -> None:
+        self.calls += 1
+        if self.calls == self.hold_call:
+            self.entered.set()
+            self.release.wait(10)
+        if self.calls == self.fail_call:
+            # The bytes are written, the fsync fails: all of it must be taken back.
+            os.write(fd, data)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        self.real(fd, data)

@@ -12,11 +12,13 @@ from typing import Annotated, Protocol, TypeVar, get_args, get_origin
 
 import pytest
 import structlog
+from actions_support import Disk
 from aiohttp import web
 from msgspec import Struct
 from msgspec.structs import fields
 from prometheus_client import CollectorRegistry
 
+from sidecar.actions import journal as journal_module
 from sidecar.core.logs import configure
 
 
@@ -115,3 +117,12 @@ def expvar_app(doc: dict[str, object]) -> web.Application:
     app = web.Application()
     app.router.add_get("/debug/vars", vars_)
     return app
+
+
+@pytest.fixture
+def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
+    """The journal's ``append_durably``, able to hold one commit and fail another."""
+    d = Disk()
+    monkeypatch.setattr(journal_module, "append_durably", d)
+    yield d
+    d.release.set()

@@ -7,7 +7,6 @@ census a test sets, and records every query it was asked.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,12 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from actions_support import Clock, Rig, alert, journal_entries, rig, until, webhook
+from actions_support import Clock, Disk, Rig, alert, journal_entries, rig, until, webhook
 from aiohttp import web
 from conftest import serving
 from prometheus_client import CollectorRegistry
 
-from sidecar.actions import journal as journal_module
 from sidecar.actions.fleet import Budget, census_query
 from sidecar.core.config_fleet import FleetConfig
 from sidecar.core.config_load import load
@@ -285,44 +283,31 @@ async def test_a_refused_break_is_examined_again_and_proceeds_when_budget_frees(
 
 
 async def test_a_grant_stays_published_while_its_opening_waits_behind_another_commit(
-    tmp_path: Path, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, registry: CollectorRegistry, disk: Disk
 ) -> None:
     """A decision made durable ahead of a granted opening still queued for the next group
     commit does not withdraw the want the opening was granted on: with the circuit open,
     leak_sidecar_fleet_break_wanted still says since when."""
-    entered, release, hold = threading.Event(), threading.Event(), [False]
-    real = journal_module.append_durably
-
-    def held(fd: int, data: bytes) -> None:
-        if hold[0]:
-            hold[0] = False
-            entered.set()
-            release.wait(10)
-        real(fd, data)
-
-    monkeypatch.setattr(journal_module, "append_durably", held)
-    async with _prometheus() as (prom, url):
-        fleet = {"prometheus_url": url, "workload": {"app": "orders"}, "settle": "1s"}
-        async with rig(tmp_path, registry, fleet=fleet) as r:
-            budget = r.path.dispatcher.budget
-            assert budget is not None
-            status, body = await r.post("/alerts", webhook(alert(action="circuit_break")))
-            assert (status, body["actions"]) == (200, [])  # waiting for the fleet to see it
-            since = budget.wanted_since
-            assert since is not None
-            r.clock.advance(1)
-            prom.census(10, 1, claims=((since, budget.id, "me"),))
-            hold[0] = True
-            flush = webhook(alert("CacheFull", action="cache_flush"))
-            flushed = asyncio.create_task(r.post("/alerts", flush))
-            await asyncio.to_thread(entered.wait, 10)
-            opened = asyncio.create_task(r.path.dispatcher.reexamine())
-            await until(lambda: r.path.journal.queued == 1)
-            release.set()
-            await asyncio.gather(flushed, opened)
-            await r.settle()
-            wanted = r.metric("leak_sidecar_fleet_break_wanted", sidecar_id=budget.id)
-            circuit = r.path.breaker.state.state
+    async with _prometheus() as (prom, url), rig(tmp_path, registry, fleet=_fleet(url)) as r:
+        budget = r.path.dispatcher.budget
+        assert budget is not None
+        status, body = await r.post("/alerts", webhook(alert(action="circuit_break")))
+        assert (status, body["actions"]) == (200, [])  # waiting for the fleet to see it
+        since = budget.wanted_since
+        assert since is not None
+        r.clock.advance(1)
+        prom.census(10, 1, claims=((since, budget.id, "me"),))
+        disk.hold_call = disk.calls + 1
+        flush = webhook(alert("CacheFull", action="cache_flush"))
+        flushed = asyncio.create_task(r.post("/alerts", flush))
+        await asyncio.to_thread(disk.entered.wait, 10)
+        opened = asyncio.create_task(r.path.dispatcher.reexamine())
+        await until(lambda: r.path.journal.queued == 1)
+        disk.release.set()
+        await asyncio.gather(flushed, opened)
+        await r.settle()
+        wanted = r.metric("leak_sidecar_fleet_break_wanted", sidecar_id=budget.id)
+        circuit = r.path.breaker.state.state
 
     assert (circuit, wanted) == ("open", since)
     assert [c.body["reason"] for c in r.calls("/v1/circuit/break")] == ["alert CacheGrowing firing"]
@@ -468,30 +453,18 @@ async def test_compaction_keeps_the_refused_breaks_in_order(
 
 
 async def test_a_failed_commit_leaves_no_refused_break_behind(
-    tmp_path: Path, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, registry: CollectorRegistry, disk: Disk
 ) -> None:
     """A refusal queued behind a commit that fails is taken back with it: answered 503,
     not in memory, not in the journal, the want withdrawn; Alertmanager's retry is
     refused and remembered as if it came first."""
-    entered, release, fail = threading.Event(), threading.Event(), [False]
-    real = journal_module.append_durably
-
-    def failing(fd: int, data: bytes) -> None:
-        if fail[0]:
-            fail[0] = False
-            entered.set()
-            release.wait(10)
-            raise OSError(5, "Input/output error")
-        real(fd, data)
-
-    monkeypatch.setattr(journal_module, "append_durably", failing)
     async with _prometheus() as (_, url), rig(tmp_path, registry, fleet=_fleet(url)) as r:
-        fail[0] = True
+        disk.hold_call = disk.fail_call = disk.calls + 1
         flush = asyncio.create_task(r.post("/alerts", webhook(alert("F", action="cache_flush"))))
-        await asyncio.to_thread(entered.wait, 10)
+        await asyncio.to_thread(disk.entered.wait, 10)
         refusal = asyncio.create_task(r.post("/alerts", webhook(BREAK)))
         await until(lambda: r.path.journal.queued == 1)
-        release.set()
+        disk.release.set()
         answers = [(await t)[0] for t in (flush, refusal)]
         refused = dict(r.path.dispatcher.memory.refused)
         lines = _refused_lines(r.path.journal.path)

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import shutil
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from actions_support import alert, journal_entries, rig, until, webhook
+from actions_support import Disk, alert, journal_entries, rig, until, webhook
 from prometheus_client import CollectorRegistry
 
-from sidecar.actions import journal as journal_module
 from sidecar.actions.entries import Decision
 from sidecar.actions.journal import JOURNAL_FILE, Journal
 from sidecar.actions.receiver import WebhookAlert
@@ -22,39 +17,6 @@ from sidecar.core.model import Alert
 from sidecar.core.validation import convert
 
 REFUSED = {"status": "error", "error": "cannot journal the actions, nothing was done; retry later"}
-
-
-class Disk:
-    """``append_durably`` that can hold a commit on the disk, and fail the next one."""
-
-    def __init__(self) -> None:
-        self.real = journal_module.append_durably
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.hold_call = 0
-        """The number of the call held until ``release`` (0: none)."""
-        self.fail_call = 0
-        """The number of the call that fails (0: none)."""
-        self.calls = 0
-
-    def __call__(self, fd: int, data: bytes) -> None:
-        self.calls += 1
-        if self.calls == self.hold_call:
-            self.entered.set()
-            self.release.wait(10)
-        if self.calls == self.fail_call:
-            # The bytes are written, the fsync fails: all of it must be taken back.
-            os.write(fd, data)
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        self.real(fd, data)
-
-
-@pytest.fixture
-def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
-    d = Disk()
-    monkeypatch.setattr(journal_module, "append_durably", d)
-    yield d
-    d.release.set()
 
 
 def _alert(n: int) -> Alert:
