@@ -19,7 +19,6 @@ NOT_ON_RUN_PATH = (
     "sidecar.inject",  # pod manifests and admission reviews: `inject`, `injector`
     "sidecar.injector",  # the admission webhook server: `injector`
     "sidecar.web.status_render",  # the status page's HTML: its first view loads it
-    "pydantic",  # not a dependency: msgspec validates every input (sidecar.core.validation)
 )
 
 _PROBE = """
