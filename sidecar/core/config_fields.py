@@ -78,7 +78,6 @@ class Matching(Plain, str):
     <what>, got '...'``: the types that are one regular expression and an example."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
     pattern: ClassVar[re.Pattern[str]]
     what: ClassVar[str]
     """What was expected, with an example (``a host name``)."""
@@ -106,7 +105,6 @@ class Duration(Plain, float):
     """Seconds, written in Prometheus's duration syntax (``15s``, ``1h30m``, ``0``)."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "examples": ["15s", "1h30m"]}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -137,7 +135,6 @@ class Url(Plain, str):
     """An http(s) URL with a host; a trailing slash is dropped so that paths join cleanly."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "format": "uri"}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -175,7 +172,6 @@ class UrlPath(Plain, str):
     """A path on a server, starting with ``/``."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "pattern": "^/"}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -189,7 +185,6 @@ class Listen(Plain, str):
     """``host:port`` to listen on."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "examples": ["0.0.0.0:9120"]}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -204,7 +199,6 @@ class StateDir(Plain, PosixPath):
     """A directory the sidecar owns; an empty string is refused."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -233,9 +227,6 @@ class ByteSize(Plain, int):
     """A positive number of bytes: an int, or a size with its unit (``16MiB``, ``512KB``)."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {
-        "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]
-    }
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -273,7 +264,6 @@ class Secret(Checked):
     """A secret string: its repr and str never show it; ``get_secret_value`` does."""
 
     __slots__ = ("_value",)
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "writeOnly": True}
 
     def __init__(self, value: str) -> None:
         self._value = value

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import ssl
 from pathlib import Path, PosixPath
-from typing import Any, ClassVar, Self
+from typing import Self
 
 from msgspec import field
 
@@ -67,7 +67,6 @@ class SecretFile(Plain, PosixPath):
     """A file holding one secret line, read again whenever it changes."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -80,7 +79,6 @@ class ReadableFile(Plain, PosixPath):
     """A file that can be opened now (a CA bundle, a certificate, a key)."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -112,7 +110,6 @@ class AuthScheme(Plain, str):
     """An auth scheme (``Bearer``), as RFC 9110 draws a token; never ``Basic``."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -129,7 +126,6 @@ class UserName(Plain, str):
     """A basic-auth user: not empty, no ':' (it ends the user) and no line break."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "minLength": 1}
 
     @classmethod
     def parse(cls, value: object) -> Self:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache, cached_property
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from msgspec import Meta, field
 
@@ -96,7 +96,6 @@ class ActionName(Plain, str):
     """A relabel action, in any case as Prometheus reads it, held in lower case."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"enum": list(ACTIONS)}
 
     @classmethod
     def parse(cls, value: object) -> Self:
@@ -110,7 +109,6 @@ class SourceLabel(Plain, str):
     """A label name in ``source_labels``: Prometheus checks each as it reads it."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
     @classmethod
     def parse(cls, value: object) -> Self:

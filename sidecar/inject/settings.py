@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import msgspec
 import yaml
@@ -61,7 +61,6 @@ class ObjectName(Plain, str):
     """A Kubernetes object name (a ConfigMap's, a Secret's)."""
 
     __slots__ = ()
-    json_schema: ClassVar[dict[str, Any]] = {"type": "string", "maxLength": 253}
 
     @classmethod
     def parse(cls, value: object) -> Self:
