@@ -9,7 +9,9 @@
 
 ARG PYTHON_VERSION=3.11
 
-FROM python:${PYTHON_VERSION}-slim AS build
+# The build stage is the full image: it has the C compiler for the range kernels
+# (sidecar/rules/promql/_kernels.c), which the slim image that runs them does not need.
+FROM python:${PYTHON_VERSION} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
@@ -48,6 +50,7 @@ RUN --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
     --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --require-hashes --only-binary :all: -r /tmp/runtime.txt \
     && pip install --no-deps --no-index /wheels/leak_sidecar-*.whl \
+    && python -c "import sidecar.rules.promql._kernels" \
     && groupadd --gid 65532 nonroot \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin nonroot \

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.actions import journal as journal_module
 from sidecar.core.logs import configure
+from sidecar.rules.promql import native
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +127,12 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
     monkeypatch.setattr(journal_module, "append_durably", d)
     yield d
     d.release.set()
+
+
+@pytest.fixture(params=["c", "python"])
+def range_kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test runs twice: on the C range kernels, and on the Python ones alone (an
+    install without a C compiler, and every window that is not the store's arrays)."""
+    if request.param == "python":
+        monkeypatch.setattr(native, "kernels", None)
+    return str(request.param)

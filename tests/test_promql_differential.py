@@ -102,7 +102,9 @@ def _labels(ls: LabelSet) -> str:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("seed", [1, 2])
-def test_promtool_agrees_with_the_evaluator_on_random_data(seed: int, tmp_path: Path) -> None:
+def test_promtool_agrees_with_the_evaluator_on_random_data(
+    seed: int, tmp_path: Path, range_kernels: str
+) -> None:
     """Every expected sample written from the evaluator passes ``promtool test rules``."""
     series = _series(seed)
     store = load(series, 10_000)
@@ -159,7 +161,7 @@ LONG_EXPRS = [
 
 
 @pytest.mark.integration
-def test_promtool_agrees_on_long_windows_of_1s_samples(tmp_path: Path) -> None:
+def test_promtool_agrees_on_long_windows_of_1s_samples(tmp_path: Path, range_kernels: str) -> None:
     """Windows of 600 to 900 samples of one sign, the evaluator's math.fsum paths, match
     promtool to the last bit (large, small and negative magnitudes; eval times off the
     sample grid, so predict_linear's x are not whole seconds)."""

@@ -1,6 +1,7 @@
 """The evaluator's fast paths give the same bits as a plain transcription of Prometheus's
 Go code: compensated sums, the running mean, least squares, and the per-series index of
-staleness markers and counter resets kept between evaluations."""
+staleness markers and counter resets kept between evaluations. The kernels' tests run on
+the C kernels and on the Python ones (``range_kernels``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 from array import array
 from fractions import Fraction
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.core.model import STALE_NAN
@@ -109,10 +110,15 @@ def _series(window: list[tuple[int, float]]) -> tuple[array[int], array[float]]:
     return array("q", ts), array("d", [v for _, v in window])
 
 
-@settings(max_examples=300, deadline=None)
+# One fixture value for all of a test's examples: it only picks the kernels. (@given's
+# positional strategies fill the rightmost parameters, so the fixture comes first.)
+_FIXED = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=_FIXED)
 @given(_windows, st.integers(-3_000, 3_000), st.booleans())
 def test_linear_regression_matches_the_go_transcription(
-    window: list[tuple[int, float]], shift: int, at_end: bool
+    range_kernels: str, window: list[tuple[int, float]], shift: int, at_end: bool
 ) -> None:
     """Slope and intercept equal the plain loop's, for deriv's and predict_linear's t0."""
     ts, vs = _series(window)
@@ -123,9 +129,11 @@ def test_linear_regression_matches_the_go_transcription(
     assert _same(got[1], want[1])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=_FIXED)
 @given(_windows)
-def test_avg_and_sum_over_time_match_the_go_transcription(window: list[tuple[int, float]]) -> None:
+def test_avg_and_sum_over_time_match_the_go_transcription(
+    range_kernels: str, window: list[tuple[int, float]]
+) -> None:
     """avg_over_time's running mean and sum_over_time's compensated sum, bit for bit."""
     ts, vs = _series(window)
     env = Env(0, 0, 0, 1.0, [])
@@ -231,7 +239,7 @@ def test_fsum_is_kahan_whenever_the_test_says_so(values: list[float]) -> None:
         assert math.copysign(1.0, got) == math.copysign(1.0, total + c)
 
 
-def test_fsum_paths_are_taken_where_the_compensation_matters() -> None:
+def test_fsum_paths_are_taken_where_the_compensation_matters(range_kernels: str) -> None:
     """A window of 900 noisy gauge values, whose plain sum is off in the last bits, takes
     the math.fsum paths of sum_over_time and of both regression sums, with Go's results."""
     ts = array("q", [1_700_000_000_000 + k * 1_000 + (k * 7) % 13 for k in range(900)])
@@ -272,10 +280,10 @@ def test_fsum_is_kahan_refuses_what_it_cannot_vouch_for() -> None:
     assert one_signed_fsum([-0.0, -3.0, -2.0]) == (-5.0, 2.0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=_FIXED)
 @given(_one_signed(), st.integers(-3_000, 3_000), st.booleans(), st.integers(0, 400))
 def test_one_signed_windows_match_the_go_transcription(
-    values: list[float], shift: int, at_end: bool, jitter: int
+    range_kernels: str, values: list[float], shift: int, at_end: bool, jitter: int
 ) -> None:
     """Long windows of one sign, the shape the math.fsum paths take: regression for both
     intercept times, avg_over_time and sum_over_time equal the plain loops' bits."""
@@ -297,7 +305,7 @@ def test_one_signed_windows_match_the_go_transcription(
     assert _same(avg, _ref_avg(values))
 
 
-def test_x_sums_are_shared_only_by_identical_timestamps() -> None:
+def test_x_sums_are_shared_only_by_identical_timestamps(range_kernels: str) -> None:
     """Rules over other metrics of the same scrape reuse the x sums of a window; a window
     differing in one inner timestamp (same ends, same length, same t0) does not."""
     stamps = [1_700_000_000_000 + k * 1_000 for k in range(300)]

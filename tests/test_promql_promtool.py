@@ -43,7 +43,7 @@ def test_there_are_enough_cases() -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_sidecar_evaluates_the_file_identically(path: Path) -> None:
+def test_sidecar_evaluates_the_file_identically(path: Path, range_kernels: str) -> None:
     """The embedded evaluator returns exactly the samples promtool expects, no more."""
     failures = []
     step = _subquery_step(path)

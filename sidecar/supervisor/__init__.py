@@ -38,7 +38,7 @@ from sidecar.rules.engine import RuleEngine
 from sidecar.rules.files import load_patterns, longest_range_ms, rule_patterns
 from sidecar.rules.groups import RuleSet, runtime_groups
 from sidecar.rules.notify import Deliver, Notifier, alertmanager_deliver
-from sidecar.rules.promql import LOOKBACK_MS
+from sidecar.rules.promql import LOOKBACK_MS, native
 from sidecar.scrape.export import ExpvarCollector
 from sidecar.scrape.scraper import Scraper
 from sidecar.store import Store
@@ -273,7 +273,13 @@ class Sidecar:
             self._ready = True
             self.started.set()
             host = cfg.server.listen.rpartition(":")[0]
-            log.info("sidecar.started", listen=f"{host}:{self.port}", rule_groups=len(groups))
+            log.info(
+                "sidecar.started",
+                listen=f"{host}:{self.port}",
+                rule_groups=len(groups),
+                # "python": this install built no C kernels, and the rules cost more.
+                range_kernels="python" if native.kernels is None else "c",
+            )
             async with asyncio.TaskGroup() as tg:
                 self._tasks = [
                     tg.create_task(_guard(name, loop, stop), name=name)

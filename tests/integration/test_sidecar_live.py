@@ -110,7 +110,8 @@ async def test_metrics_follow_the_app_and_survive_its_death(
 async def test_the_command_starts_and_stops_cleanly_on_sigterm(
     demo: tuple[DemoApp, web.AppRunner], tmp_path: Path
 ) -> None:
-    """`leak-sidecar run` logs sidecar.started with its port, serves, and exits 0 on SIGTERM."""
+    """`leak-sidecar run` logs sidecar.started with its port and the C range kernels, serves,
+    and exits 0 on SIGTERM."""
     _, runner = demo
     cfg = tmp_path / "sidecar.yaml"
     cfg.write_text(
@@ -130,8 +131,11 @@ async def test_the_command_starts_and_stops_cleanly_on_sigterm(
         async with asyncio.timeout(20):
             assert await cmd.proc.wait() == 0
     out = log.read_bytes()
-    events = [json.loads(x)["event"] for x in out.splitlines() if x.startswith(b"{")]
+    records = [json.loads(x) for x in out.splitlines() if x.startswith(b"{")]
+    events = [r["event"] for r in records]
     assert events.count("sidecar.started") == 1
+    started = records[events.index("sidecar.started")]
+    assert started["range_kernels"] == "c"
     assert events[-1] == "sidecar.stopped"
     assert b"s3cret-token" not in out
 

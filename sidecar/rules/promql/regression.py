@@ -1,5 +1,9 @@
 """Least squares as Prometheus 2.42's ``linearRegression`` (``deriv``, ``predict_linear``).
 
+Where the install built the C kernels (``native``) and the window is the store's arrays,
+the whole fit runs in C, each of Go's operations as written. What follows is the Python
+that runs otherwise, and the reference the C is tested against.
+
 Four Kahan-Neumaier sums (x, y, xy, x², with x in seconds from an intercept time), then
 slope and intercept from them. The result must be bit-identical; how fast the sums go is
 what the rule loop pays for:
@@ -37,11 +41,13 @@ takes ``kahanSumInc``'s branches or provably has its result, so the bits are the
 from __future__ import annotations
 
 import math
+from array import array
 from itertools import repeat
 from math import fsum
 from operator import mul, sub, truediv
 from typing import Any
 
+from sidecar.rules.promql import native
 from sidecar.rules.promql.kahan import (
     NEUMAIER_SUM,
     fsum_is_kahan,
@@ -108,6 +114,9 @@ def linear_regression(
 
     ``cache`` keeps x sums by window for the duration of one evaluation.
     """
+    c_kernels = native.kernels
+    if c_kernels is not None and type(vs) is array and type(ts) is array:
+        return c_kernels.linear_regression(ts, vs, i, j, t0)
     init_y = vs[i]
     w = vs[i:j]
     # A last value unlike the first settles it without counting (NaN is unlike itself).

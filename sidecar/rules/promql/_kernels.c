@@ -1,0 +1,234 @@
+/* The range functions whose cost grows with the window, in C: Prometheus 2.42's float
+ * arithmetic operation by operation, as rangefuncs.py and regression.py do it in Python.
+ *
+ *   avg_over_time(vs, i, j) -> float              funcAvgOverTime's running mean
+ *   sum_over_time(vs, i, j) -> float              funcSumOverTime's compensated sum
+ *   stdvar_over_time(vs, i, j) -> float           funcStdvarOverTime
+ *   linear_regression(ts, vs, i, j, t0) -> (slope, intercept)     linearRegression
+ *
+ * vs is an array('d') and ts an array('q') (any C-contiguous buffer of that format): the
+ * store's own arrays, read in place over [i, j). The Python kernels stay the reference and
+ * take every window that is not such a buffer (a subquery's list, say).
+ *
+ * Same bits as Go on amd64: IEEE doubles, each operation rounded on its own. The build
+ * turns off floating-point contraction (-ffp-contract=off), so that no a*b+c becomes one
+ * fused multiply-add on a target that has one; nothing here is built with -ffast-math.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* kahanSumInc: Neumaier's variant, the branch on magnitudes making each compensation
+ * term the exact rounding error of sum + inc. */
+#define KAHAN_INC(inc, sum, c)                         \
+    do {                                               \
+        double kahan_t_ = (sum) + (inc);               \
+        if (fabs(sum) >= fabs(inc)) {                  \
+            (c) += ((sum) - kahan_t_) + (inc);         \
+        } else {                                       \
+            (c) += ((inc) - kahan_t_) + (sum);         \
+        }                                              \
+        (sum) = kahan_t_;                              \
+    } while (0)
+
+typedef struct {
+    Py_buffer view;
+    Py_ssize_t len;
+} Window;
+
+/* Read obj as a one-dimensional buffer of 8-byte items of the given struct format, and
+ * check that [i, j) lies in it, with at least min_len items. */
+static int
+open_window(PyObject *obj, char format, Py_ssize_t i, Py_ssize_t j, Py_ssize_t min_len,
+            Window *w)
+{
+    if (PyObject_GetBuffer(obj, &w->view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return -1;
+    }
+    const char *fmt = w->view.format;
+    if (fmt != NULL && (fmt[0] == '@' || fmt[0] == '=' || fmt[0] == '<')) {
+        fmt++;
+    }
+    if (w->view.ndim != 1 || w->view.itemsize != 8 || fmt == NULL || fmt[0] != format ||
+        fmt[1] != '\0') {
+        PyErr_Format(PyExc_TypeError, "expected a buffer of format '%c' (an array('%c'))",
+                     format, format);
+        PyBuffer_Release(&w->view);
+        return -1;
+    }
+    w->len = w->view.len / 8;
+    if (i < 0 || j > w->len || j - i < min_len) {
+        PyErr_Format(PyExc_IndexError,
+                     "window [%zd, %zd) is not a window of at least %zd of the %zd items",
+                     i, j, min_len, w->len);
+        PyBuffer_Release(&w->view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+avg_over_time(PyObject *module, PyObject *args)
+{
+    PyObject *vs_obj;
+    Py_ssize_t i, j;
+    Window w;
+    if (!PyArg_ParseTuple(args, "Onn:avg_over_time", &vs_obj, &i, &j) ||
+        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
+        return NULL;
+    }
+    const double *vs = (const double *)w.view.buf;
+    double mean = 0.0, c = 0.0, count = 0.0;
+    for (Py_ssize_t k = i; k < j; k++) {
+        double v = vs[k];
+        count += 1.0;
+        if (isinf(mean)) {
+            if (isinf(v) && (mean > 0) == (v > 0)) {
+                continue;
+            }
+            if (!isinf(v) && !isnan(v)) {
+                continue;
+            }
+        }
+        double inc = v / count - mean / count;
+        KAHAN_INC(inc, mean, c);
+    }
+    PyBuffer_Release(&w.view);
+    return PyFloat_FromDouble(isinf(mean) ? mean : mean + c);
+}
+
+static PyObject *
+sum_over_time(PyObject *module, PyObject *args)
+{
+    PyObject *vs_obj;
+    Py_ssize_t i, j;
+    Window w;
+    if (!PyArg_ParseTuple(args, "Onn:sum_over_time", &vs_obj, &i, &j) ||
+        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
+        return NULL;
+    }
+    const double *vs = (const double *)w.view.buf;
+    double sum = 0.0, c = 0.0;
+    for (Py_ssize_t k = i; k < j; k++) {
+        KAHAN_INC(vs[k], sum, c);
+    }
+    PyBuffer_Release(&w.view);
+    return PyFloat_FromDouble(isinf(sum) ? sum : sum + c);
+}
+
+static PyObject *
+stdvar_over_time(PyObject *module, PyObject *args)
+{
+    PyObject *vs_obj;
+    Py_ssize_t i, j;
+    Window w;
+    if (!PyArg_ParseTuple(args, "Onn:stdvar_over_time", &vs_obj, &i, &j) ||
+        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
+        return NULL;
+    }
+    const double *vs = (const double *)w.view.buf;
+    double count = 0.0, mean = 0.0, c_mean = 0.0, aux = 0.0, c_aux = 0.0;
+    for (Py_ssize_t k = i; k < j; k++) {
+        double v = vs[k];
+        count += 1.0;
+        double delta = v - (mean + c_mean);
+        double inc = delta / count;
+        KAHAN_INC(inc, mean, c_mean);
+        inc = delta * (v - (mean + c_mean));
+        KAHAN_INC(inc, aux, c_aux);
+    }
+    PyBuffer_Release(&w.view);
+    return PyFloat_FromDouble((aux + c_aux) / count);
+}
+
+static PyObject *
+linear_regression(PyObject *module, PyObject *args)
+{
+    PyObject *ts_obj, *vs_obj;
+    Py_ssize_t i, j;
+    long long t0_arg;
+    Window wt, wv;
+    if (!PyArg_ParseTuple(args, "OOnnL:linear_regression", &ts_obj, &vs_obj, &i, &j,
+                          &t0_arg) ||
+        open_window(ts_obj, 'q', i, j, 1, &wt) < 0) {
+        return NULL;
+    }
+    if (open_window(vs_obj, 'd', i, j, 1, &wv) < 0) {
+        PyBuffer_Release(&wt.view);
+        return NULL;
+    }
+    const int64_t *ts = (const int64_t *)wt.view.buf;
+    const double *vs = (const double *)wv.view.buf;
+    const uint64_t t0 = (uint64_t)t0_arg;
+    const double init_y = vs[i];
+    int const_y = 1;
+    double n = 0.0;
+    double sum_x = 0.0, c_x = 0.0, sum_y = 0.0, c_y = 0.0;
+    double sum_xy = 0.0, c_xy = 0.0, sum_x2 = 0.0, c_x2 = 0.0;
+    for (Py_ssize_t k = i; k < j; k++) {
+        double v = vs[k];
+        if (const_y && k > i && v != init_y) {
+            const_y = 0;
+        }
+        n += 1.0;
+        /* float64(t - interceptTime) / 1e3, the int64 difference wrapping as Go's does. */
+        double x = (double)(int64_t)((uint64_t)ts[k] - t0) / 1e3;
+        double xy = x * v;
+        double x2 = x * x;
+        KAHAN_INC(x, sum_x, c_x);
+        KAHAN_INC(v, sum_y, c_y);
+        KAHAN_INC(xy, sum_xy, c_xy);
+        KAHAN_INC(x2, sum_x2, c_x2);
+    }
+    PyBuffer_Release(&wt.view);
+    PyBuffer_Release(&wv.view);
+    double slope, intercept;
+    if (const_y) {
+        if (isinf(init_y)) {
+            slope = intercept = NAN;
+        } else {
+            slope = 0.0;
+            intercept = init_y;
+        }
+    } else {
+        sum_x = sum_x + c_x;
+        sum_y = sum_y + c_y;
+        sum_xy = sum_xy + c_xy;
+        sum_x2 = sum_x2 + c_x2;
+        double cov_xy = sum_xy - sum_x * sum_y / n;
+        double var_x = sum_x2 - sum_x * sum_x / n;
+        slope = cov_xy / var_x;
+        intercept = sum_y / n - slope * sum_x / n;
+    }
+    return Py_BuildValue("(dd)", slope, intercept);
+}
+
+static PyMethodDef kernel_methods[] = {
+    {"avg_over_time", avg_over_time, METH_VARARGS,
+     "avg_over_time(vs, i, j): Prometheus's running mean of vs[i:j]."},
+    {"sum_over_time", sum_over_time, METH_VARARGS,
+     "sum_over_time(vs, i, j): Prometheus's compensated sum of vs[i:j]."},
+    {"stdvar_over_time", stdvar_over_time, METH_VARARGS,
+     "stdvar_over_time(vs, i, j): Prometheus's population variance of vs[i:j]."},
+    {"linear_regression", linear_regression, METH_VARARGS,
+     "linear_regression(ts, vs, i, j, t0): Prometheus's least-squares slope and intercept "
+     "(at t0, in milliseconds) of the samples ts[i:j], vs[i:j]."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef kernels_module = {
+    PyModuleDef_HEAD_INIT,
+    "_kernels",
+    "Prometheus 2.42's range-function arithmetic over the store's arrays, in C.",
+    0,
+    kernel_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__kernels(void)
+{
+    return PyModuleDef_Init(&kernels_module);
+}

@@ -1,0 +1,19 @@
+"""The C range kernels (``_kernels.c``), or ``None`` where the install built none.
+
+The extension is optional (pyproject.toml): an install without a C compiler goes on, and
+the range functions then run as Python, with the same results. The kernels read the
+store's own ``array('d')``/``array('q')`` windows; any other window (a subquery's list, a
+window copied around a staleness marker) takes the Python code. Which of the two runs is
+logged once at start (``rules.kernels``).
+
+Tests set ``kernels`` to ``None`` to run the evaluator on the Python code alone.
+"""
+
+from __future__ import annotations
+
+__all__ = ["kernels"]
+
+try:
+    from sidecar.rules.promql import _kernels as kernels
+except ImportError:  # pragma: no cover - an install without a C compiler
+    kernels = None  # type: ignore[assignment]  # mypy reads the stub; the build may lack it
