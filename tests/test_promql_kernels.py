@@ -24,7 +24,14 @@ _values = st.one_of(
     st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, math.inf, -math.inf, math.nan]),
 )
 
-_FUNCS = ["avg_over_time", "sum_over_time", "stdvar_over_time", "stddev_over_time"]
+_FUNCS = [
+    "avg_over_time",
+    "sum_over_time",
+    "stdvar_over_time",
+    "stddev_over_time",
+    "rate",  # its counter resets added up in C
+    "increase",
+]
 
 
 def _bits(v: float) -> bytes:
@@ -45,7 +52,9 @@ def _call(fn: str, ts: array[int], vs: array[float], i: int, j: int, t0: int) ->
     if fn == "regression":
         slope, intercept = linear_regression(ts, vs, i, j, t0, cache={})
         return _bits(slope), _bits(intercept)
-    out = RANGE_KERNELS[fn](ts, vs, i, j, Env(t0, 0, 0, 1.0, []))
+    # A 10 s range ending at the last sample, as a selector would read it.
+    env = Env(ts[j - 1], ts[j - 1] - 10_000, ts[j - 1], 10.0, [])
+    out = RANGE_KERNELS[fn](ts, vs, i, j, env)
     assert out is not None
     return _bits(out)
 
@@ -60,7 +69,7 @@ def test_this_install_built_the_c_kernels() -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 90_000), _values), min_size=2, max_size=80),
+    st.lists(st.tuples(st.integers(1, 90_000), _values), min_size=2, max_size=80),
     st.data(),
 )
 def test_c_kernels_give_the_python_kernels_bits(
@@ -127,5 +136,8 @@ def test_the_c_kernels_refuse_what_is_not_a_window() -> None:
             c.linear_regression(ts, vs, i, j, 0)
     with pytest.raises(IndexError, match=msg.format(0, 3).replace("3 items", "2 items")):
         c.linear_regression(ts, array("d", [1.0, 2.0]), 0, 3, 0)
+    with pytest.raises(TypeError, match=r"must be real number, not str"):
+        c.add_counter_resets(vs, 0, 3, "1")  # type: ignore[arg-type]  # on purpose
     assert c.avg_over_time(vs, 0, 3) == 2.0
+    assert c.add_counter_resets(array("d", [5.0, 1.0, 4.0, 2.0, 3.0]), 0, 5, 0.5) == 9.5
     assert c.linear_regression(array("q", [1_000, 2_000, 3_000]), vs, 0, 3, 1_000) == (1.0, 1.0)

@@ -5,6 +5,7 @@
  *   sum_over_time(vs, i, j) -> float              funcSumOverTime's compensated sum
  *   stdvar_over_time(vs, i, j) -> float           funcStdvarOverTime
  *   linear_regression(ts, vs, i, j, t0) -> (slope, intercept)     linearRegression
+ *   add_counter_resets(vs, i, j, result) -> float  extrapolatedRate's counter correction
  *
  * vs is an array('d') and ts an array('q') (any C-contiguous buffer of that format): the
  * store's own arrays, read in place over [i, j). The Python kernels stay the reference and
@@ -206,6 +207,32 @@ linear_regression(PyObject *module, PyObject *args)
     return Py_BuildValue("(dd)", slope, intercept);
 }
 
+static PyObject *
+add_counter_resets(PyObject *module, PyObject *args)
+{
+    PyObject *vs_obj;
+    Py_ssize_t i, j;
+    double result;
+    Window w;
+    if (!PyArg_ParseTuple(args, "Onnd:add_counter_resets", &vs_obj, &i, &j, &result) ||
+        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
+        return NULL;
+    }
+    const double *vs = (const double *)w.view.buf;
+    /* Each drop adds the value before it, one addition at a time in the window's order
+     * (Go starts from 0, which adds only 0 for a first value below zero: no change). */
+    double prev = vs[i];
+    for (Py_ssize_t k = i + 1; k < j; k++) {
+        double cur = vs[k];
+        if (cur < prev) {
+            result += prev;
+        }
+        prev = cur;
+    }
+    PyBuffer_Release(&w.view);
+    return PyFloat_FromDouble(result);
+}
+
 static PyMethodDef kernel_methods[] = {
     {"avg_over_time", avg_over_time, METH_VARARGS,
      "avg_over_time(vs, i, j): Prometheus's running mean of vs[i:j]."},
@@ -216,6 +243,9 @@ static PyMethodDef kernel_methods[] = {
     {"linear_regression", linear_regression, METH_VARARGS,
      "linear_regression(ts, vs, i, j, t0): Prometheus's least-squares slope and intercept "
      "(at t0, in milliseconds) of the samples ts[i:j], vs[i:j]."},
+    {"add_counter_resets", add_counter_resets, METH_VARARGS,
+     "add_counter_resets(vs, i, j, result): result plus the value before each drop in "
+     "vs[i:j], as rate and increase correct a counter's resets."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,10 +8,11 @@ operation: Kahan-Neumaier compensated sums (``kahanSumInc``), the incremental me
 of ``extrapolatedRate``. Python floats are IEEE doubles with the same rounding as Go on
 amd64, so the same sequence of operations yields the same bits.
 
-The functions whose cost grows with the window (``avg_over_time``, ``sum_over_time``,
-``stdvar``/``stddev_over_time``, ``deriv``, ``predict_linear``) run in C over the store's
-arrays where the install built the C kernels (``native``): the same operations in the same
-order, a few nanoseconds a sample instead of 50-100. The Python below is the reference,
+The work that grows with the window in Python loops (``avg_over_time``, ``sum_over_time``,
+``stdvar``/``stddev_over_time``, ``deriv``, ``predict_linear``, and the counter resets
+``rate`` and ``increase`` add back) runs in C over the store's arrays where the install
+built the C kernels (``native``): the same operations in the same order, a few
+nanoseconds a sample instead of 50-100. The Python below is the reference,
 and runs every window that is not an array, and every window where there is no C build.
 Where a shortcut is provably identical (``sum()`` on Python 3.12+, see ``regression``;
 ``math.fsum`` for values of one sign, see ``kahan``; ``min``/``max`` of finite values), the
@@ -80,12 +81,11 @@ def _extrapolated_rate(
     if counter and has_reset is None:
         has_reset = any(map(lt, vs[i + 1 : j], vs[i : j - 1]))
     if counter and has_reset:
-        prev = first_v
-        for k in range(i + 1, j):
-            cur = vs[k]
-            if cur < prev:
-                result += prev
-            prev = cur
+        c_kernels = native.kernels
+        if c_kernels is not None and type(vs) is array:
+            result = c_kernels.add_counter_resets(vs, i, j, result)
+        else:
+            result = _add_counter_resets(vs, i, j, result)
     to_start = (first_t - env.start) / 1000
     to_end = (env.end - last_t) / 1000
     sampled = (last_t - first_t) / 1000
@@ -102,6 +102,17 @@ def _extrapolated_rate(
     if rate:
         factor /= env.range_s
     return float(result * factor)
+
+
+def _add_counter_resets(vs: Any, i: int, j: int, result: float) -> float:
+    """``result`` plus the value before each drop in ``vs[i:j]``, in order."""
+    prev = vs[i]
+    for k in range(i + 1, j):
+        cur = vs[k]
+        if cur < prev:
+            result += prev
+        prev = cur
+    return result
 
 
 def _rate(ts: Any, vs: Any, i: int, j: int, env: Env) -> float | None:
