@@ -372,6 +372,34 @@ def test_run_exits_2_when_the_state_directory_is_taken(tmp_path: Path) -> None:
         os.close(fd)
 
 
+def test_run_exits_2_when_the_journal_cannot_be_read(tmp_path: Path) -> None:
+    """A journal that cannot be read (here a directory in its place) holds protections
+    that starting without it would drop: `run` refuses with one line and exit code 2, not
+    a traceback and 1."""
+    state = tmp_path / "state"
+    (state / JOURNAL_FILE).mkdir(parents=True)
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(
+        f"server: {{listen: '127.0.0.1:0'}}\nstate_dir: {state}\nrules: {{files: []}}\n"
+        "app: {base_url: 'http://127.0.0.1:9'}\nlog: {format: json}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "run", "--config", str(path)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LEAK_SIDECAR_")},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    journal = state / JOURNAL_FILE
+    assert done.stderr.decode().splitlines() == [
+        f"state_dir: cannot read journal {journal}: [Errno 21] Is a directory: '{journal}'; "
+        "fix or move it away"
+    ]
+    assert b"Traceback" not in done.stdout + done.stderr
+    assert b"sidecar.crashed" not in done.stdout
+
+
 # -- finding 6: a full or read-only state directory ----------------------------------
 
 

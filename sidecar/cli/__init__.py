@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         "in the config are relative to its directory. SIGHUP (or POST /-/reload) re-reads "
         "the config and the rule files and applies them; SIGTERM stops.",
         "exit codes: 0 stopped by SIGTERM/SIGINT, 1 a loop failed, "
-        "2 invalid config, rules or memory-limit file, or the state dir is locked",
+        "2 invalid config, rules or memory-limit file, or the state dir is locked or its "
+        "journal unreadable",
     )
     run.add_argument(
         "--config", help=f"config file (default: env {ENV_CONFIG}, else built-in defaults)"

@@ -28,7 +28,7 @@ from sidecar.actions.journal import Journal, JournalWatch, StateDirLocked, lock_
 from sidecar.actions.path import ActionPath, build_action_path
 from sidecar.core import logs
 from sidecar.core.config import Config
-from sidecar.core.errors import ConfigError, RuleError, SidecarError
+from sidecar.core.errors import ConfigError, JournalError, RuleError, SidecarError
 from sidecar.core.loops import Loop, Sleep, stop_on_signals
 from sidecar.core.model import Alert
 from sidecar.core.outbound import Outbound, SecretReader
@@ -334,8 +334,8 @@ async def _shutdown(server: Server, path: ActionPath, session: aiohttp.ClientSes
 
 def run(cfg: Config, config_path: Path | None = None, env: Mapping[str, str] | None = None) -> int:
     """``leak-sidecar run``: until SIGTERM or SIGINT; 0 on a clean stop, 1 on a crash,
-    2 when the rules or the memory limit file are invalid or another sidecar holds the
-    state directory."""
+    2 when the rules or the memory limit file are invalid, another sidecar holds the
+    state directory, or its journal cannot be read."""
     logs.configure(cfg.log.format, cfg.log.level)
     try:
         sidecar = Sidecar(cfg, config_path=config_path, env=env)
@@ -359,6 +359,13 @@ def run(cfg: Config, config_path: Path | None = None, env: Mapping[str, str] | N
         locked = True
         for refusal in held.exceptions:
             print(refusal, file=sys.stderr)
+    except* JournalError as unreadable:
+        # Only the replay at start raises it out of here (a failed write is answered 503
+        # and retried). The journal holds what was decided: starting without it would drop
+        # those protections, and a restart cannot make the file readable.
+        locked = True
+        for failed in unreadable.exceptions:
+            print(f"state_dir: {failed}; fix or move it away", file=sys.stderr)
     except* ConfigError as refused:
         # The listen address is busy or not this host's: a key: problem line, exit 2.
         locked = True
