@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import struct
+import subprocess
+import sys
 from array import array
 from pathlib import Path
 
@@ -65,6 +67,29 @@ def test_this_install_built_the_c_kernels() -> None:
     assert native.kernels is not None
     assert Path(native.kernels.__file__).name.startswith("_kernels.cpython-")
     assert Path(native.kernels.__file__).suffix == ".so"
+
+
+def test_an_install_without_the_c_build_runs_the_python_kernels() -> None:
+    """Where the extension was not built, importing the evaluator still works, the
+    kernels are the Python ones, and a rule over the store gives the same value."""
+    code = (
+        "import sys\n"
+        "sys.modules['sidecar.rules.promql._kernels'] = None  # as if never built\n"
+        "from sidecar.rules.promql import native, query_vector\n"
+        "from tests.promql_support import load\n"
+        "store = load({'g': '1 2 4 8 16 32'}, 1_000)\n"
+        "print(native.kernels, query_vector('avg_over_time(g[1m])', store, 5_000)[0].value)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "None 10.5\n"
 
 
 @settings(max_examples=400, deadline=None)
