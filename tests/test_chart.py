@@ -696,7 +696,7 @@ def test_image_carries_oci_labels() -> None:
         "org.opencontainers.image.description": (
             "Stops a Go service's memory and resource leaks before they take it down."
         ),
-        "org.opencontainers.image.licenses": PYPROJECT["project"]["license"]["text"],
+        "org.opencontainers.image.licenses": PYPROJECT["project"]["license"],
         "org.opencontainers.image.version": "${VERSION}",
         "org.opencontainers.image.source": "${SOURCE_URL}",
         "org.opencontainers.image.revision": "${REVISION}",

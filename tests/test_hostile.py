@@ -346,6 +346,18 @@ async def test_a_second_sidecar_on_the_same_state_directory_is_refused(tmp_path:
         pass
 
 
+def _run_command(config: Path) -> subprocess.CompletedProcess[bytes]:
+    """`leak-sidecar run --config CONFIG` as a real process (`run` configures logging for
+    the process, not for a test), without the environment's LEAK_SIDECAR_ settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", "run", "--config", str(config)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LEAK_SIDECAR_")},
+    )
+
+
 def test_run_exits_2_when_the_state_directory_is_taken(tmp_path: Path) -> None:
     """`leak-sidecar run` on a locked state directory: a clear message and exit code 2."""
     state = tmp_path / "state"
@@ -358,14 +370,7 @@ def test_run_exits_2_when_the_state_directory_is_taken(tmp_path: Path) -> None:
             f"server: {{listen: '127.0.0.1:0'}}\nstate_dir: {state}\nrules: {{files: []}}\n"
             "log: {format: json}\n"
         )
-        # A real process: `run` configures logging for the process, not for a test.
-        done = subprocess.run(
-            [sys.executable, "-m", "sidecar", "run", "--config", str(path)],
-            capture_output=True,
-            timeout=60,
-            check=False,
-            env={k: v for k, v in os.environ.items() if not k.startswith("LEAK_SIDECAR_")},
-        )
+        done = _run_command(path)
         assert done.returncode == 2, done.stderr[-2000:]
         assert f"state_dir: {state} is in use by another leak-sidecar".encode() in done.stderr
     finally:
@@ -383,13 +388,7 @@ def test_run_exits_2_when_the_journal_cannot_be_read(tmp_path: Path) -> None:
         f"server: {{listen: '127.0.0.1:0'}}\nstate_dir: {state}\nrules: {{files: []}}\n"
         "app: {base_url: 'http://127.0.0.1:9'}\nlog: {format: json}\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "sidecar", "run", "--config", str(path)],
-        capture_output=True,
-        timeout=60,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("LEAK_SIDECAR_")},
-    )
+    done = _run_command(path)
     assert done.returncode == 2, done.stderr[-2000:]
     journal = state / JOURNAL_FILE
     assert done.stderr.decode().splitlines() == [

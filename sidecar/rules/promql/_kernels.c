@@ -71,17 +71,11 @@ open_window(PyObject *obj, char format, Py_ssize_t i, Py_ssize_t j, Py_ssize_t m
     return 0;
 }
 
-static PyObject *
-avg_over_time(PyObject *module, PyObject *args)
+/* The kernels of one value window: vs[i:j] in, one double out. */
+
+static double
+avg_kernel(const double *vs, Py_ssize_t i, Py_ssize_t j)
 {
-    PyObject *vs_obj;
-    Py_ssize_t i, j;
-    Window w;
-    if (!PyArg_ParseTuple(args, "Onn:avg_over_time", &vs_obj, &i, &j) ||
-        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
-        return NULL;
-    }
-    const double *vs = (const double *)w.view.buf;
     double mean = 0.0, c = 0.0, count = 0.0;
     for (Py_ssize_t k = i; k < j; k++) {
         double v = vs[k];
@@ -97,40 +91,22 @@ avg_over_time(PyObject *module, PyObject *args)
         double inc = v / count - mean / count;
         KAHAN_INC(inc, mean, c);
     }
-    PyBuffer_Release(&w.view);
-    return PyFloat_FromDouble(isinf(mean) ? mean : mean + c);
+    return isinf(mean) ? mean : mean + c;
 }
 
-static PyObject *
-sum_over_time(PyObject *module, PyObject *args)
+static double
+sum_kernel(const double *vs, Py_ssize_t i, Py_ssize_t j)
 {
-    PyObject *vs_obj;
-    Py_ssize_t i, j;
-    Window w;
-    if (!PyArg_ParseTuple(args, "Onn:sum_over_time", &vs_obj, &i, &j) ||
-        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
-        return NULL;
-    }
-    const double *vs = (const double *)w.view.buf;
     double sum = 0.0, c = 0.0;
     for (Py_ssize_t k = i; k < j; k++) {
         KAHAN_INC(vs[k], sum, c);
     }
-    PyBuffer_Release(&w.view);
-    return PyFloat_FromDouble(isinf(sum) ? sum : sum + c);
+    return isinf(sum) ? sum : sum + c;
 }
 
-static PyObject *
-stdvar_over_time(PyObject *module, PyObject *args)
+static double
+stdvar_kernel(const double *vs, Py_ssize_t i, Py_ssize_t j)
 {
-    PyObject *vs_obj;
-    Py_ssize_t i, j;
-    Window w;
-    if (!PyArg_ParseTuple(args, "Onn:stdvar_over_time", &vs_obj, &i, &j) ||
-        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
-        return NULL;
-    }
-    const double *vs = (const double *)w.view.buf;
     double count = 0.0, mean = 0.0, c_mean = 0.0, aux = 0.0, c_aux = 0.0;
     for (Py_ssize_t k = i; k < j; k++) {
         double v = vs[k];
@@ -141,8 +117,42 @@ stdvar_over_time(PyObject *module, PyObject *args)
         inc = delta * (v - (mean + c_mean));
         KAHAN_INC(inc, aux, c_aux);
     }
+    return (aux + c_aux) / count;
+}
+
+/* Parse (vs, i, j) by the "Onn:name" format, run the kernel over vs[i:j], box its result. */
+static PyObject *
+over_values(PyObject *args, const char *format,
+            double (*kernel)(const double *, Py_ssize_t, Py_ssize_t))
+{
+    PyObject *vs_obj;
+    Py_ssize_t i, j;
+    Window w;
+    if (!PyArg_ParseTuple(args, format, &vs_obj, &i, &j) ||
+        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
+        return NULL;
+    }
+    double out = kernel((const double *)w.view.buf, i, j);
     PyBuffer_Release(&w.view);
-    return PyFloat_FromDouble((aux + c_aux) / count);
+    return PyFloat_FromDouble(out);
+}
+
+static PyObject *
+avg_over_time(PyObject *module, PyObject *args)
+{
+    return over_values(args, "Onn:avg_over_time", avg_kernel);
+}
+
+static PyObject *
+sum_over_time(PyObject *module, PyObject *args)
+{
+    return over_values(args, "Onn:sum_over_time", sum_kernel);
+}
+
+static PyObject *
+stdvar_over_time(PyObject *module, PyObject *args)
+{
+    return over_values(args, "Onn:stdvar_over_time", stdvar_kernel);
 }
 
 static PyObject *
