@@ -162,9 +162,10 @@ LONG_EXPRS = [
 
 @pytest.mark.integration
 def test_promtool_agrees_on_long_windows_of_1s_samples(tmp_path: Path, range_kernels: str) -> None:
-    """Windows of 600 to 900 samples of one sign, the evaluator's math.fsum paths, match
-    promtool to the last bit (large, small and negative magnitudes; eval times off the
-    sample grid, so predict_linear's x are not whole seconds)."""
+    """Windows of 600 to 900 samples of one sign (the C kernels, and the Python kernels'
+    math.fsum paths) match promtool to the last bit (large, small and negative
+    magnitudes; eval times off the sample grid, so predict_linear's x are not whole
+    seconds)."""
     rng = random.Random(14)
     n = 1_000
     series = {

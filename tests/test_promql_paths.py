@@ -10,11 +10,12 @@ import random
 from array import array
 from fractions import Fraction
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.core.model import STALE_NAN
-from sidecar.rules.promql import compile_expr
+from sidecar.rules.promql import compile_expr, native
 from sidecar.rules.promql.kahan import fsum_is_kahan, kahan_dot, one_signed_fsum
 from sidecar.rules.promql.rangefuncs import RANGE_KERNELS, Env
 from sidecar.rules.promql.regression import linear_regression
@@ -239,9 +240,13 @@ def test_fsum_is_kahan_whenever_the_test_says_so(values: list[float]) -> None:
         assert math.copysign(1.0, got) == math.copysign(1.0, total + c)
 
 
-def test_fsum_paths_are_taken_where_the_compensation_matters(range_kernels: str) -> None:
+def test_fsum_paths_are_taken_where_the_compensation_matters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A window of 900 noisy gauge values, whose plain sum is off in the last bits, takes
-    the math.fsum paths of sum_over_time and of both regression sums, with Go's results."""
+    the Python kernels' math.fsum paths of sum_over_time and of both regression sums, with
+    Go's results."""
+    monkeypatch.setattr(native, "kernels", None)
     ts = array("q", [1_700_000_000_000 + k * 1_000 + (k * 7) % 13 for k in range(900)])
     vs = array("d", [1.1 + math.sin(k) ** 2 * 1e3 / 7 for k in range(900)])
     assert _plain(list(vs)) != _kahan_ref(list(vs))  # the compensation changes the result
@@ -305,9 +310,11 @@ def test_one_signed_windows_match_the_go_transcription(
     assert _same(avg, _ref_avg(values))
 
 
-def test_x_sums_are_shared_only_by_identical_timestamps(range_kernels: str) -> None:
-    """Rules over other metrics of the same scrape reuse the x sums of a window; a window
-    differing in one inner timestamp (same ends, same length, same t0) does not."""
+def test_x_sums_are_shared_only_by_identical_timestamps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the Python kernels, rules over other metrics of the same scrape reuse the x sums
+    of a window; a window differing in one inner timestamp (same ends, same length, same
+    t0) does not."""
+    monkeypatch.setattr(native, "kernels", None)
     stamps = [1_700_000_000_000 + k * 1_000 for k in range(300)]
     moved = list(stamps)
     moved[150] += 400

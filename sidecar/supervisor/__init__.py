@@ -362,7 +362,7 @@ def run(cfg: Config, config_path: Path | None = None, env: Mapping[str, str] | N
     except* JournalError as unreadable:
         # Only the replay at start raises it out of here (a failed write is answered 503
         # and retried). The journal holds what was decided: starting without it would drop
-        # those protections, and a restart cannot make the file readable.
+        # those protections, so an operator has to look, as for a locked state directory.
         locked = True
         for failed in unreadable.exceptions:
             print(f"state_dir: {failed}; fix or move it away", file=sys.stderr)

@@ -20,7 +20,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 /* kahanSumInc: Neumaier's variant, the branch on magnitudes making each compensation
  * term the exact rounding error of sum + inc. */

@@ -3,8 +3,8 @@
 The extension is optional (pyproject.toml): an install without a C compiler goes on, and
 the range functions then run as Python, with the same results. The kernels read the
 store's own ``array('d')``/``array('q')`` windows; any other window (a subquery's list, a
-window copied around a staleness marker) takes the Python code. Which of the two runs is
-logged once at start (``rules.kernels``).
+window copied around a staleness marker) takes the Python code. ``sidecar.started``
+says which of the two runs (``range_kernels``).
 
 Tests set ``kernels`` to ``None`` to run the evaluator on the Python code alone.
 """

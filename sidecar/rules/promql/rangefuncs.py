@@ -12,8 +12,8 @@ The work that grows with the window in Python loops (``avg_over_time``, ``sum_ov
 ``stdvar``/``stddev_over_time``, ``deriv``, ``predict_linear``, and the counter resets
 ``rate`` and ``increase`` add back) runs in C over the store's arrays where the install
 built the C kernels (``native``): the same operations in the same order, a few
-nanoseconds a sample instead of 50-100. The Python below is the reference,
-and runs every window that is not an array, and every window where there is no C build.
+nanoseconds a sample instead of 50-100. The Python below is the reference; it runs every
+window that is not an array, and every window of an install without the C build.
 Where a shortcut is provably identical (``sum()`` on Python 3.12+, see ``regression``;
 ``math.fsum`` for values of one sign, see ``kahan``; ``min``/``max`` of finite values), the
 Python kernel takes it.
