@@ -394,6 +394,14 @@ def test_strict_types_refuse_lookalikes() -> None:
         ({"store": {"max_series": "100"}}, "store.max_series: expected int, got '100'"),
         ({"breaker": {"dry_run": "true"}}, "breaker.dry_run: expected bool, got 'true'"),
         ({"app": {"memory_limit_file": 5}}, "app.memory_limit_file: expected a path, got 5"),
+        (
+            {"app": {"http_config": {"tls_config": {"ca_file": ["ca.pem"]}}}},
+            "app.http_config.tls_config.ca_file: expected a path, got ['ca.pem']",
+        ),
+        (
+            {"app": {"http_config": {"authorization": {"credentials_file": 7}}}},
+            "app.http_config.authorization.credentials_file: expected a path, got 7",
+        ),
     ]:
         with pytest.raises(msgspec.ValidationError) as info:
             Config.validate({**raw, "token": "t"})

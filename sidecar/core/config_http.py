@@ -23,7 +23,7 @@ from typing import Self
 from msgspec import field
 
 from sidecar.core.config_fields import ConfigModel, Matching, Plain, Secret, expect_str
-from sidecar.core.errors import clip
+from sidecar.core.validation import path_text
 
 __all__ = [
     "AuthorizationConfig",
@@ -57,12 +57,6 @@ def read_secret(path: Path) -> str:
     return text
 
 
-def _path(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"expected a path, got {clip(repr(value), 80)}")
-
-
 class SecretFile(Plain, PosixPath):
     """A file holding one secret line, read again whenever it changes."""
 
@@ -70,7 +64,7 @@ class SecretFile(Plain, PosixPath):
 
     @classmethod
     def parse(cls, value: object) -> Self:
-        path = cls(_path(value))
+        path = cls(path_text(value))
         read_secret(path)
         return path
 
@@ -82,7 +76,7 @@ class ReadableFile(Plain, PosixPath):
 
     @classmethod
     def parse(cls, value: object) -> Self:
-        path = cls(_path(value))
+        path = cls(path_text(value))
         try:
             with path.open("rb"):
                 pass

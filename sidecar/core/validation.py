@@ -35,6 +35,7 @@ __all__ = [
     "convert",
     "decode_json",
     "json_problem",
+    "path_text",
     "schema_hook",
 ]
 
@@ -57,14 +58,19 @@ class Checked:
         raise NotImplementedError
 
 
+def path_text(value: object) -> str:
+    """A path as written in a config or body: a string, or ``ValueError``."""
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a path, got {clip(repr(value), 80)}")
+
+
 def _dec_hook(type_: type, value: object) -> object:
     if isinstance(type_, type) and issubclass(type_, Checked):
         return type_.parse(value)
     if type_ is Path:
         # Paths are written as strings: the one lax conversion.
-        if isinstance(value, str):
-            return Path(value)
-        raise ValueError(f"expected a path, got {clip(repr(value), 80)}")
+        return Path(path_text(value))
     raise NotImplementedError(f"no conversion to {type_!r}")
 
 
