@@ -65,6 +65,7 @@ def test_this_install_built_the_c_kernels() -> None:
     """The tests' install compiled the extension: a silent fallback to Python would leave
     the rule loop five times slower and this suite passing."""
     assert native.kernels is not None
+    assert native.range_kernels() == "c"
     assert Path(native.kernels.__file__).name.startswith("_kernels.cpython-")
     assert Path(native.kernels.__file__).suffix == ".so"
 
@@ -78,7 +79,8 @@ def test_an_install_without_the_c_build_runs_the_python_kernels() -> None:
         "from sidecar.rules.promql import native, query_vector\n"
         "from tests.promql_support import load\n"
         "store = load({'g': '1 2 4 8 16 32'}, 1_000)\n"
-        "print(native.kernels, query_vector('avg_over_time(g[1m])', store, 5_000)[0].value)\n"
+        "value = query_vector('avg_over_time(g[1m])', store, 5_000)[0].value\n"
+        "print(native.kernels, native.range_kernels(), value)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -89,7 +91,7 @@ def test_an_install_without_the_c_build_runs_the_python_kernels() -> None:
         cwd=Path(__file__).parent.parent,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout == "None 10.5\n"
+    assert done.stdout == "None python 10.5\n"
 
 
 @settings(max_examples=400, deadline=None)

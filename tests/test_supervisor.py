@@ -107,7 +107,7 @@ def test_own_exposition_has_build_info_process_metrics_and_no_created_series(
     Sidecar(cfg, registry=registry)
     text = generate_latest(registry).decode()
     assert (
-        f'leak_sidecar_build_info{{python="{platform.python_version()}",'
+        f'leak_sidecar_build_info{{python="{platform.python_version()}",range_kernels="c",'
         f'version="{__version__}"}} 1.0'
     ) in text.splitlines()
     names = {m.name for m in registry.collect()}

@@ -278,7 +278,7 @@ class Sidecar:
                 listen=f"{host}:{self.port}",
                 rule_groups=len(groups),
                 # "python": this install built no C kernels, and the rules cost more.
-                range_kernels="python" if native.kernels is None else "c",
+                range_kernels=native.range_kernels(),
             )
             async with asyncio.TaskGroup() as tg:
                 self._tasks = [

@@ -17,6 +17,7 @@ from sidecar import __version__
 from sidecar.core.config import Config
 from sidecar.core.errors import ConfigError
 from sidecar.core.model import LabelSet, labelset
+from sidecar.rules.promql.native import range_kernels
 from sidecar.store import Store
 from sidecar.web.thresholds import MEMORY_LIMIT_METRIC
 
@@ -67,10 +68,11 @@ def register(registry: CollectorRegistry, store: Store, limit: int | None) -> No
         ).set(limit)
     Gauge(
         "leak_sidecar_build_info",
-        "Always 1: the sidecar's version and Python, as labels (Prometheus's build_info).",
-        ["version", "python"],
+        "Always 1: the sidecar's version, its Python and whether its range functions run "
+        "in C or Python, as labels (Prometheus's build_info).",
+        ["version", "python", "range_kernels"],
         registry=registry,
-    ).labels(__version__, platform.python_version()).set(1)
+    ).labels(__version__, platform.python_version(), range_kernels()).set(1)
     # The sidecar's own CPU, memory and file descriptors: it runs in every pod, so
     # its cost is multiplied by the fleet and must be seen.
     ProcessCollector(registry=registry)
