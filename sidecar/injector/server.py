@@ -28,7 +28,8 @@ from sidecar.core.loops import stop_on_signals
 from sidecar.inject.review import DECISIONS, Decision, ReviewInvalid, review
 from sidecar.inject.settings import InjectSettings, load_settings
 from sidecar.injector.tls import ServingCertificate
-from sidecar.web.server import Limits, Server, build_app, json_error, refuse_non_json
+from sidecar.web.bodies import json_error, refuse_non_json
+from sidecar.web.server import Limits, Server, build_app
 
 __all__ = ["MAX_REVIEW_BYTES", "Injector", "run_injector"]
 

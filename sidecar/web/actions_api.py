@@ -26,7 +26,7 @@ from sidecar.core.errors import JournalError
 from sidecar.core.times import iso
 from sidecar.core.validation import Model
 from sidecar.web import alerts_api
-from sidecar.web.server import json_error, read_body
+from sidecar.web.bodies import json_error, read_body
 
 __all__ = ["BreakRequest", "FlushRequest", "ResetRequest", "path_routes", "routes"]
 

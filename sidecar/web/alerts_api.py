@@ -26,7 +26,7 @@ from sidecar.actions.forward import HOP_HEADER, ForwardFailed
 from sidecar.actions.receiver import Receiver, parse_payload
 from sidecar.core.errors import MAX_PROBLEMS, JournalError, clip, problems_message
 from sidecar.core.validation import json_problem
-from sidecar.web.server import json_error, refuse_non_json
+from sidecar.web.bodies import json_error, refuse_non_json
 
 __all__ = ["routes"]
 

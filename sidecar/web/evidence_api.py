@@ -22,7 +22,8 @@ from sidecar.core.errors import EvidenceError
 from sidecar.core.validation import Model
 from sidecar.evidence.bundles import BASELINE
 from sidecar.evidence.capture import Evidence, EvidenceDisabled
-from sidecar.web.server import TokenSource, json_error, read_body
+from sidecar.web.bodies import json_error, read_body
+from sidecar.web.server import TokenSource
 
 __all__ = ["routes"]
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from sidecar.web.server import json_error
+from sidecar.web.bodies import json_error
 
 __all__ = ["Reload", "routes"]
 

@@ -19,7 +19,7 @@ from sidecar.core.times import go_rfc3339
 from sidecar.gocompat.gofmt import go_format_e
 from sidecar.rules.alerting import ActiveAlert, AlertingRule, Rule
 from sidecar.rules.groups import Group
-from sidecar.web.server import json_error
+from sidecar.web.bodies import json_error
 
 __all__ = ["routes"]
 

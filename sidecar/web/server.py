@@ -26,9 +26,8 @@ import ssl
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -36,19 +35,9 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from sidecar.core.durations import format_duration
 from sidecar.core.errors import ConfigError, clip
-from sidecar.core.validation import Model, decode_json, json_problem
+from sidecar.web.bodies import json_error
 
-__all__ = [
-    "Limits",
-    "Observed",
-    "Probe",
-    "Server",
-    "TokenSource",
-    "build_app",
-    "json_error",
-    "read_body",
-    "refuse_non_json",
-]
+__all__ = ["Limits", "Observed", "Probe", "Server", "TokenSource", "build_app"]
 
 log = structlog.get_logger(__name__)
 
@@ -88,38 +77,8 @@ class Observed(Protocol):
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_JSON = "application/json"
-_M = TypeVar("_M", bound=Model)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_error(status: int, message: str, **extra: object) -> web.Response:
-    """A JSON error body ``{"status": "error", "error": message, ...}`` with ``status``."""
-    return web.json_response({"status": "error", "error": message, **extra}, status=status)
-
-
-def refuse_non_json(request: web.Request) -> web.Response | None:
-    """The 415 answer to a request whose content type is not JSON, or None."""
-    if request.content_type == _JSON:
-        return None
-    return json_error(415, f"unsupported content type {request.content_type!r}, expected {_JSON!r}")
-
-
-async def read_body(request: web.Request, model: type[_M]) -> _M | web.Response:
-    """The request body as ``model`` (its defaults when empty), or the 415/422 answer that
-    refuses it; a 422 names the one problem, never the body's values."""
-    body = await request.read()
-    if not body.strip():
-        return model()
-    refused = refuse_non_json(request)
-    if refused is not None:
-        return refused
-    try:
-        # Strict: "yes" or 1 must not pass for true, nor 5 for a reason.
-        return decode_json(body, model)
-    except msgspec.DecodeError as exc:
-        return json_error(422, f"invalid request body: {clip(json_problem(exc).line())}")
 
 
 @web.middleware
