@@ -137,25 +137,25 @@ over_values(PyObject *args, const char *format,
 }
 
 static PyObject *
-avg_over_time(PyObject *module, PyObject *args)
+avg_over_time(PyObject *Py_UNUSED(module), PyObject *args)
 {
     return over_values(args, "Onn:avg_over_time", avg_kernel);
 }
 
 static PyObject *
-sum_over_time(PyObject *module, PyObject *args)
+sum_over_time(PyObject *Py_UNUSED(module), PyObject *args)
 {
     return over_values(args, "Onn:sum_over_time", sum_kernel);
 }
 
 static PyObject *
-stdvar_over_time(PyObject *module, PyObject *args)
+stdvar_over_time(PyObject *Py_UNUSED(module), PyObject *args)
 {
     return over_values(args, "Onn:stdvar_over_time", stdvar_kernel);
 }
 
 static PyObject *
-linear_regression(PyObject *module, PyObject *args)
+linear_regression(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *ts_obj, *vs_obj;
     Py_ssize_t i, j;
@@ -217,7 +217,7 @@ linear_regression(PyObject *module, PyObject *args)
 }
 
 static PyObject *
-add_counter_resets(PyObject *module, PyObject *args)
+add_counter_resets(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *vs_obj;
     Py_ssize_t i, j;
@@ -260,10 +260,10 @@ static PyMethodDef kernel_methods[] = {
 
 static struct PyModuleDef kernels_module = {
     PyModuleDef_HEAD_INIT,
-    "_kernels",
-    "Prometheus 2.42's range-function arithmetic over the store's arrays, in C.",
-    0,
-    kernel_methods,
+    .m_name = "_kernels",
+    .m_doc = "Prometheus 2.42's range-function arithmetic over the store's arrays, in C.",
+    .m_size = 0,
+    .m_methods = kernel_methods,
 };
 
 PyMODINIT_FUNC
