@@ -5,9 +5,11 @@ install runs."""
 from __future__ import annotations
 
 import math
+import shlex
 import struct
 import subprocess
 import sys
+import sysconfig
 from array import array
 from pathlib import Path
 
@@ -68,6 +70,23 @@ def test_this_install_built_the_c_kernels() -> None:
     assert native.range_kernels() == "c"
     assert Path(native.kernels.__file__).name.startswith("_kernels.cpython-")
     assert Path(native.kernels.__file__).suffix == ".so"
+
+
+def test_the_c_source_compiles_without_a_warning() -> None:
+    """The kernels compile with every common warning as an error, by the compiler and
+    against the headers that build this Python's extensions."""
+    source = Path(native.__file__).with_name("_kernels.c")
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    include = sysconfig.get_paths()["include"]
+    flags = ["-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
+    done = subprocess.run(
+        [*cc, *flags, f"-I{include}", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_an_install_without_the_c_build_runs_the_python_kernels() -> None:
