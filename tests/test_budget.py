@@ -15,12 +15,23 @@ from typing import Any
 
 import aiohttp
 import pytest
-from actions_support import Clock, Disk, Rig, alert, journal_entries, rig, until, webhook
+from actions_support import (
+    Clock,
+    Disk,
+    Rig,
+    alert,
+    config,
+    journal_entries,
+    rig,
+    until,
+    webhook,
+)
 from aiohttp import web
 from conftest import serving
 from prometheus_client import CollectorRegistry
 
 from sidecar.actions.fleet import Budget, census_query
+from sidecar.actions.path import build_router
 from sidecar.core.config_fleet import FleetConfig
 from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
@@ -393,6 +404,76 @@ async def test_a_refused_break_survives_a_restart_and_breaks_once_budget_frees(
     # The restart's compaction carried it; the break removed it.
     assert after == [("snapshot", {INSTANCE: record}), ("decision", {INSTANCE: None})]
     assert len(prom.queries) == asked
+
+
+def _routed(action: str) -> dict[str, Any]:
+    """The rig's actions section, with CacheGrowing routed to ``action`` by config."""
+    return {
+        "timeout": "1s",
+        "retry": {"attempts": 3, "initial_backoff": "100ms", "max_backoff": "1s"},
+        "routes": [{"match": {"alertname": "CacheGrowing"}, "action": action}],
+    }
+
+
+async def test_a_refused_break_a_restart_mutes_is_dropped_not_broken(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """A break refused before a restart whose config now routes its alert to none is
+    dropped at its next examination (journaled): the budget is never asked, the app never
+    called, and nothing waits for the fleet any more."""
+    async with _prometheus() as (prom, url):
+        async with rig(tmp_path, registry, fleet=_fleet(url)) as r:
+            status, body = await r.post("/alerts", webhook(BREAK))
+            assert (status, body["actions"]) == (200, [])
+            path = r.path.journal.path
+        asked = len(prom.queries)
+        async with rig(
+            tmp_path, CollectorRegistry(), fleet=_fleet(url), actions=_routed("none")
+        ) as r:
+            restored = list(r.path.dispatcher.memory.refused)
+            r.clock.advance(1)
+            await r.path.dispatcher.reexamine()
+            await r.settle()
+            refused = dict(r.path.dispatcher.memory.refused)
+            wanted = r.metric("leak_sidecar_fleet_break_wanted", sidecar_id=_budget(r).id)
+            lines = _refused_lines(path)
+
+    assert restored == [INSTANCE]
+    assert refused == {}
+    assert lines[-1] == ("decision", {INSTANCE: None})
+    assert len(prom.queries) == asked
+    assert r.calls() == []
+    assert wanted == 0.0
+
+
+async def test_a_reload_that_routes_a_refused_break_to_a_flush_flushes_once(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """A reload that sends a refused break's alert to cache_flush: the next examination
+    flushes the cache for it and drops the refused break; the circuit is never broken,
+    and examining again calls nothing more."""
+    async with _prometheus() as (prom, url), rig(tmp_path, registry, fleet=_fleet(url)) as r:
+        status, body = await r.post("/alerts", webhook(BREAK))
+        assert (status, body["actions"]) == (200, [])  # waiting for the fleet to see it
+        cfg = config(
+            tmp_path / "state",
+            r.path.cfg.app.base_url,
+            fleet=_fleet(url),
+            actions=_routed("cache_flush"),
+        )
+        r.path.reconfigure(cfg, build_router(cfg))
+        r.clock.advance(1)
+        prom.census(10, 1)  # a free budget: the old route would break now
+        await r.path.dispatcher.reexamine()
+        await r.settle()
+        await r.path.dispatcher.reexamine()
+        await r.settle()
+        refused = dict(r.path.dispatcher.memory.refused)
+        circuit = r.path.breaker.state.state
+
+    assert [c.body["reason"] for c in r.calls("/v1/cache/flush")] == ["alert CacheGrowing firing"]
+    assert r.calls("/v1/circuit/break") == []
+    assert (refused, circuit) == ({}, "closed")
 
 
 async def test_a_resolved_refused_break_does_not_come_back_after_a_restart(

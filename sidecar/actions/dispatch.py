@@ -11,7 +11,8 @@ committed and the caller answers 503, so that Alertmanager retries.
 
 An alert that would open a closed circuit first asks the fleet budget (``fleet``), outside
 the lock; a refused break is journaled with its decision and delivered again by
-``reexamine`` every ``breaker.check_interval`` while it fires, after a restart too.
+``reexamine`` every ``breaker.check_interval`` while it fires, after a restart too, routed
+by the config of now (``route``): a reload or restart that routes it elsewhere drops it.
 
 Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
 compaction writes one ``Snapshot`` (see ``entries``). Replaying them at start
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import msgspec
@@ -87,8 +88,11 @@ class Dispatcher:
         sleep: Sleep = asyncio.sleep,
         new_id: Callable[[], str] = new_action_id,
         budget: Budget | None = None,
+        route: Callable[[Mapping[str, str]], Route],
     ) -> None:
         self._cfg = cfg
+        self.route = route
+        """The router's decision for an alert's labels, as configured now (``reconfigure``)."""
         self.budget = budget
         self.journal = journal
         self.breaker = breaker
@@ -113,9 +117,10 @@ class Dispatcher:
         """The circuit of the latest decision submitted; None until the first one."""
         self._waiting: str | None = None
 
-    def reconfigure(self, cfg: ActionsConfig) -> None:
-        """Use ``cfg``'s dedupe and journal bounds from now on (a reload)."""
+    def reconfigure(self, cfg: ActionsConfig, route: Callable[[Mapping[str, str]], Route]) -> None:
+        """Use ``cfg``'s dedupe and journal bounds, and ``route``, from now on (a reload)."""
         self._cfg = cfg
+        self.route = route
         self.memory.cfg = cfg
 
     def _now(self) -> int:
@@ -179,9 +184,13 @@ class Dispatcher:
             self.budget.release()
 
     async def reexamine(self) -> None:
-        """Deliver again the breaks the budget refused: level-triggered, while they fire."""
-        for source, routed in self.memory.refused_by_source().items():
-            await self.apply(routed, source)
+        """Deliver again the breaks the budget refused: level-triggered, while they fire.
+
+        Each is routed again as the config says now: one a reload muted or sent to another
+        action is dropped from the refused breaks (and flushes, if that is its action now).
+        """
+        for source, refused in self.memory.refused_by_source().items():
+            await self.apply([(alert, self.route(alert.labels)) for alert, _ in refused], source)
 
     # -- operators and the timer ----------------------------------------------------
 

@@ -57,7 +57,7 @@ class ActionPath:
         self.cfg = cfg
         self.breaker.cfg = cfg.breaker
         self.actuator.reconfigure(cfg.actions)
-        self.dispatcher.reconfigure(cfg.actions)
+        self.dispatcher.reconfigure(cfg.actions, router.route)
         self.reconciler.reconfigure(cfg.actions.reconcile)
         self.receiver.router = router
 
@@ -125,6 +125,7 @@ def build_action_path(
         if cfg.fleet.prometheus_url is None
         else Budget(cfg.fleet, session, registry, clock=clock)
     )
+    router = build_router(cfg)
     dispatcher = Dispatcher(
         cfg.actions,
         journal,
@@ -135,6 +136,7 @@ def build_action_path(
         sleep=sleep,
         new_id=new_id,
         budget=budget,
+        route=router.route,
     )
     forward = cfg.fleet.forward
     fixed = cfg.token.get_secret_value() if cfg.token else None
@@ -147,7 +149,7 @@ def build_action_path(
         or ",".join(f"{k}={v}" for k, v in sorted(_identity(cfg).items())),
         sleep=sleep,
     )
-    receiver = Receiver(build_router(cfg), dispatcher, registry, tag=tag, forwarder=forwarder)
+    receiver = Receiver(router, dispatcher, registry, tag=tag, forwarder=forwarder)
     return ActionPath(cfg, journal, breaker, actuator, dispatcher, receiver)
 
 

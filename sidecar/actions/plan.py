@@ -216,11 +216,12 @@ class Memory:
         src: str,
     ) -> None:
         """Decide one routed alert of a delivery into ``plan``."""
+        instance = instance_key(alert)
+        if alert.status == "resolved" or route.action != "circuit_break":
+            # Resolved, or routed elsewhere now (a reload): no longer a break to wait for.
+            self._unrefuse(plan, instance)
         if route.action in ("none", "invalid", "foreign"):
             return
-        instance = instance_key(alert)
-        if alert.status == "resolved":
-            self._unrefuse(plan, instance)
         key = f"{instance}:{alert.status}"
         # A firing notification that arrives after its own resolution is stale news.
         late = alert.status == "firing" and f"{instance}:resolved" in self.seen
