@@ -161,7 +161,8 @@ def test_windows_that_are_not_arrays_take_the_python_kernels() -> None:
 
 def test_the_c_kernels_refuse_what_is_not_a_window() -> None:
     """Another array type, a range outside the array, an empty window or a list: a
-    TypeError or IndexError that says what was expected, never a read past the end."""
+    TypeError or IndexError that says what was expected, never a read past the end, and
+    the arrays released."""
     c = native.kernels
     assert c is not None
     vs = array("d", [1.0, 2.0, 3.0])
@@ -184,6 +185,10 @@ def test_the_c_kernels_refuse_what_is_not_a_window() -> None:
         c.linear_regression(ts, array("d", [1.0, 2.0]), 0, 3, 0)
     with pytest.raises(TypeError, match=r"must be real number, not str"):
         c.add_counter_resets(vs, 0, 3, "1")  # type: ignore[arg-type]  # on purpose
+    # Every refusal released the arrays it had opened: the store appends to them after
+    # each scrape, which an export left behind would turn into a BufferError.
+    vs.append(4.0)
+    ts.append(4)
     assert c.avg_over_time(vs, 0, 3) == 2.0
     assert c.add_counter_resets(array("d", [5.0, 1.0, 4.0, 2.0, 3.0]), 0, 5, 0.5) == 9.5
     assert c.linear_regression(array("q", [1_000, 2_000, 3_000]), vs, 0, 3, 1_000) == (1.0, 1.0)
