@@ -21,9 +21,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from sidecar.actions import journal as journal_module
 from sidecar.actions.action import Action
 from sidecar.actions.path import ActionPath, build_action_path
+from sidecar.core import durable
 from sidecar.core.config import Config
 from sidecar.core.model import Alert, fingerprint
 from sidecar.demo.app import DemoApp, Fault, serve
@@ -273,7 +273,7 @@ class Disk:
     """``append_durably`` that can hold a commit on the disk, and fail the next one."""
 
     def __init__(self) -> None:
-        self.real = journal_module.append_durably
+        self.real = durable.append_durably
         self.entered = threading.Event()
         self.release = threading.Event()
         self.hold_call = 0

@@ -45,7 +45,7 @@ from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
 from sidecar.demo.sim import Simulation
 from sidecar.inject.pod import inject
-from sidecar.inject.settings import InjectSettings
+from sidecar.inject.settings import InjectSettings, ObjectName
 
 ROOT = Path(__file__).parent.parent
 CHART = ROOT / "charts" / "leak-sidecar"
@@ -730,9 +730,9 @@ def test_chart_pod_is_what_inject_makes_of_it(
     checksum = annotations.pop("checksum/leak-sidecar-config")
     settings = InjectSettings(
         mode=mode,
-        config_map="demo-leak-sidecar-config",
-        rules_config_map="demo-leak-sidecar-rules",
-        token_secret="demo-leak-sidecar-token",
+        config_map=ObjectName("demo-leak-sidecar-config"),
+        rules_config_map=ObjectName("demo-leak-sidecar-rules"),
+        token_secret=ObjectName("demo-leak-sidecar-token"),
     )
     made = inject(bare, settings)
     made["metadata"]["annotations"]["checksum/leak-sidecar-config"] = checksum

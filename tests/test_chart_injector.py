@@ -30,7 +30,6 @@ from chart_support import (
     sidecar_ingress,
 )
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from sidecar.core.config_load import load
 
@@ -301,7 +300,7 @@ def test_helm_generated_ca_signs_the_served_certificate(sets: dict[str, Rendered
     ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
     cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
     cert.verify_directly_issued_by(ca)
-    sans = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert sans.value.get_values_for_type(x509.DNSName) == [
         f"{FULL}.{NS}.svc",
         f"{FULL}.{NS}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -385,12 +386,12 @@ def test_two_loads_are_equal_and_frozen(tmp_path: Path) -> None:
     assert one == two
     assert one.scrape.max_body_bytes == 8 * 1024 * 1024
     with pytest.raises(AttributeError):
-        one.scrape.interval = 1.0  # type: ignore[misc]
+        one.scrape.interval = 1.0  # type: ignore[misc, assignment]  # frozen, on purpose
 
 
 def test_strict_types_refuse_lookalikes() -> None:
     """A string of digits is not a number and 1 is not true; a path is the one lax type."""
-    for raw, line in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"store": {"max_series": "100"}}, "store.max_series: expected int, got '100'"),
         ({"breaker": {"dry_run": "true"}}, "breaker.dry_run: expected bool, got 'true'"),
         ({"app": {"memory_limit_file": 5}}, "app.memory_limit_file: expected a path, got 5"),
@@ -402,7 +403,8 @@ def test_strict_types_refuse_lookalikes() -> None:
             {"app": {"http_config": {"authorization": {"credentials_file": 7}}}},
             "app.http_config.authorization.credentials_file: expected a path, got 7",
         ),
-    ]:
+    ]
+    for raw, line in cases:
         with pytest.raises(msgspec.ValidationError) as info:
             Config.validate({**raw, "token": "t"})
         assert Problem.of(info.value, raw).line() == line

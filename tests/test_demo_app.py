@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from conftest import free_port
 
 from sidecar.demo import app as demo_app
 from sidecar.demo.app import (
@@ -27,7 +28,6 @@ from sidecar.demo.app import (
     serve,
 )
 from sidecar.demo.app_cmd import run_demo_app
-from tests.conftest import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "goapp"
 WALL = 1_800_000_000.0

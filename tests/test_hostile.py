@@ -29,6 +29,7 @@ from sidecar.actions import journal as journal_module
 from sidecar.actions.breaker import MAX_HOLDERS
 from sidecar.actions.journal import JOURNAL_FILE, Journal, StateDirLocked
 from sidecar.cli import main
+from sidecar.core import durable
 from sidecar.core.config_load import load
 from sidecar.core.errors import ConfigError
 from sidecar.core.model import labelset
@@ -406,7 +407,7 @@ def test_run_exits_2_when_the_journal_cannot_be_read(tmp_path: Path) -> None:
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Every journal write fails with ENOSPC while the flag is up."""
     full = [True]
-    real_append, real_atomic = journal_module.append_durably, journal_module.write_atomic
+    real_append, real_atomic = durable.append_durably, durable.write_atomic
 
     def append_durably(fd: int, data: bytes) -> None:
         if full[0]:

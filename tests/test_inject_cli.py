@@ -101,7 +101,7 @@ def test_a_list_has_its_opted_in_items_injected(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kubectl get -o yaml gives a List: each item is looked at on its own."""
-    listing = {
+    listing: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "List",
         "items": [_workload("Deployment"), _workload("StatefulSet", OPT_IN)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import aiohttp
 import orjson
@@ -52,7 +53,7 @@ def test_payload_is_alertmanager_postable_alerts() -> None:
 class _Sink:
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.bodies: list[object] = []
+        self.bodies: list[list[dict[str, Any]]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -101,7 +102,7 @@ async def test_alertmanager_delivery_retries_5xx_then_delivers(
     assert len(sleeps) == 2
     assert 0 <= sleeps[0] <= 0.01
     assert 0 <= sleeps[1] <= 0.02
-    assert [[a["labels"]["alertname"] for a in b] for b in sink.bodies] == [["A", "B"]]  # type: ignore[index]
+    assert [[a["labels"]["alertname"] for a in b] for b in sink.bodies] == [["A", "B"]]
     sent = registry.get_sample_value(
         "leak_sidecar_notifications_sent_total", {"destination": "alertmanager"}
     )

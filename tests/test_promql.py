@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from promql_support import load, values
 
 from sidecar.core.model import STALE_NAN
 from sidecar.rules.promql import LOOKBACK_MS, Query, Sample, compile_expr, query_vector
 from sidecar.store import Store
-from tests.promql_support import load, values
 
 M = 60_000  # one minute in ms
 

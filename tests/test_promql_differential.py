@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from promql_support import load
 
 from sidecar.core.model import LabelSet
 from sidecar.rules.promql import query_vector
-from tests.promql_support import load
 
 EXPRS = [
     "rate(cnt[2m])",

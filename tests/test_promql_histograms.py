@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from promql_support import load
 
 from sidecar.rules.promql import PromQLError, compile_expr, query_vector
 from sidecar.rules.promql.histograms import bucket_quantile, go_parse_float
-from tests.promql_support import load
 
 # strconv.ParseFloat(s, 64) on go1.19.8 (what promtool 2.42 is built with); None = error.
 GO_PARSE_FLOAT = {

@@ -44,12 +44,9 @@ def _bits(v: float) -> bytes:
 
 
 def _python(fn: str, ts: array[int], vs: array[float], i: int, j: int, t0: int) -> object:
-    saved = native.kernels
-    native.kernels = None
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "kernels", None)
         return _call(fn, ts, vs, i, j, t0)
-    finally:
-        native.kernels = saved
 
 
 def _call(fn: str, ts: array[int], vs: array[float], i: int, j: int, t0: int) -> object:
@@ -168,9 +165,9 @@ def test_the_c_kernels_refuse_what_is_not_a_window() -> None:
     vs = array("d", [1.0, 2.0, 3.0])
     ts = array("q", [1, 2, 3])
     with pytest.raises(TypeError, match=r"^expected a buffer of format 'd' \(an array\('d'\)\)$"):
-        c.avg_over_time(array("f", [1.0, 2.0]), 0, 2)  # type: ignore[arg-type]  # on purpose
+        c.avg_over_time(array("f", [1.0, 2.0]), 0, 2)
     with pytest.raises(TypeError, match=r"^expected a buffer of format 'q' \(an array\('q'\)\)$"):
-        c.linear_regression(array("i", [1, 2, 3]), vs, 0, 3, 0)  # type: ignore[arg-type]
+        c.linear_regression(array("i", [1, 2, 3]), vs, 0, 3, 0)
     with pytest.raises(TypeError, match=r"^expected a buffer of format 'd' \(an array\('d'\)\)$"):
         c.linear_regression(ts, array("q", [1, 2, 3]), 0, 3, 0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="a bytes-like object is required, not 'list'"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from promql_support import load, values
 
 from sidecar.rules.promql import PromQLError, Sample, query_vector
 from sidecar.store import Store
-from tests.promql_support import load, values
 
 M = 60_000
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+from promql_support import load
 
 from sidecar.core.durations import parse_duration_ms
 from sidecar.core.model import LabelSet
 from sidecar.rules.promql import query_vector
 from sidecar.rules.unittest.series import parse_metric
-from tests.promql_support import load
 
 RULES = Path(__file__).parent / "rules"
 FILES = sorted(RULES.glob("expr_*.yml"))

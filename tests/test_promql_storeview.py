@@ -10,12 +10,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 
 import pytest
+from promql_support import load, values
 
 from sidecar.core.model import LabelSet, is_stale, metric_name
 from sidecar.rules.promql import LOOKBACK_MS, compile_expr
 from sidecar.rules.unittest.series import parse_series
 from sidecar.store import SCRAPE, SampleWindow, Store, StoreView
-from tests.promql_support import load, values
 
 S = 15_000  # the sample interval, ms
 

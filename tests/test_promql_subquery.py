@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from promql_support import load, values
 
 from sidecar.core.config import RulesConfig
 from sidecar.rules.alerting import RecordingRule
@@ -15,7 +16,6 @@ from sidecar.rules.files import load_rules
 from sidecar.rules.groups import build_groups, runtime_groups
 from sidecar.rules.promql import SUBQUERY_STEP_MS, PromQLError, compile_expr, query_vector
 from sidecar.store import Store
-from tests.promql_support import load, values
 
 S = 1000
 M = 60 * S

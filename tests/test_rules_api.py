@@ -70,7 +70,10 @@ async def _serving_rules(
 async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     path = tmp_path / "rules.yml"
     path.write_text(RULES, encoding="utf-8")
-    samples = {(("__name__", "pool_active"),): 19.0, (("__name__", "pool_max"),): 20.0}
+    samples: dict[LabelSet, float] = {
+        (("__name__", "pool_active"),): 19.0,
+        (("__name__", "pool_max"),): 20.0,
+    }
     async with _serving_rules(path, samples) as c:
         yield c
 

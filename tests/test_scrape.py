@@ -6,7 +6,15 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any
 
@@ -166,12 +174,12 @@ class Rig:
 
 
 @pytest.fixture
-def logs() -> Iterator[list[dict[str, Any]]]:
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     with structlog.testing.capture_logs() as events:
         yield events
 
 
-def events(logs: list[dict[str, Any]], prefix: str = "scrape.") -> list[str]:
+def events(logs: Sequence[Mapping[str, Any]], prefix: str = "scrape.") -> list[str]:
     return [e["event"] for e in logs if e["event"].startswith(prefix)]
 
 
@@ -588,7 +596,7 @@ async def test_run_survives_failures_and_bugs_and_stops(
 
     rig = Rig(target.port, session, registry, monotonic=lambda: 100.0, sleep=sleep)
     target.replies = [status(404), ok(b"[]")]
-    real = scrape_module.flatten
+    real = flatten
     calls = itertools.count()
 
     def flaky(body: bytearray, cfg: Any) -> Any:

@@ -259,7 +259,10 @@ def test_go_format_e_quote_title_and_sprintf_markers() -> None:
 def _fake_query(text: str) -> list[tuple[tuple[tuple[str, str], ...], float]]:
     if text == "bad":
         raise RuleError("1:4: parse error: unexpected end of input")
-    rows = [((("__name__", "up"), ("job", "b")), 2.0), ((("__name__", "up"), ("job", "a")), 4.0)]
+    rows: list[tuple[tuple[tuple[str, str], ...], float]] = [
+        ((("__name__", "up"), ("job", "b")), 2.0),
+        ((("__name__", "up"), ("job", "a")), 4.0),
+    ]
     return rows if text == "up" else []
 
 

@@ -29,7 +29,7 @@ class Seconds(Checked, float):
         return cls(float(value[:-1]))
 
 
-class Inner(Model):
+class Inner(Model, frozen=True):
     count: Annotated[int, msgspec.Meta(ge=1)] = 1
     wait: Seconds = Seconds(1.0)
     level: Literal["low", "high"] = "low"
@@ -40,7 +40,7 @@ class Inner(Model):
             raise ValueError("inner.count: 7 is refused")
 
 
-class Outer(Model):
+class Outer(Model, frozen=True):
     inner: Inner = msgspec.field(default_factory=Inner)
     items: list[Inner] = msgspec.field(default_factory=list)
     labels: dict[str, str] = msgspec.field(default_factory=dict)
@@ -78,7 +78,7 @@ def test_without_the_input_the_value_is_not_echoed() -> None:
 
 
 def test_a_required_field_is_named() -> None:
-    class Needs(Model):
+    class Needs(Model, frozen=True):
         name: str
 
     with pytest.raises(msgspec.ValidationError) as caught:

@@ -167,9 +167,9 @@ async def test_one_webhook_url_each_break_reaches_its_own_app_once(
             await stack.enter_async_context(running_sidecar(_sidecar(tmp_path, i, port, app)))
         urls = [f"http://127.0.0.{i + 1}:{port}" for i in range(3)]
         service = _Service(urls)
-        app = web.Application()
-        app.router.add_post("/alerts", service.handle)
-        hook = await stack.enter_async_context(serving(app)) + "/alerts"
+        receiver = web.Application()
+        receiver.router.add_post("/alerts", service.handle)
+        hook = await stack.enter_async_context(serving(receiver)) + "/alerts"
         for i in range(2):
             await stack.enter_async_context(
                 alertmanager(

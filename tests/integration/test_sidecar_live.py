@@ -81,7 +81,7 @@ async def test_metrics_follow_the_app_and_survive_its_death(
 
         def value(name: str, **labels: str) -> float:
             fam = families[name]
-            return next(s.value for s in fam.samples if s.labels == labels)
+            return float(next(s.value for s in fam.samples if s.labels == labels))
 
         assert value("go_memstats_heap_alloc_bytes") == memstats["HeapAlloc"]
         assert families["go_memstats_heap_alloc_bytes"].type == "gauge"
