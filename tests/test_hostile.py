@@ -347,9 +347,15 @@ async def test_a_second_sidecar_on_the_same_state_directory_is_refused(tmp_path:
         pass
 
 
-def _run_command(config: Path) -> subprocess.CompletedProcess[bytes]:
-    """`leak-sidecar run --config CONFIG` as a real process (`run` configures logging for
-    the process, not for a test), without the environment's LEAK_SIDECAR_ settings."""
+def _run_on(state: Path) -> subprocess.CompletedProcess[bytes]:
+    """`leak-sidecar run` with ``state`` as its state directory, as a real process (`run`
+    configures logging for the process, not for a test), without the environment's
+    LEAK_SIDECAR_ settings."""
+    config = state.parent / "sidecar.yaml"
+    config.write_text(
+        f"server: {{listen: '127.0.0.1:0'}}\nstate_dir: {state}\nrules: {{files: []}}\n"
+        "app: {base_url: 'http://127.0.0.1:9'}\nlog: {format: json}\n"
+    )
     return subprocess.run(
         [sys.executable, "-m", "sidecar", "run", "--config", str(config)],
         capture_output=True,
@@ -366,12 +372,7 @@ def test_run_exits_2_when_the_state_directory_is_taken(tmp_path: Path) -> None:
     fd = os.open(state, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path = tmp_path / "sidecar.yaml"
-        path.write_text(
-            f"server: {{listen: '127.0.0.1:0'}}\nstate_dir: {state}\nrules: {{files: []}}\n"
-            "log: {format: json}\n"
-        )
-        done = _run_command(path)
+        done = _run_on(state)
         assert done.returncode == 2, done.stderr[-2000:]
         assert f"state_dir: {state} is in use by another leak-sidecar".encode() in done.stderr
     finally:
@@ -384,12 +385,7 @@ def test_run_exits_2_when_the_journal_cannot_be_read(tmp_path: Path) -> None:
     a traceback and 1."""
     state = tmp_path / "state"
     (state / JOURNAL_FILE).mkdir(parents=True)
-    path = tmp_path / "sidecar.yaml"
-    path.write_text(
-        f"server: {{listen: '127.0.0.1:0'}}\nstate_dir: {state}\nrules: {{files: []}}\n"
-        "app: {base_url: 'http://127.0.0.1:9'}\nlog: {format: json}\n"
-    )
-    done = _run_command(path)
+    done = _run_on(state)
     assert done.returncode == 2, done.stderr[-2000:]
     journal = state / JOURNAL_FILE
     assert done.stderr.decode().splitlines() == [
