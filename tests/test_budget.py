@@ -455,6 +455,8 @@ async def test_a_reload_that_routes_a_refused_break_to_a_flush_flushes_once(
     async with _prometheus() as (prom, url), rig(tmp_path, registry, fleet=_fleet(url)) as r:
         status, body = await r.post("/alerts", webhook(BREAK))
         assert (status, body["actions"]) == (200, [])  # waiting for the fleet to see it
+        since = _budget(r).wanted_since
+        assert since is not None
         cfg = config(
             tmp_path / "state",
             r.path.cfg.app.base_url,
@@ -463,7 +465,8 @@ async def test_a_reload_that_routes_a_refused_break_to_a_flush_flushes_once(
         )
         r.path.reconfigure(cfg, build_router(cfg))
         r.clock.advance(1)
-        prom.census(10, 1)  # a free budget: the old route would break now
+        # The fleet grants this pod's want: under the old route, this examination breaks.
+        prom.census(10, 1, claims=((since, _budget(r).id, "me"),))
         await r.path.dispatcher.reexamine()
         await r.settle()
         await r.path.dispatcher.reexamine()
