@@ -12,7 +12,8 @@ committed and the caller answers 503, so that Alertmanager retries.
 An alert that would open a closed circuit first asks the fleet budget (``fleet``), outside
 the lock; a refused break is journaled with its decision and delivered again by
 ``reexamine`` every ``breaker.check_interval`` while it fires, after a restart too, routed
-by the config of now (``route``): a reload or restart that routes it elsewhere drops it.
+by the config of now (``router``, which the receiver routes by too): a reload or restart
+that routes it elsewhere drops it.
 
 Each decision is one ``Decision`` entry, each finished call one ``Done``, and a
 compaction writes one ``Snapshot`` (see ``entries``). Replaying them at start
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import msgspec
@@ -50,7 +51,7 @@ from sidecar.actions.history import ActionEvent, Transition
 from sidecar.actions.intent import resume
 from sidecar.actions.journal import Journal
 from sidecar.actions.plan import Memory, Plan, Refused
-from sidecar.actions.routing import Route
+from sidecar.actions.routing import Route, Router
 from sidecar.core.config_actions import ActionsConfig
 from sidecar.core.errors import JournalError
 from sidecar.core.loops import Sleep, pause
@@ -88,11 +89,12 @@ class Dispatcher:
         sleep: Sleep = asyncio.sleep,
         new_id: Callable[[], str] = new_action_id,
         budget: Budget | None = None,
-        route: Callable[[Mapping[str, str]], Route],
+        router: Router,
     ) -> None:
         self._cfg = cfg
-        self.route = route
-        """The router's decision for an alert's labels, as configured now (``reconfigure``)."""
+        self.router = router
+        """Every alert's action, as configured now (``reconfigure``): the receiver's routing
+        of a delivery and the re-examination of a refused break read this one."""
         self.budget = budget
         self.journal = journal
         self.breaker = breaker
@@ -117,10 +119,10 @@ class Dispatcher:
         """The circuit of the latest decision submitted; None until the first one."""
         self._waiting: str | None = None
 
-    def reconfigure(self, cfg: ActionsConfig, route: Callable[[Mapping[str, str]], Route]) -> None:
-        """Use ``cfg``'s dedupe and journal bounds, and ``route``, from now on (a reload)."""
+    def reconfigure(self, cfg: ActionsConfig, router: Router) -> None:
+        """Use ``cfg``'s dedupe and journal bounds, and ``router``, from now on (a reload)."""
         self._cfg = cfg
-        self.route = route
+        self.router = router
         self.memory.cfg = cfg
 
     def _now(self) -> int:
@@ -190,7 +192,8 @@ class Dispatcher:
         action is dropped from the refused breaks (and flushes, if that is its action now).
         """
         for source, refused in self.memory.refused_by_source().items():
-            await self.apply([(alert, self.route(alert.labels)) for alert, _ in refused], source)
+            route = self.router.route
+            await self.apply([(alert, route(alert.labels)) for alert, _ in refused], source)
 
     # -- operators and the timer ----------------------------------------------------
 

@@ -57,9 +57,8 @@ class ActionPath:
         self.cfg = cfg
         self.breaker.cfg = cfg.breaker
         self.actuator.reconfigure(cfg.actions)
-        self.dispatcher.reconfigure(cfg.actions, router.route)
+        self.dispatcher.reconfigure(cfg.actions, router)
         self.reconciler.reconfigure(cfg.actions.reconcile)
-        self.receiver.router = router
 
     async def start(self) -> None:
         """Restore the breaker and memory from the journal and resume unfinished calls."""
@@ -125,7 +124,6 @@ def build_action_path(
         if cfg.fleet.prometheus_url is None
         else Budget(cfg.fleet, session, registry, clock=clock)
     )
-    router = build_router(cfg)
     dispatcher = Dispatcher(
         cfg.actions,
         journal,
@@ -136,7 +134,7 @@ def build_action_path(
         sleep=sleep,
         new_id=new_id,
         budget=budget,
-        route=router.route,
+        router=build_router(cfg),
     )
     forward = cfg.fleet.forward
     fixed = cfg.token.get_secret_value() if cfg.token else None
@@ -149,7 +147,7 @@ def build_action_path(
         or ",".join(f"{k}={v}" for k, v in sorted(_identity(cfg).items())),
         sleep=sleep,
     )
-    receiver = Receiver(router, dispatcher, registry, tag=tag, forwarder=forwarder)
+    receiver = Receiver(dispatcher, registry, tag=tag, forwarder=forwarder)
     return ActionPath(cfg, journal, breaker, actuator, dispatcher, receiver)
 
 

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from sidecar.actions.dispatch import Delivery, Dispatcher
 from sidecar.actions.forward import Forwarder
-from sidecar.actions.routing import ACTION_LABEL, Router
+from sidecar.actions.routing import ACTION_LABEL
 from sidecar.core.errors import clip
 from sidecar.core.model import Alert
 from sidecar.core.model import fingerprint as labels_fingerprint
@@ -198,19 +198,17 @@ def parse_payload(body: bytes) -> WebhookPayload:
 
 
 class Receiver:
-    """Routes each alert to an action and hands them to the dispatcher."""
+    """Routes each alert to an action (by the dispatcher's router, which a reload replaces)
+    and hands them to the dispatcher."""
 
     def __init__(
         self,
-        router: Router,
         dispatcher: Dispatcher,
         registry: CollectorRegistry,
         *,
         tag: Callable[[Sequence[Alert]], list[Alert]] | None = None,
         forwarder: Forwarder | None = None,
     ) -> None:
-        self.router = router
-        """Decides each alert's action; a reload replaces it."""
         self._dispatcher = dispatcher
         self._forwarder = forwarder if forwarder is not None and forwarder.enabled else None
         self._alerts = Counter(
@@ -234,7 +232,7 @@ class Receiver:
         """
         routed = []
         for alert in alerts:
-            route = self.router.route(alert.labels)
+            route = self._dispatcher.router.route(alert.labels)
             self._alerts.labels(alert.status, route.action).inc()
             if route.action == "invalid":
                 log.warning(

@@ -186,8 +186,8 @@ class Sidecar:
             outbound=outbound,
             # A stretched scrape interval is the sign that the app is struggling.
             struggling=lambda: scraper.interval > self.reload.cfg.scrape.interval,
-            # The receiver's router, whichever a reload put there last: bound late.
-            asks=lambda labels: path.receiver.router.asks_evidence(labels),  # noqa: PLW0108
+            # The router, whichever a reload put there last: bound late.
+            asks=lambda labels: path.dispatcher.router.asks_evidence(labels),  # noqa: PLW0108
             clock=self.clock,
             monotonic=self.monotonic,
             sleep=self.sleep,
