@@ -34,37 +34,30 @@
         (sum) = kahan_t_;                              \
     } while (0)
 
-typedef struct {
-    Py_buffer view;
-    Py_ssize_t len;
-} Window;
-
 /* Read obj as a one-dimensional buffer of 8-byte items of the given struct format, and
- * check that [i, j) lies in it, with at least min_len items. */
+ * check that [i, j) is a non-empty window of it. */
 static int
-open_window(PyObject *obj, char format, Py_ssize_t i, Py_ssize_t j, Py_ssize_t min_len,
-            Window *w)
+open_window(PyObject *obj, char format, Py_ssize_t i, Py_ssize_t j, Py_buffer *view)
 {
-    if (PyObject_GetBuffer(obj, &w->view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
         return -1;
     }
-    const char *fmt = w->view.format;
+    const char *fmt = view->format;
     if (fmt != NULL && (fmt[0] == '@' || fmt[0] == '=' || fmt[0] == '<')) {
         fmt++;
     }
-    if (w->view.ndim != 1 || w->view.itemsize != 8 || fmt == NULL || fmt[0] != format ||
+    if (view->ndim != 1 || view->itemsize != 8 || fmt == NULL || fmt[0] != format ||
         fmt[1] != '\0') {
         PyErr_Format(PyExc_TypeError, "expected a buffer of format '%c' (an array('%c'))",
                      format, format);
-        PyBuffer_Release(&w->view);
+        PyBuffer_Release(view);
         return -1;
     }
-    w->len = w->view.len / 8;
-    if (i < 0 || j > w->len || j - i < min_len) {
-        PyErr_Format(PyExc_IndexError,
-                     "window [%zd, %zd) is not a window of at least %zd of the %zd items",
-                     i, j, min_len, w->len);
-        PyBuffer_Release(&w->view);
+    Py_ssize_t len = view->len / 8;
+    if (i < 0 || j > len || j <= i) {
+        PyErr_Format(PyExc_IndexError, "window [%zd, %zd) is empty or not within the %zd items",
+                     i, j, len);
+        PyBuffer_Release(view);
         return -1;
     }
     return 0;
@@ -126,13 +119,13 @@ over_values(PyObject *args, const char *format,
 {
     PyObject *vs_obj;
     Py_ssize_t i, j;
-    Window w;
+    Py_buffer w;
     if (!PyArg_ParseTuple(args, format, &vs_obj, &i, &j) ||
-        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
+        open_window(vs_obj, 'd', i, j, &w) < 0) {
         return NULL;
     }
-    double out = kernel((const double *)w.view.buf, i, j);
-    PyBuffer_Release(&w.view);
+    double out = kernel((const double *)w.buf, i, j);
+    PyBuffer_Release(&w);
     return PyFloat_FromDouble(out);
 }
 
@@ -160,18 +153,18 @@ linear_regression(PyObject *Py_UNUSED(module), PyObject *args)
     PyObject *ts_obj, *vs_obj;
     Py_ssize_t i, j;
     long long t0_arg;
-    Window wt, wv;
+    Py_buffer wt, wv;
     if (!PyArg_ParseTuple(args, "OOnnL:linear_regression", &ts_obj, &vs_obj, &i, &j,
                           &t0_arg) ||
-        open_window(ts_obj, 'q', i, j, 1, &wt) < 0) {
+        open_window(ts_obj, 'q', i, j, &wt) < 0) {
         return NULL;
     }
-    if (open_window(vs_obj, 'd', i, j, 1, &wv) < 0) {
-        PyBuffer_Release(&wt.view);
+    if (open_window(vs_obj, 'd', i, j, &wv) < 0) {
+        PyBuffer_Release(&wt);
         return NULL;
     }
-    const int64_t *ts = (const int64_t *)wt.view.buf;
-    const double *vs = (const double *)wv.view.buf;
+    const int64_t *ts = (const int64_t *)wt.buf;
+    const double *vs = (const double *)wv.buf;
     const uint64_t t0 = (uint64_t)t0_arg;
     const double init_y = vs[i];
     int const_y = 1;
@@ -193,8 +186,8 @@ linear_regression(PyObject *Py_UNUSED(module), PyObject *args)
         KAHAN_INC(xy, sum_xy, c_xy);
         KAHAN_INC(x2, sum_x2, c_x2);
     }
-    PyBuffer_Release(&wt.view);
-    PyBuffer_Release(&wv.view);
+    PyBuffer_Release(&wt);
+    PyBuffer_Release(&wv);
     double slope, intercept;
     if (const_y) {
         if (isinf(init_y)) {
@@ -222,12 +215,12 @@ add_counter_resets(PyObject *Py_UNUSED(module), PyObject *args)
     PyObject *vs_obj;
     Py_ssize_t i, j;
     double result;
-    Window w;
+    Py_buffer w;
     if (!PyArg_ParseTuple(args, "Onnd:add_counter_resets", &vs_obj, &i, &j, &result) ||
-        open_window(vs_obj, 'd', i, j, 1, &w) < 0) {
+        open_window(vs_obj, 'd', i, j, &w) < 0) {
         return NULL;
     }
-    const double *vs = (const double *)w.view.buf;
+    const double *vs = (const double *)w.buf;
     /* Each drop adds the value before it, one addition at a time in the window's order
      * (Go starts from 0, which adds only 0 for a first value below zero: no change). */
     double prev = vs[i];
@@ -238,7 +231,7 @@ add_counter_resets(PyObject *Py_UNUSED(module), PyObject *args)
         }
         prev = cur;
     }
-    PyBuffer_Release(&w.view);
+    PyBuffer_Release(&w);
     return PyFloat_FromDouble(result);
 }
 
